@@ -1,0 +1,57 @@
+# formdigits: `make test` and `make demo` work on a fresh machine with Python 3.11 and make.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+SYSTEM_DEPS := $(VENV)/.system-deps
+# Handwriting fonts give the synthetic writer styles real letterforms to vary.
+DEB_PACKAGES := fonts-dkg-handwriting fonts-breip fonts-rufscript fonts-humor-sans fonts-comic-neue
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup test demo lock clean
+
+setup: $(INSTALLED) $(SYSTEM_DEPS)
+
+# Re-runs are instant: this only re-installs when the pins change.
+$(INSTALLED): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@touch $@
+
+# Debian packages; installed when we are root (CI, containers), otherwise we say what is missing.
+$(SYSTEM_DEPS): Makefile | $(INSTALLED)
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done | xargs); \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian packages: $$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
+	    || echo "warning: could not install $$missing; synthetic data will use stroke writers only"; \
+	else \
+	  echo "note: install $$missing (sudo apt-get install $$missing) for font-based writer styles"; \
+	fi
+	@touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	@if ! ls models/lenet5/[0-9]* >/dev/null 2>&1; then \
+	  $(BIN)/formdigits train --arch lenet5 --data synthetic --export-dir models; \
+	else echo "models/lenet5 exists: $$(ls models/lenet5 | grep -E '^[0-9]+$$' | sort -n | xargs)"; fi
+	@v=$$(ls models/lenet5 | grep -E '^[0-9]+$$' | sort -n | tail -1); \
+	  echo "== model card (models/lenet5/$$v)"; cat models/lenet5/$$v/assets.extra/model_card.json | head -30; \
+	  echo "== signatures"; $(BIN)/saved_model_cli show --dir models/lenet5/$$v --tag_set serve --signature_def serving_default
+
+# Re-resolve the pins after editing pyproject.toml's versions.
+lock:
+	rm -rf /tmp/formdigits-lock && $(PYTHON) -m venv /tmp/formdigits-lock
+	/tmp/formdigits-lock/bin/pip install --quiet -e '.[dev]'
+	(echo "# Every package formdigits installs, resolved together on Python 3.11 (used as pip constraints)."; \
+	 echo "# Regenerate: make lock"; \
+	 /tmp/formdigits-lock/bin/pip freeze --exclude-editable | grep -v -E '^(pip|setuptools|wheel)==') > requirements.lock
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
