@@ -106,6 +106,54 @@ def _confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return matrix
 
 
+def _predict(model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    import tensorflow as tf
+
+    infer = tf.function(lambda x: model(x, training=False))
+    return np.concatenate([infer(tf.constant(images[i:i + batch_size, ..., None])).numpy()
+                           for i in range(0, len(images), batch_size)])
+
+
+def _fit(model, x_train, y_train, x_held, y_held, cfg: TrainConfig) -> None:
+    """Adam with cosine decay, one line per epoch.
+
+    A plain tf.function step over tf.data: on 2 CPU cores it trains LeNet-5
+    about a third faster than keras `fit`, whose per-step overhead dominates
+    for a model this small.
+    """
+    import keras
+    import tensorflow as tf
+
+    steps = cfg.epochs * math.ceil(len(x_train) / cfg.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(1, steps), alpha=0.02)
+    optimizer = keras.optimizers.Adam(schedule)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+
+    @tf.function
+    def train_step(images, labels):
+        with tf.GradientTape() as tape:
+            probabilities = model(images, training=True)
+            loss = loss_fn(labels, probabilities)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, -1, output_type=tf.int32), labels), tf.int32))
+        return loss * tf.cast(tf.shape(labels)[0], tf.float32), hits
+
+    data = (tf.data.Dataset.from_tensor_slices((x_train[..., None], y_train.astype(np.int32)))
+            .shuffle(len(x_train), seed=cfg.seed, reshuffle_each_iteration=True)
+            .batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE))
+    for epoch in range(cfg.epochs):
+        t0 = time.monotonic()
+        loss_sum, hits = 0.0, 0
+        for images, labels in data:
+            batch_loss, batch_hits = train_step(images, labels)
+            loss_sum += float(batch_loss)
+            hits += int(batch_hits)
+        held_acc = float((_predict(model, x_held).argmax(axis=1) == y_held).mean())
+        _log(f"epoch {epoch + 1}/{cfg.epochs}  loss {loss_sum / len(x_train):.4f}  acc {hits / len(x_train):.4f}  "
+             f"held-out acc {held_acc:.4f}  {time.monotonic() - t0:.1f}s")
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Trains, evaluates on held-out data and exports the next version."""
     cfg = cfg.resolved()
@@ -120,34 +168,13 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(cfg.arch, vgg_weights=cfg.vgg_weights)
-    steps = cfg.epochs * math.ceil(len(x_train) / cfg.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(1, steps), alpha=0.02)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
     params = int(model.count_params())
     _log(f"{cfg.arch}: {params:,} parameters; {cfg.epochs} epochs of {len(x_train)} samples, batch {cfg.batch_size}")
-
-    x_train4 = x_train[..., None]
-    x_held4 = x_held[..., None]
-
-    class EpochLine(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.monotonic()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            _log(f"epoch {epoch + 1}/{cfg.epochs}  loss {logs.get('loss', float('nan')):.4f}  "
-                 f"acc {logs.get('accuracy', float('nan')):.4f}  "
-                 f"held-out acc {logs.get('val_accuracy', float('nan')):.4f}  "
-                 f"{time.monotonic() - self.t0:.1f}s")
-
     fit_started = time.monotonic()
-    model.fit(x_train4, y_train, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, verbose=0,
-              validation_data=(x_held4, y_held), callbacks=[EpochLine()])
+    _fit(model, x_train, y_train, x_held, y_held, cfg)
     fit_seconds = time.monotonic() - fit_started
 
-    probabilities = model.predict(x_held4, batch_size=512, verbose=0)
-    predicted = probabilities.argmax(axis=1)
+    predicted = _predict(model, x_held).argmax(axis=1)
     accuracy = float((predicted == y_held).mean())
     confusion = _confusion(y_held, predicted)
     _log(f"held-out accuracy {accuracy:.4%} on {len(y_held)} samples "

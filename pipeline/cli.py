@@ -77,11 +77,63 @@ def _run_train(args, parser) -> int:
     return 0
 
 
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="serve models over TF Serving's gRPC API (local server or tensorflow_model_server)",
+                       description="Serve the models directory over TF Serving's PredictionService/ModelService "
+                                   "gRPC API. The local engine needs nothing installed; --engine tfserving runs "
+                                   "the real tensorflow_model_server with the same config files.")
+    p.add_argument("--models-dir", help="models directory (default: models; with --model-config, overrides "
+                                        "each model's base_path with DIR/<name>)")
+    p.add_argument("--model-config", metavar="FILE", help="TF Serving ModelServerConfig, e.g. serving/models.config")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (default: 8500; 0 picks a free port)")
+    p.add_argument("--rest-port", type=int, default=8501, help="REST/monitoring port, tfserving engine (default: 8501)")
+    p.add_argument("--batching-config", metavar="FILE",
+                   help="TF Serving batching parameters (default: the packaged serving/batching.config; 'none' "
+                        "turns server-side batching off)")
+    p.add_argument("--monitoring-config", metavar="FILE", help="TF Serving monitoring config (tfserving engine; "
+                                                                "default: the packaged serving/monitoring.config)")
+    p.add_argument("--enable-serialization-as-tensor-content", action="store_true",
+                   help="answer with tensor_content instead of float_val, like TF Serving's flag of that name")
+    p.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions (default: 1)")
+    p.add_argument("--engine", choices=("local", "tfserving"), default="local")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args, parser) -> int:
+    import logging
+
+    from serving import engine
+    from serving.config import ConfigError
+
+    for flag, path in (("--model-config", args.model_config), ("--monitoring-config", args.monitoring_config),
+                       ("--batching-config", None if args.batching_config == "none" else args.batching_config)):
+        if path and not os.path.isfile(path):
+            parser.error(f"{flag} {path!r} does not exist")
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be 0..65535, got {args.port}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    batching_config = args.batching_config or engine.DEFAULT_BATCHING_CONFIG
+    try:
+        entries = engine.resolve_entries(args.models_dir, args.model_config)
+        if args.engine == "tfserving":
+            return engine.run_tfserving(entries, port=args.port, rest_port=args.rest_port,
+                                        batching_config=batching_config,
+                                        monitoring_config=args.monitoring_config or engine.DEFAULT_MONITORING_CONFIG)
+        return engine.run_local(entries, batching=engine.load_batching(batching_config), host=args.host,
+                                port=args.port, tensor_content=args.enable_serialization_as_tensor_content,
+                                poll_s=args.poll_seconds)
+    except (ConfigError, OSError) as exc:
+        print(f"formdigits serve: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="formdigits", description="Read handwritten digits from scanned forms at scale.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
     sub.required = True
     _add_train(sub)
+    _add_serve(sub)
     return parser
 
 

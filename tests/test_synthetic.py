@@ -23,7 +23,7 @@ def test_labels_balanced_and_images_mnist_like():
     assert images.shape == (600, 28, 28) and images.dtype == np.uint8
     counts = np.bincount(labels, minlength=10)
     assert counts.min() == counts.max() == 60
-    assert (images.reshape(600, -1).max(axis=1) == 255).all()          # every sample has ink
+    assert (images.reshape(600, -1).max(axis=1) > 128).all()           # every sample has ink
     assert images[:, :2, :].max() == 0 or images[:, :2, :].mean() < 1  # 4-pixel MNIST margin mostly empty
     ink_share = (images > 128).mean()
     assert 0.05 < ink_share < 0.3
@@ -57,7 +57,7 @@ def test_font_writers_render_when_fonts_are_installed():
     writer = synthetic.WriterStyle(**{**writer.__dict__, "font": fonts[0]})
     for digit in range(10):
         out = synthetic.render_digit(digit, writer, rng)
-        assert out.max() == 255
+        assert out.max() > 200
 
 
 def test_catmull_rom_passes_through_control_points():
