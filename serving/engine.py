@@ -1,0 +1,127 @@
+"""`formdigits serve`: run the local server, or the real tensorflow_model_server.
+
+Both engines read the same files: the models directory, `models.config`,
+`batching.config` and (for TF Serving) `monitoring.config`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+
+from serving.config import (BatchingOptions, ConfigError, ModelEntry, batching_options, load_batching_parameters,
+                            load_model_server_config, model_entries)
+
+__all__ = ["SERVING_DIR", "DEFAULT_BATCHING_CONFIG", "DEFAULT_MONITORING_CONFIG", "resolve_entries",
+           "build_local_server", "run_local", "tfserving_command", "run_tfserving"]
+
+SERVING_DIR = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_BATCHING_CONFIG = os.path.join(SERVING_DIR, "batching.config")
+DEFAULT_MONITORING_CONFIG = os.path.join(SERVING_DIR, "monitoring.config")
+TF_SERVING_BINARY = "tensorflow_model_server"
+
+log = logging.getLogger("formdigits.serve")
+
+
+def resolve_entries(models_dir: str | None, model_config: str | None) -> list[ModelEntry]:
+    """Models to serve: those in `model_config`, else every model directory under `models_dir`.
+
+    With both, the config's models are served from `models_dir/<name>`.
+    """
+    if model_config:
+        return model_entries(load_model_server_config(model_config), models_dir)
+    models_dir = models_dir or "models"
+    if not os.path.isdir(models_dir):
+        raise ConfigError(f"models directory {models_dir!r} does not exist; train a model first: "
+                          f"formdigits train --export-dir {models_dir}")
+    names = sorted(n for n in os.listdir(models_dir)
+                   if os.path.isdir(os.path.join(models_dir, n)) and not n.startswith("."))
+    if not names:
+        raise ConfigError(f"no models under {models_dir!r}; train one: formdigits train --export-dir {models_dir}")
+    # Like TF Serving's --model_base_path: serve the newest version of each model.
+    return [ModelEntry(name=n, base_path=os.path.join(models_dir, n), policy="latest", num_latest=1) for n in names]
+
+
+def load_batching(path: str | None) -> BatchingOptions | None:
+    if not path or path == "none":
+        return None
+    return batching_options(load_batching_parameters(path))
+
+
+def build_local_server(entries: list[ModelEntry], *, batching: BatchingOptions | None, host: str = "127.0.0.1",
+                       port: int = 8500, tensor_content: bool = False, poll_s: float = 1.0):
+    from serving.models import ModelManager
+    from serving.server import LocalModelServer
+
+    return LocalModelServer(ModelManager(entries, poll_s=poll_s), batching=batching, host=host, port=port,
+                            tensor_content=tensor_content)
+
+
+def run_local(entries: list[ModelEntry], *, batching: BatchingOptions | None, host: str, port: int,
+              tensor_content: bool, poll_s: float = 1.0, grace_s: float = 30.0) -> int:
+    """Serves until SIGTERM or SIGINT, then finishes in-flight requests and exits."""
+    server = build_local_server(entries, batching=batching, host=host, port=port, tensor_content=tensor_content,
+                                poll_s=poll_s)
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("received %s: finishing in-flight requests", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    for entry in entries:
+        if not server.manager.loaded_versions(entry.name):
+            log.warning("model %s has no loadable version under %s yet; waiting for one", entry.name, entry.base_path)
+    print(f"formdigits serve: listening on {server.target}", flush=True)
+    stop.wait()
+    server.stop(grace_s)
+    return 0
+
+
+def tfserving_command(entries: list[ModelEntry], *, port: int, rest_port: int, batching_config: str | None,
+                      monitoring_config: str | None, config_dir: str, poll_s: int = 1) -> list[str]:
+    """The tensorflow_model_server command line for the same models and configs."""
+    binary = shutil.which(TF_SERVING_BINARY)
+    if binary is None:
+        raise ConfigError(f"{TF_SERVING_BINARY} is not on PATH; run it from the tensorflow/serving image "
+                          "(see infra/tfserving) or use the built-in server (--engine local)")
+    from tensorflow_serving.config import model_server_config_pb2
+    from google.protobuf import text_format
+
+    config = model_server_config_pb2.ModelServerConfig()
+    for entry in entries:
+        c = config.model_config_list.config.add(name=entry.name, base_path=os.path.abspath(entry.base_path),
+                                                model_platform="tensorflow")
+        if entry.policy == "all":
+            c.model_version_policy.all.SetInParent()
+        elif entry.policy == "specific":
+            c.model_version_policy.specific.versions.extend(entry.specific)
+        else:
+            c.model_version_policy.latest.num_versions = entry.num_latest
+        for label, version in entry.labels:
+            c.version_labels[label] = version
+    config_path = os.path.join(config_dir, "models.config")
+    with open(config_path, "w") as fh:
+        fh.write(text_format.MessageToString(config))
+    cmd = [binary, f"--port={port}", f"--rest_api_port={rest_port}", f"--model_config_file={config_path}",
+           f"--file_system_poll_wait_seconds={poll_s}"]
+    if batching_config and batching_config != "none":
+        cmd += ["--enable_batching", f"--batching_parameters_file={os.path.abspath(batching_config)}"]
+    if monitoring_config:
+        cmd.append(f"--monitoring_config_file={os.path.abspath(monitoring_config)}")
+    return cmd
+
+
+def run_tfserving(entries: list[ModelEntry], **kwargs) -> int:
+    """Replaces this process with tensorflow_model_server (signals then go straight to it)."""
+    config_dir = tempfile.mkdtemp(prefix="formdigits-tfserving-")
+    cmd = tfserving_command(entries, config_dir=config_dir, **kwargs)
+    print("formdigits serve: exec " + " ".join(cmd), flush=True)
+    os.execv(cmd[0], cmd)
+    return 1  # not reached
