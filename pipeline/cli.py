@@ -128,12 +128,52 @@ def _run_serve(args, parser) -> int:
         return 2
 
 
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="benchmark suite (ratios measured side by side in one run)",
+                       description="Measure throughput side by side in one run and report ratios; absolute "
+                                   "figures are printed too.")
+    p.add_argument("--quick", action="store_true", help="shorter measurements (well under 3 minutes)")
+    p.add_argument("--out", metavar="FILE.json", help="write the results as JSON")
+    p.add_argument("--models-dir", default="models", help="models directory (default: models)")
+    p.add_argument("--model", default="lenet5")
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args, parser) -> int:
+    import json
+    import platform
+    import time
+
+    from serving.benchmark import bench_inference
+
+    if not os.path.isdir(os.path.join(args.models_dir, args.model)):
+        parser.error(f"no {args.model} under {args.models_dir!r}; train one: formdigits train --export-dir "
+                     f"{args.models_dir}")
+    seconds = 1.0 if args.quick else 3.0
+    print(f"inference: {args.model} through gRPC vs in-process ({seconds:.0f}s per point)", flush=True)
+    results = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "quick": args.quick,
+        "inference": bench_inference(args.models_dir, args.model, seconds=seconds),
+    }
+    inference = results["inference"]
+    print(f"grpc_vs_inprocess_ratio {inference['grpc_vs_inprocess_ratio']}  "
+          f"batched_vs_unbatched_speedup {inference['batched_vs_unbatched_speedup']}")
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(results, fh, indent=2)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="formdigits", description="Read handwritten digits from scanned forms at scale.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
     sub.required = True
     _add_train(sub)
     _add_serve(sub)
+    _add_bench(sub)
     return parser
 
 

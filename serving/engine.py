@@ -53,12 +53,12 @@ def load_batching(path: str | None) -> BatchingOptions | None:
 
 
 def build_local_server(entries: list[ModelEntry], *, batching: BatchingOptions | None, host: str = "127.0.0.1",
-                       port: int = 8500, tensor_content: bool = False, poll_s: float = 1.0):
+                       port: int = 8500, tensor_content: bool = False, poll_s: float = 1.0, interceptors=()):
     from serving.models import ModelManager
     from serving.server import LocalModelServer
 
     return LocalModelServer(ModelManager(entries, poll_s=poll_s), batching=batching, host=host, port=port,
-                            tensor_content=tensor_content)
+                            tensor_content=tensor_content, interceptors=interceptors)
 
 
 def run_local(entries: list[ModelEntry], *, batching: BatchingOptions | None, host: str, port: int,

@@ -131,10 +131,11 @@ class LocalModelServer:
         tensor_content: answer with `tensor_content` (TF Serving's
             `--enable_serialization_as_tensor_content`); otherwise typed `*_val` fields.
         max_workers: concurrent RPCs.
+        interceptors: grpc.ServerInterceptor objects (e.g. an auth check).
     """
 
     def __init__(self, manager: ModelManager, batching: BatchingOptions | None = None, host: str = "127.0.0.1",
-                 port: int = 8500, tensor_content: bool = False, max_workers: int = 64):
+                 port: int = 8500, tensor_content: bool = False, max_workers: int = 64, interceptors=()):
         self.manager = manager
         self.batching = batching
         self.tensor_content = tensor_content
@@ -143,6 +144,7 @@ class LocalModelServer:
         self._schedulers_lock = threading.Lock()
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+            interceptors=list(interceptors),
             options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
                      ("grpc.so_reuseport", 0)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionService(self), self._grpc)

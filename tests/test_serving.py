@@ -298,3 +298,31 @@ class socket_port:
 
     def __exit__(self, *exc):
         self.sock.close()
+
+
+def test_dns_target_with_round_robin(served, crops):
+    """`dns:///host:port` resolves every address and balances over them (replicas behind one name)."""
+    from serving.client import channel_options
+
+    target = f"dns:///localhost:{served.port}"
+    assert ("grpc.lb_policy_name", "round_robin") in channel_options(target)
+    result = PredictClient(target, "lenet5", timeout_s=10).predict(crops[0][:2])
+    assert result.outputs["probabilities"].shape == (2, 10)
+
+
+def test_auth_token_is_sent_as_metadata(models_dir, crops):
+    """The bearer token travels as gRPC metadata (what an auth proxy in front of TF Serving checks)."""
+    seen = []
+
+    class Recorder(grpc.ServerInterceptor):
+        def intercept_service(self, continuation, details):
+            seen.append(dict(details.invocation_metadata).get("authorization"))
+            return continuation(details)
+
+    entries = [ModelEntry(name="lenet5", base_path=str(models_dir / "lenet5"), policy="latest")]
+    server = build_local_server(entries, batching=None, port=0, interceptors=[Recorder()]).start()
+    try:
+        PredictClient(server.target, "lenet5", auth_token="s3cret").predict(crops[0][:1])
+    finally:
+        server.stop(5)
+    assert seen == ["Bearer s3cret"]
