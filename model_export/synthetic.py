@@ -269,8 +269,12 @@ def _scan(img: np.ndarray, writer: WriterStyle, rng: np.random.Generator) -> np.
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def render_digit_ink(digit: int, writer: WriterStyle, rng: np.random.Generator) -> np.ndarray:
-    """One handwritten digit on a CANVAS x CANVAS grey image, ink bright, not normalised."""
+def render_digit_ink(digit: int, writer: WriterStyle, rng: np.random.Generator, scan: bool = True) -> np.ndarray:
+    """One handwritten digit on a CANVAS x CANVAS grey image, ink bright, not normalised.
+
+    With `scan=False` the scanner stage (darkness, blur, noise) is left out, for
+    callers that write the digit onto a page and scan the whole page.
+    """
     if writer.font is not None:
         img = _draw_font(digit, writer, rng)
     else:
@@ -281,7 +285,7 @@ def render_digit_ink(digit: int, writer: WriterStyle, rng: np.random.Generator) 
         img = _break_strokes(img, rng)
     if rng.random() < 0.07:
         img = _touching_fragment(img, rng)
-    return _scan(img, writer, rng)
+    return _scan(img, writer, rng) if scan else img
 
 
 def render_digit(digit: int, writer: WriterStyle, rng: np.random.Generator) -> np.ndarray:

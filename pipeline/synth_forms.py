@@ -1,0 +1,358 @@
+"""`formdigits synth-forms`: a corpus of scanned, handwritten forms with ground truth.
+
+Each document is filled by one writer (the handwriting model of
+`model_export.synthetic`), then scanned: rotation, shift, scale and
+perspective, the odd upside-down page, uneven illumination, blur, noise, JPEG
+artefacts, faint printed lines, stamps and printed text near fields. The messy
+cases real forms have are there on purpose: digits touching box lines or each
+other, digits slightly outside their box, empty fields, crossed-out digits.
+
+Output (`--out DIR`):
+    DIR/scan_00001.png ...        single-page PNG and JPEG, multi-page TIFF and PDF
+    DIR/templates/<name>.json     the layouts (the pipeline reads the same files)
+    DIR/truth.jsonl               one line per field: source, page (1-based), template,
+                                  field, value, box [x, y, w, h] in the scanned page's pixels
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import cv2
+import numpy as np
+
+from model_export.synthetic import draw_writer, find_handwriting_fonts, render_digit_ink
+from pipeline.templates import Field, Template, builtin_templates, luhn_complete, save_templates
+
+__all__ = ["FORMATS", "synth_forms", "render_blank", "fill_value"]
+
+FORMATS = ("png", "jpeg", "tiff", "pdf")
+_EXT = {"png": "png", "jpeg": "jpg", "tiff": "tif", "pdf": "pdf"}
+DPIS = (150, 200, 300)
+PAPER = 255
+
+
+def _pt(v: float, scale: float) -> int:
+    return int(round(v * scale))
+
+
+# -- the printed form ---------------------------------------------------------
+def render_blank(template: Template, dpi: int, line_grey: int) -> np.ndarray:
+    """The printed, unfilled form at `dpi`: marks, title, labels and field guides."""
+    scale = dpi / 72.0
+    w_pt, h_pt = template.size_pt
+    page = np.full((_pt(h_pt, scale), _pt(w_pt, scale)), PAPER, np.uint8)
+    for x, y, s in template.registration_marks:
+        cv2.rectangle(page, (_pt(x, scale), _pt(y, scale)), (_pt(x + s, scale), _pt(y + s, scale)), 0, -1)
+    if template.title:
+        cv2.putText(page, template.title, (_pt(72, scale), _pt(95, scale)), cv2.FONT_HERSHEY_DUPLEX,
+                    0.9 * scale / 4.17, 20, max(1, _pt(1.2, scale)), cv2.LINE_AA)
+    thick = max(1, _pt(0.9, scale))
+    for f in template.fields:
+        x, y, w, h = (_pt(v, scale) for v in f.box)
+        if f.label:
+            cv2.putText(page, f.label, (x, y - _pt(6, scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.38 * scale / 4.17 * 2,
+                        60, max(1, _pt(0.6, scale)), cv2.LINE_AA)
+        if f.kind in ("comb", "boxed"):
+            cv2.rectangle(page, (x, y), (x + w, y + h), line_grey, thick)
+        if f.kind == "comb":
+            cell = w / f.cells
+            for i in range(1, f.cells):
+                cx = int(round(x + i * cell))
+                if f.decimals and i == f.cells - f.decimals:  # printed decimal separator
+                    cv2.circle(page, (cx, y + h - _pt(3, scale)), max(1, _pt(1.6, scale)), 40, -1)
+                cv2.line(page, (cx, y + h - int(h * 0.35)), (cx, y + h), line_grey, thick)
+        elif f.kind == "underline":
+            cv2.line(page, (x, y + h), (x + w, y + h), line_grey, thick)
+            if f.decimals:
+                cv2.putText(page, ".", (x + w + _pt(2, scale), y + h), cv2.FONT_HERSHEY_SIMPLEX,
+                            0.5 * scale / 4.17 * 2, 40, max(1, _pt(0.8, scale)), cv2.LINE_AA)
+    return page
+
+
+# -- values ------------------------------------------------------------------
+def fill_value(field: Field, rng: np.random.Generator) -> str:
+    """A plausible value for `field` (digits only)."""
+    if field.check == "luhn":
+        return luhn_complete("".join(str(d) for d in rng.integers(0, 10, field.max_length - 1)))
+    if field.pattern and "(0[1-9]|[12]\\d|3[01])" in field.pattern:  # a DDMMYYYY date
+        return f"{int(rng.integers(1, 29)):02d}{int(rng.integers(1, 13)):02d}{int(rng.integers(1950, 2027))}"
+    if field.pattern and field.pattern.startswith("(19|20)"):
+        return str(int(rng.integers(1920, 2026)))
+    length = int(rng.integers(field.min_length, field.max_length + 1))
+    digits = [int(rng.integers(1, 10))] + [int(d) for d in rng.integers(0, 10, length - 1)]
+    if field.kind == "comb" and field.max_length == field.min_length:
+        digits[0] = int(rng.integers(0, 10))  # fixed-width codes may start with 0
+    return "".join(map(str, digits))
+
+
+# -- handwriting on the page -------------------------------------------------
+def _glyph(digit: int, writer, rng, height_px: float) -> np.ndarray:
+    ink = render_digit_ink(digit, writer, rng, scan=False)
+    ys, xs = np.nonzero(ink > 24)
+    if ys.size == 0:
+        return np.zeros((1, 1), np.uint8)
+    ink = ink[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    scale = height_px / ink.shape[0]
+    size = (max(1, round(ink.shape[1] * scale)), max(1, round(ink.shape[0] * scale)))
+    return cv2.resize(ink, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def _stamp_ink(page: np.ndarray, ink: np.ndarray, x: int, y: int, darkness: float) -> None:
+    """Writes ink (bright = ink) onto the page (dark = ink) with its top-left corner at (x, y)."""
+    h, w = ink.shape
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(page.shape[1], x + w), min(page.shape[0], y + h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    patch = ink[y0 - y:y1 - y, x0 - x:x1 - x].astype(np.float32) * darkness
+    region = page[y0:y1, x0:x1]
+    np.minimum(region, (255.0 - patch).astype(np.uint8), out=region)
+
+
+def _cross_out(page, x, y, w, h, rng, thickness):
+    pts = [(x - 2, y + int(h * rng.uniform(0.3, 0.7)))]
+    for i in range(1, 5):
+        pts.append((x + w * i // 4, y + int(h * rng.uniform(0.2, 0.8))))
+    cv2.polylines(page, [np.array(pts, np.int32)], False, 30, thickness, cv2.LINE_AA)
+
+
+def write_field(page: np.ndarray, field: Field, value: str, writer, rng: np.random.Generator, scale: float) -> None:
+    """Writes `value` into `field` the way a person does, messy cases included."""
+    if not value:
+        return
+    x, y, w, h = (v * scale for v in field.box)
+    darkness = writer.darkness * rng.uniform(0.9, 1.05)
+    pen = max(1, int(round(writer.pen * h * 0.7)))
+    if field.kind == "comb":
+        cell = w / field.cells
+        first = field.cells - len(value)  # right-aligned, like amounts on paper
+        for i, ch in enumerate(value):
+            g = _glyph(int(ch), writer, rng, cell * 1.2 * rng.uniform(0.55, 0.8) * (h / (cell * 1.25)))
+            cx = x + (first + i + 0.5) * cell + rng.normal(0, cell * 0.06)
+            cy = y + h * 0.55 + rng.normal(0, h * 0.05)
+            if rng.random() < 0.06:          # crosses the box line below or beside
+                cy += h * rng.uniform(0.18, 0.3) * rng.choice([-1, 1])
+            _stamp_ink(page, g, int(cx - g.shape[1] / 2), int(cy - g.shape[0] / 2), darkness)
+        return
+    # boxed / underline / free: a run of digits from the left, sized to fit the box.
+    height = h * (rng.uniform(0.6, 0.8) if field.kind == "boxed" else rng.uniform(0.7, 0.95))
+    gap_share = rng.uniform(0.15, 0.45) * (0.3 if rng.random() < 0.12 else 1.0)  # tight: digits touch
+    crossed = int(rng.integers(len(value))) if field.kind in ("underline", "free") and rng.random() < 0.04 else -1
+    glyphs = [_glyph(int(ch), writer, rng, height * rng.uniform(0.92, 1.05)) for ch in value]
+    struck = _glyph(int(rng.integers(10)), writer, rng, height) if crossed >= 0 else None
+    run = sum(g.shape[1] for g in glyphs) + gap_share * height * (len(glyphs) - 1)
+    run += (struck.shape[1] + gap_share * height * 1.5) if struck is not None else 0
+    room = w * rng.uniform(0.8, 0.92)
+    overflow = rng.random() < 0.04           # now and then the writing runs out of the box
+    if run > room and not overflow:
+        shrink = room / run
+        glyphs = [cv2.resize(g, (max(1, round(g.shape[1] * shrink)), max(1, round(g.shape[0] * shrink))),
+                             interpolation=cv2.INTER_AREA) for g in glyphs]
+        if struck is not None:
+            struck = cv2.resize(struck, (max(1, round(struck.shape[1] * shrink)),
+                                         max(1, round(struck.shape[0] * shrink))), interpolation=cv2.INTER_AREA)
+        height *= shrink
+    gap = gap_share * height
+    cursor = x + rng.uniform(0.02, 1.0) * max(0.0, w - run) * 0.3 + 0.03 * w
+    baseline = y + (h * 0.9 if field.kind == "boxed" else h * 0.97) + rng.normal(0, h * 0.03)
+    if overflow:                               # ... and below the line
+        baseline += h * 0.15
+    for i, g in enumerate(glyphs):
+        if i == crossed:  # a wrong digit, struck through, then the right one
+            _stamp_ink(page, struck, int(cursor), int(baseline - struck.shape[0]), darkness)
+            _cross_out(page, int(cursor), int(baseline - struck.shape[0]), struck.shape[1], struck.shape[0], rng, pen)
+            cursor += struck.shape[1] + gap * 1.5
+        _stamp_ink(page, g, int(cursor), int(baseline - g.shape[0] + rng.normal(0, height * 0.04)), darkness)
+        cursor += g.shape[1] + gap * rng.uniform(0.7, 1.3)
+
+
+# -- the scanner --------------------------------------------------------------
+_STAMPS = ("PAID", "RECEIVED", "COPY", "VERIFIED")
+
+
+def _print_clutter(page: np.ndarray, template: Template, rng: np.random.Generator, scale: float) -> None:
+    """A rubber stamp and printed reference numbers near fields, as forms collect them."""
+    f = template.fields[int(rng.integers(len(template.fields)))]
+    x, y, w, h = (int(v * scale) for v in f.box)
+    if rng.random() < 0.5:
+        cv2.putText(page, f"REF {int(rng.integers(1000, 99999))}", (x + w + int(12 * scale), y + int(h * 0.7)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale / 4.17 * 2, 70, max(1, int(0.7 * scale)), cv2.LINE_AA)
+    if rng.random() < 0.35:
+        text = _STAMPS[int(rng.integers(len(_STAMPS)))]
+        size = 0.9 * scale / 4.17 * 2
+        stroke = max(1, int(1.5 * scale))
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, size, stroke)
+        boxes = [tuple(int(v * scale) for v in other.box) for other in template.fields]
+        # Near the field, but not over any field's writing (a stamp over digits makes the truth unreadable).
+        for _ in range(20):
+            cx = x + int(rng.uniform(-0.5, 1.3) * w)
+            cy = y + int(rng.uniform(-1.5, 2.5) * h)
+            rect = (cx - 30, cy - th - 30, tw + 60, th + 60)
+            inside = 0 <= rect[0] and 0 <= rect[1] and rect[0] + rect[2] < page.shape[1] and rect[1] + rect[3] < page.shape[0]
+            if inside and not any(_overlap(rect, b) for b in boxes):
+                break
+        else:
+            return
+        layer = np.zeros_like(page)
+        cv2.rectangle(layer, (cx - 8, cy - th - 8), (cx + tw + 8, cy + 8), 255, stroke)
+        cv2.putText(layer, text, (cx, cy), cv2.FONT_HERSHEY_DUPLEX, size, 255, stroke, cv2.LINE_AA)
+        m = cv2.getRotationMatrix2D((cx + tw / 2, cy - th / 2), rng.uniform(-12, 12), 1.0)
+        layer = cv2.warpAffine(layer, m, (page.shape[1], page.shape[0]))
+        np.minimum(page, (255 - layer.astype(np.float32) * rng.uniform(0.35, 0.6)).astype(np.uint8), out=page)
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _scan_transform(shape, rng: np.random.Generator, upside_down: bool) -> np.ndarray:
+    """Homography from the printed page to the scan: rotation, scale, shift, slight perspective."""
+    h, w = shape
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    angle = np.deg2rad(rng.uniform(-3, 3))
+    s = rng.uniform(0.97, 1.03)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * s
+    centre = np.float32([w / 2, h / 2])
+    shift = rng.uniform(-0.015, 0.015, 2) * [w, h]
+    dst = (src - centre) @ rot.T + centre + shift + rng.uniform(-0.006, 0.006, (4, 2)) * [w, h]
+    if upside_down:
+        dst = np.float32([w, h]) - dst
+    return cv2.getPerspectiveTransform(src, dst.astype(np.float32))
+
+
+def _scan(page: np.ndarray, rng: np.random.Generator, dpi: int, upside_down: bool) -> tuple[np.ndarray, np.ndarray]:
+    h, w = page.shape
+    matrix = _scan_transform(page.shape, rng, upside_down)
+    lid = int(rng.integers(225, 250))  # the scanner lid shows where the paper does not reach
+    scanned = cv2.warpPerspective(page, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=lid)
+    # Paper tone and uneven illumination: a smooth multiplicative field.
+    light = cv2.resize(rng.uniform(0.8, 1.0, (4, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    tone = rng.uniform(0.9, 0.98)
+    scanned = scanned.astype(np.float32) * (light * tone)
+    sigma = rng.uniform(0.0, 1.0) * dpi / 300.0
+    if sigma > 0.25:
+        scanned = cv2.GaussianBlur(scanned, (0, 0), sigma)
+    noise = np.empty((h, w), np.float32)
+    cv2.randn(noise, 0.0, float(rng.uniform(2.0, 7.0)))
+    scanned = np.clip(scanned + noise, 0, 255).astype(np.uint8)
+    return scanned, matrix
+
+
+def _box_on_scan(field: Field, scale: float, matrix: np.ndarray) -> list[int]:
+    x, y, w, h = (v * scale for v in field.box)
+    corners = np.float32([[[x, y]], [[x + w, y]], [[x + w, y + h]], [[x, y + h]]])
+    moved = cv2.perspectiveTransform(corners, matrix).reshape(-1, 2)
+    x0, y0 = np.floor(moved.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(moved.max(axis=0)).astype(int)
+    return [int(x0), int(y0), int(x1 - x0), int(y1 - y0)]
+
+
+def _jpeg_roundtrip(page: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+
+
+# -- documents ----------------------------------------------------------------
+def _make_document(args) -> list[dict]:
+    seed, index, fmt, pages, out_dir, fonts = args
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1000 + index]))
+    cv2.setRNGSeed(int(rng.integers(2**31 - 1)))
+    templates = builtin_templates()
+    writer = draw_writer(rng, fonts)  # one writer per document
+    dpi = int(DPIS[int(rng.integers(len(DPIS)))])
+    scale = dpi / 72.0
+    images, truth = [], []
+    name = f"scan_{index + 1:05d}.{_EXT[fmt]}"
+    for page_no in range(1, pages + 1):
+        template = templates[int(rng.integers(len(templates)))]
+        page = render_blank(template, dpi, line_grey=int(rng.integers(120, 200)))
+        values = {}
+        for field in template.fields:
+            value = "" if rng.random() < 0.04 else fill_value(field, rng)
+            write_field(page, field, value, writer, rng, scale)
+            values[field.name] = value
+        _print_clutter(page, template, rng, scale)
+        upside_down = bool(rng.random() < 0.04)
+        scanned, matrix = _scan(page, rng, dpi, upside_down)
+        if fmt == "png" and rng.random() < 0.2:  # scanned once as JPEG, then converted
+            scanned = _jpeg_roundtrip(scanned, int(rng.integers(55, 85)))
+        images.append(scanned)
+        for field in template.fields:
+            truth.append({"source": name, "page": page_no, "template": template.name, "field": field.name,
+                          "value": values[field.name], "box": _box_on_scan(field, scale, matrix), "dpi": dpi,
+                          "upside_down": upside_down})
+    _write(os.path.join(out_dir, name), fmt, images, dpi, rng)
+    return truth
+
+
+def _write(path: str, fmt: str, images: list[np.ndarray], dpi: int, rng: np.random.Generator) -> None:
+    if fmt == "png":
+        cv2.imwrite(path, images[0], [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        return
+    if fmt == "jpeg":
+        cv2.imwrite(path, images[0], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(60, 92))])
+        return
+    from PIL import Image
+
+    pil = [Image.fromarray(img) for img in images]
+    tmp = path + ".part"
+    if fmt == "tiff":
+        pil[0].save(tmp, format="TIFF", save_all=True, append_images=pil[1:], compression="tiff_deflate",
+                    dpi=(dpi, dpi))
+    else:  # pdf: each scanned page embedded as a JPEG image, as scanners write them
+        fixed = time.gmtime(1767225600)  # 2026-01-01: the same seed gives the same bytes
+        pil[0].save(tmp, format="PDF", save_all=True, append_images=pil[1:], resolution=float(dpi),
+                    quality=int(rng.integers(70, 92)), creationDate=fixed, modDate=fixed)
+    os.replace(tmp, path)
+
+
+def synth_forms(count: int, out_dir: str, seed: int = 0, formats=FORMATS, workers: int | None = None,
+                progress=None) -> dict:
+    """Generates `count` filled, scanned form pages into `out_dir`.
+
+    Single-page formats hold one form per file; TIFF and PDF documents hold two
+    or three (fewer at the end, to make exactly `count`).
+
+    Returns:
+        A summary: files, pages, fields, seconds.
+    """
+    if count <= 0:
+        raise ValueError("count must be positive")
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ValueError(f"unknown format {bad[0]!r}; choose from {', '.join(FORMATS)}")
+    started = time.monotonic()
+    os.makedirs(out_dir, exist_ok=True)
+    save_templates(builtin_templates(), os.path.join(out_dir, "templates"))
+    plan_rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
+    jobs, remaining, index = [], count, 0
+    fonts = find_handwriting_fonts()
+    while remaining > 0:
+        fmt = formats[index % len(formats)]
+        pages = 1 if fmt in ("png", "jpeg") else min(remaining, int(plan_rng.integers(2, 4)))
+        jobs.append((seed, index, fmt, pages, out_dir, fonts))
+        remaining -= pages
+        index += 1
+    workers = workers or os.cpu_count() or 1
+    truth: list[dict] = []
+    done = 0
+    pool = ProcessPoolExecutor(workers) if workers > 1 and len(jobs) > 1 else None
+    try:
+        results = pool.map(_make_document, jobs) if pool else map(_make_document, jobs)
+        for rows, job in zip(results, jobs):
+            truth.extend(rows)
+            done += job[3]
+            if progress:
+                progress(done, count)
+    finally:
+        if pool:
+            pool.shutdown()
+    with open(os.path.join(out_dir, "truth.jsonl"), "w") as fh:
+        for row in truth:
+            fh.write(json.dumps(row, sort_keys=True) + "\n")
+    return {"files": len(jobs), "pages": count, "fields": len(truth),
+            "seconds": round(time.monotonic() - started, 1)}
