@@ -4,6 +4,16 @@ from __future__ import annotations
 
 __all__ = ["TABLES", "KEYS", "column_names", "duckdb_ddl", "bigquery_schema"]
 
+# Where on the page, and which model read it: shared by fields and digits.
+_BOX_AND_MODEL = [
+    ("bbox_x", "INTEGER", "INT64", True),
+    ("bbox_y", "INTEGER", "INT64", True),
+    ("bbox_w", "INTEGER", "INT64", True),
+    ("bbox_h", "INTEGER", "INT64", True),
+    ("model_name", "VARCHAR", "STRING", True),
+    ("model_version", "BIGINT", "INT64", True),
+]
+
 # (column, DuckDB/SQL type, BigQuery type, nullable)
 TABLES: dict[str, list[tuple[str, str, str, bool]]] = {
     "fields": [
@@ -16,12 +26,7 @@ TABLES: dict[str, list[tuple[str, str, str, bool]]] = {
         ("digit_count", "INTEGER", "INT64", False),
         ("needs_review", "BOOLEAN", "BOOL", False),
         ("review_reason", "VARCHAR", "STRING", True),
-        ("bbox_x", "INTEGER", "INT64", True),
-        ("bbox_y", "INTEGER", "INT64", True),
-        ("bbox_w", "INTEGER", "INT64", True),
-        ("bbox_h", "INTEGER", "INT64", True),
-        ("model_name", "VARCHAR", "STRING", True),
-        ("model_version", "BIGINT", "INT64", True),
+        *_BOX_AND_MODEL,
         ("run_id", "VARCHAR", "STRING", False),
         ("processed_at", "TIMESTAMP", "TIMESTAMP", False),
     ],
@@ -34,12 +39,7 @@ TABLES: dict[str, list[tuple[str, str, str, bool]]] = {
         ("confidence", "DOUBLE", "FLOAT64", False),
         ("second_digit", "INTEGER", "INT64", True),
         ("second_confidence", "DOUBLE", "FLOAT64", True),
-        ("bbox_x", "INTEGER", "INT64", True),
-        ("bbox_y", "INTEGER", "INT64", True),
-        ("bbox_w", "INTEGER", "INT64", True),
-        ("bbox_h", "INTEGER", "INT64", True),
-        ("model_name", "VARCHAR", "STRING", True),
-        ("model_version", "BIGINT", "INT64", True),
+        *_BOX_AND_MODEL,
     ],
     "rejects": [
         ("source_uri", "VARCHAR", "STRING", False),
