@@ -71,10 +71,14 @@ class Template:
 
     @property
     def registration_marks(self) -> list[tuple[float, float, float]]:
-        """(x, y, size) of the four corner marks, in points."""
+        """(x, y, size) of the four corner marks, in points: top-left, top-right, bottom-left, bottom-right.
+
+        The top-left mark is larger, so a page scanned upside down can be told
+        from one scanned upright.
+        """
         w, h = self.size_pt
-        m, s = MARK_MARGIN, MARK_SIZE
-        return [(m, m, s), (w - m - s, m, s), (m, h - m - s, s), (w - m - s, h - m - s, s)]
+        m, s, big = MARK_MARGIN, MARK_SIZE, MARK_SIZE * 1.6
+        return [(m, m, big), (w - m - s, m, s), (m, h - m - s, s), (w - m - s, h - m - s, s)]
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -171,7 +175,7 @@ def builtin_templates() -> list[Template]:
                                     label="PRICE" if i == 0 else ""))
     invoice_fields.append(Field("total", "underline", (380, 640, 130, 30), 3, 7, decimals=2, label="TOTAL"))
     invoice = Template("invoice", "INVOICE", "letter", tuple(invoice_fields))
-    free = Template("digit_lines", "", "a4", tuple(
+    free = Template("digit_lines", "DIGIT SHEET", "a4", tuple(
         Field(f"line{i + 1:02d}", "free", (70, 110 + i * 62.0, 455, 44), 4, 12) for i in range(11)))
     return [deposit, census, invoice, free]
 

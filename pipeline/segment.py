@@ -1,0 +1,476 @@
+"""Segment stage: a page becomes fields, and each field becomes digit crops.
+
+With templates, a page is registered by its four corner marks (the larger
+top-left one tells an upside-down scan), matched to the template whose printed
+layout it resembles most, and each field is warped to a canonical crop of
+`CROP_SCALE` pixels per point. Printed guides (box borders, comb separators,
+underlines) are removed while strokes that cross them are kept; then the
+field is split into digits: by cell for comb fields, by connected components
+elsewhere, merging broken strokes and splitting touching digits.
+
+Without templates, lines of handwriting are found on the page and each
+becomes a field named by its position (`line01`, `line02`, ...).
+
+Every function here works on numpy arrays and knows nothing of Beam or gRPC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import cv2
+import numpy as np
+
+from pipeline.templates import Field, Template
+
+__all__ = [
+    "SegmentError",
+    "DigitCut",
+    "FieldCut",
+    "Registration",
+    "register_page",
+    "cut_fields",
+    "find_lines",
+    "remove_guides",
+    "split_digits",
+    "CROP_SCALE",
+]
+
+CROP_SCALE = 4.0  # canonical field crops: pixels per point (~288 dpi)
+
+
+class SegmentError(ValueError):
+    """A page that cannot be registered or segmented."""
+
+
+@dataclasses.dataclass
+class DigitCut:
+    position: int
+    image: np.ndarray                 # grey crop, ink bright, background 0
+    bbox: tuple[int, int, int, int]   # on the page as scanned
+
+
+@dataclasses.dataclass
+class FieldCut:
+    template: str
+    field: str
+    spec: Field | None
+    bbox: tuple[int, int, int, int]   # the field's box on the page as scanned
+    digits: list[DigitCut]
+
+
+@dataclasses.dataclass
+class Registration:
+    template: Template
+    homography: np.ndarray            # template points -> page pixels (of the upright page)
+    upside_down: bool
+    score: float
+
+
+# -- registration ---------------------------------------------------------------
+def _find_marks(page: np.ndarray) -> list[tuple[float, float, float]]:
+    """Solid square blobs near the four corners: (cx, cy, area) per corner, TL, TR, BL, BR."""
+    h, w = page.shape
+    f = 800.0 / max(h, w)
+    small = cv2.resize(page, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    _, binary = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    n, _, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    sh, sw = small.shape
+    min_side = 0.008 * max(sh, sw)
+    corners = {0: [], 1: [], 2: [], 3: []}
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        if bw < min_side or bh < min_side or not 0.6 < bw / bh < 1.6 or area < 0.75 * bw * bh:
+            continue
+        cx, cy = centroids[i]
+        if bw > 0.1 * sw:
+            continue
+        near_x = cx < 0.2 * sw or cx > 0.8 * sw
+        near_y = cy < 0.2 * sh or cy > 0.8 * sh
+        if near_x and near_y:
+            corners[(cy > sh / 2) * 2 + (cx > sw / 2)].append((cx / f, cy / f, area / f / f))
+    marks = []
+    for k in range(4):
+        if not corners[k]:
+            raise SegmentError("registration marks not found (is this page one of the templates?)")
+        ox, oy = (w if k % 2 else 0), (h if k >= 2 else 0)
+        marks.append(min(corners[k], key=lambda m: (m[0] - ox) ** 2 + (m[1] - oy) ** 2))
+    return marks
+
+
+@functools.lru_cache(maxsize=16)
+def _blank(template: Template) -> np.ndarray:
+    """The template's printed layout at 1 px/pt, blurred, zero-mean: for matching."""
+    from pipeline.synth_forms import render_blank
+
+    img = 255.0 - render_blank(template, 72, line_grey=100).astype(np.float32)
+    return _layout_signal(img, template)
+
+
+def _layout_signal(ink: np.ndarray, template: Template) -> np.ndarray:
+    """Blurred, zero-mean ink at 1 px/pt with the marks masked: what tells one layout from another."""
+    ink = ink.copy()
+    for x, y, s in template.registration_marks:
+        ink[max(0, int(y) - 4):int(y + s) + 4, max(0, int(x) - 4):int(x + s) + 4] = 0
+    ink = cv2.GaussianBlur(ink, (0, 0), 2.0)
+    return (ink - ink.mean()) / (ink.std() + 1e-6)
+
+
+TITLE_BOX = (60, 72, 360, 32)  # points: where every template prints its title
+
+
+@functools.lru_cache(maxsize=16)
+def _title_signal(template: Template) -> np.ndarray:
+    from pipeline.synth_forms import render_blank
+
+    x, y, w, h = TITLE_BOX
+    ink = 255.0 - render_blank(template, 72, line_grey=100).astype(np.float32)[y:y + h, x:x + w]
+    return _zero_mean(cv2.GaussianBlur(ink, (0, 0), 1.0))
+
+
+def _zero_mean(a: np.ndarray) -> np.ndarray:
+    return (a - a.mean()) / (a.std() + 1e-6)
+
+
+def _title_match(ink: np.ndarray, template: Template) -> float:
+    """Normalised correlation of the title region; the page may sit a few points off."""
+    x, y, w, h = TITLE_BOX
+    region = cv2.GaussianBlur(ink[y - 6:y + h + 6, x - 6:x + w + 6], (0, 0), 1.0)
+    result = cv2.matchTemplate(region.astype(np.float32), _title_signal(template).astype(np.float32),
+                               cv2.TM_CCOEFF_NORMED)
+    return float(result.max())
+
+
+def _aspect(centres: np.ndarray) -> float:
+    """Height over width of the marks' rectangle (TL, TR, BL, BR centres)."""
+    width = np.linalg.norm(centres[1] - centres[0]) + np.linalg.norm(centres[3] - centres[2])
+    height = np.linalg.norm(centres[2] - centres[0]) + np.linalg.norm(centres[3] - centres[1])
+    return float(height / width)
+
+
+def _mark_centres(template: Template) -> np.ndarray:
+    return np.float32([[x + s / 2, y + s / 2] for x, y, s in template.registration_marks])
+
+
+def register_page(page: np.ndarray, templates: list[Template]) -> tuple[np.ndarray, Registration]:
+    """Finds orientation, template and homography for a scanned page.
+
+    Returns:
+        (the page upright, its registration).
+
+    Raises:
+        SegmentError: no marks, or no template matches.
+    """
+    marks = _find_marks(page)
+    areas = [m[2] for m in marks]
+    upside_down = int(np.argmax(areas)) == 3
+    if upside_down:
+        page = cv2.rotate(page, cv2.ROTATE_180)
+        marks = _find_marks(page)
+    elif int(np.argmax(areas)) != 0:
+        raise SegmentError("page is rotated by 90 degrees or its top-left mark is damaged")
+    found = np.float32([[m[0], m[1]] for m in marks])
+    best = None
+    for template in templates:
+        expected = _mark_centres(template)
+        if abs(_aspect(found) / _aspect(expected) - 1.0) > 0.04:  # letter vs A4 differ by 10%
+            continue
+        homography = cv2.getPerspectiveTransform(expected, found)
+        w_pt, h_pt = template.size_pt
+        # The page seen in template coordinates at 1 px/pt, compared with the printed layout.
+        seen = cv2.warpPerspective(page, homography, (int(w_pt), int(h_pt)),
+                                   flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP, borderValue=255)
+        ink = 255.0 - seen.astype(np.float32)
+        layout = float((_layout_signal(ink, template) * _blank(template)).mean())
+        # The printed title sits in the same place on every form and differs between forms: the strongest cue.
+        score = _title_match(ink, template) + 0.5 * layout
+        if best is None or score > best.score:
+            best = Registration(template, homography, upside_down, score)
+    if best is None or best.score < 0.3:
+        raise SegmentError(f"no template matches this page (best score {best.score if best else 0:.2f})")
+    return page, best
+
+
+# -- one field ------------------------------------------------------------------
+def _ink(crop: np.ndarray) -> np.ndarray:
+    """Grey crop (dark ink) -> ink strength (bright ink) with the local paper level removed."""
+    paper = cv2.dilate(crop, cv2.getStructuringElement(cv2.MORPH_RECT, (25, 25)))
+    paper = cv2.GaussianBlur(paper, (0, 0), 8)
+    return cv2.subtract(paper, crop)
+
+
+def _binary(ink: np.ndarray) -> np.ndarray:
+    """Ink pixels: above the paper's noise floor and a fair share of the strongest strokes."""
+    strong = float(np.percentile(ink, 99.7))
+    return (ink > max(28.0, 0.35 * strong)).astype(np.uint8) * 255
+
+
+def remove_guides(ink: np.ndarray, binary: np.ndarray, field_px: tuple[float, float, float, float],
+                  spec: Field | None) -> np.ndarray:
+    """Removes printed box borders, comb separators and underlines; keeps strokes crossing them.
+
+    Guides are looked for only where the template prints them (bands a few
+    pixels wide around each expected line) and on a lower threshold than the
+    writing, so faint, broken guide lines go too and a tall "1" never does.
+
+    Args:
+        ink: ink strength of the field crop (bright = ink).
+        binary: ink mask of the field crop (255 = ink).
+        field_px: the field's box (x, y, w, h) within the crop.
+        spec: the field's template entry.
+    """
+    if spec is None or spec.kind == "free":
+        return binary
+    x, y, w, h = field_px
+    weak = (ink > max(12.0, 0.12 * float(np.percentile(ink, 99.7)))).astype(np.uint8) * 255
+    tol = max(5, int(0.08 * h))
+    rows, cols = [y + h], []                      # underline: the bottom line only
+    if spec.kind in ("comb", "boxed"):
+        rows, cols = [y, y + h], [x, x + w]
+    horizontal = cv2.morphologyEx(weak, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (max(9, int(0.3 * h)), 1)))
+    vertical = cv2.morphologyEx(weak, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(9, int(0.3 * h)))))
+    short = cv2.morphologyEx(weak, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(5, int(0.12 * h)))))
+    band_h = np.zeros_like(binary)
+    band_v = np.zeros_like(binary)
+    band_tick = np.zeros_like(binary)
+    x0, x1 = int(max(0, x - tol)), int(x + w + tol)
+    for r in rows:
+        band_h[int(max(0, r - tol)):int(r + tol + 1), x0:x1] = 255
+    for c in cols:
+        band_v[int(max(0, y - tol)):int(y + h + tol), int(max(0, c - tol)):int(c + tol + 1)] = 255
+    if spec.kind == "comb":
+        cell = w / spec.cells
+        for i in range(1, spec.cells):
+            cx = x + i * cell
+            band_tick[int(y + h * 0.45):int(y + h + tol), int(max(0, cx - tol)):int(cx + tol + 1)] = 255
+    lines = cv2.bitwise_or(cv2.bitwise_and(horizontal, band_h), cv2.bitwise_and(vertical, band_v))
+    lines = cv2.bitwise_or(lines, cv2.bitwise_and(short, band_tick))
+    lines = cv2.dilate(lines, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
+    clean = cv2.bitwise_and(binary, cv2.bitwise_not(lines))
+    # A stroke crossing a line was cut where it crossed: close the gap, only inside the removed line.
+    thickness = max(3, int(round(_line_thickness(cv2.bitwise_and(horizontal, band_h)))) + 4)
+    bridged = cv2.morphologyEx(clean, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (1, thickness)))
+    bridged_h = cv2.morphologyEx(clean, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (thickness, 1)))
+    restore = cv2.bitwise_and(cv2.bitwise_or(bridged, bridged_h), lines)
+    return cv2.bitwise_or(clean, restore)
+
+
+def _line_thickness(horizontal: np.ndarray) -> float:
+    cols = (horizontal > 0).sum(axis=0)
+    cols = cols[cols > 0]
+    return float(np.median(cols)) if cols.size else 3.0
+
+
+def _components(binary: np.ndarray, min_height: float):
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    comps = []
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if h < min_height and w < min_height:
+            continue
+        comps.append({"ids": [i], "x": x, "y": y, "w": w, "h": h, "area": area,
+                      "cx": centroids[i][0], "cy": centroids[i][1]})
+    return labels, comps
+
+
+def _union(a: dict, b: dict) -> dict:
+    x0, y0 = min(a["x"], b["x"]), min(a["y"], b["y"])
+    x1, y1 = max(a["x"] + a["w"], b["x"] + b["w"]), max(a["y"] + a["h"], b["y"] + b["h"])
+    area = a["area"] + b["area"]
+    return {"ids": a["ids"] + b["ids"], "x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0, "area": area,
+            "cx": (a["cx"] * a["area"] + b["cx"] * b["area"]) / area,
+            "cy": (a["cy"] * a["area"] + b["cy"] * b["area"]) / area}
+
+
+def _merge_pieces(comps: list[dict]) -> list[dict]:
+    """Joins pieces of one digit: a broken stroke, the detached flag of a 5 or a 1."""
+    comps = sorted(comps, key=lambda c: c["x"])
+    merged: list[dict] = []
+    for c in comps:
+        if merged:
+            p = merged[-1]
+            overlap = min(p["x"] + p["w"], c["x"] + c["w"]) - max(p["x"], c["x"])
+            if overlap > 0.45 * min(p["w"], c["w"]):
+                merged[-1] = _union(p, c)
+                continue
+        merged.append(c)
+    if len(merged) < 2:
+        return merged
+    # A fragment much shorter than its neighbours belongs to the nearest one, if it is close.
+    digit_h = float(np.median([c["h"] for c in merged]))
+    changed = True
+    while changed and len(merged) > 1:
+        changed = False
+        for i, c in enumerate(merged):
+            if c["h"] >= 0.55 * digit_h:
+                continue
+            gaps = []
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(merged):
+                    o = merged[j]
+                    gap = max(o["x"] - (c["x"] + c["w"]), c["x"] - (o["x"] + o["w"]), 0)
+                    gaps.append((gap, j))
+            gap, j = min(gaps)
+            if gap <= 0.25 * digit_h:
+                merged[min(i, j)] = _union(merged[min(i, j)], merged[max(i, j)])
+                del merged[max(i, j)]
+                changed = True
+                break
+    return merged
+
+
+def _split_touching(comp: dict, labels: np.ndarray, binary: np.ndarray, digit_w: float, digit_h: float) -> list[dict]:
+    """Cuts a blob of touching digits at the thinnest columns near the expected cuts."""
+    n = int(round(comp["w"] / max(digit_w, 1.0)))
+    if n < 2 or comp["w"] < 1.6 * digit_w or comp["w"] < 0.9 * digit_h:
+        return [comp]
+    x, y, w, h = comp["x"], comp["y"], comp["w"], comp["h"]
+    mask = np.isin(labels[y:y + h, x:x + w], comp["ids"])
+    profile = mask.sum(axis=0).astype(np.float32)
+    cuts = [0]
+    for k in range(1, n):
+        centre = int(k * w / n)
+        lo, hi = max(cuts[-1] + 2, centre - int(0.25 * w / n)), min(w - 2, centre + int(0.25 * w / n))
+        cuts.append(lo + int(np.argmin(profile[lo:hi])) if hi > lo else centre)
+    cuts.append(w)
+    parts = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        sub = mask[:, a:b]
+        ys = np.nonzero(sub.any(axis=1))[0]
+        if ys.size == 0 or b - a < 2:
+            continue
+        parts.append({"ids": comp["ids"], "x": x + a, "y": y + int(ys[0]), "w": b - a, "h": int(ys[-1] - ys[0] + 1),
+                      "area": int(sub.sum()), "cx": x + (a + b) / 2, "cy": y + h / 2, "cut": (x + a, x + b)})
+    return parts
+
+
+def _split_all(groups: list[dict], labels: np.ndarray, binary: np.ndarray) -> list[dict]:
+    # A field's own digits set the scale: writers differ in how wide they write.
+    digit_h = float(np.median([g["h"] for g in groups]))
+    single = [g["w"] for g in groups if g["w"] < 1.1 * digit_h] or [0.7 * digit_h]
+    digit_w = max(float(np.median(single)), 0.45 * digit_h)
+    return [part for g in groups for part in _split_touching(g, labels, binary, digit_w, digit_h)]
+
+
+def split_digits(binary: np.ndarray, field_px: tuple[float, float, float, float], spec: Field | None):
+    """Digit regions of a cleaned field: list of (mask crop bbox (x, y, w, h) in the crop, pixel mask)."""
+    x, y, w, h = field_px
+    labels, comps = _components(binary, min_height=max(4.0, 0.12 * h))
+    # Keep what belongs to this field: centred inside its box (printed text beside it is not).
+    comps = [c for c in comps if x - 0.05 * w <= c["cx"] <= x + w * 1.08 and y - 0.25 * h <= c["cy"] <= y + h * 1.2]
+    if not comps:
+        return []
+    tallest = max(c["h"] for c in comps)
+    comps = [c for c in comps if c["h"] >= 0.3 * tallest or c["area"] >= 0.15 * tallest ** 2]
+    if spec is not None and spec.kind == "comb":
+        cell = w / spec.cells
+        cells: dict[int, dict] = {}
+        for c in comps:
+            k = int((c["cx"] - x) // cell)
+            if 0 <= k < spec.cells:
+                cells[k] = _union(cells[k], c) if k in cells else c
+        groups = [cells[k] for k in sorted(cells)]
+    else:
+        groups = _split_all(_merge_pieces(comps), labels, binary)
+    regions = []
+    for g in groups:
+        gx, gy, gw, gh = g["x"], g["y"], g["w"], g["h"]
+        mask = np.isin(labels[gy:gy + gh, gx:gx + gw], g["ids"])
+        if "cut" in g:  # a piece of a split blob: only its own columns
+            mask = mask & (binary[gy:gy + gh, gx:gx + gw] > 0)
+        regions.append(((gx, gy, gw, gh), mask))
+    return regions
+
+
+def _digit_image(ink: np.ndarray, bbox, mask: np.ndarray) -> np.ndarray:
+    x, y, w, h = bbox
+    keep = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    return ink[y:y + h, x:x + w] * keep
+
+
+def _crop_to_page(box_crop, crop_to_page: np.ndarray) -> tuple[int, int, int, int]:
+    x, y, w, h = box_crop
+    pts = np.float32([[[x, y]], [[x + w, y]], [[x + w, y + h]], [[x, y + h]]])
+    moved = cv2.perspectiveTransform(pts, crop_to_page).reshape(-1, 2)
+    x0, y0 = np.floor(moved.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(moved.max(axis=0)).astype(int)
+    return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
+
+
+def _page_box(field_px_box, crop_to_page, page_shape, upside_down):
+    x, y, w, h = _crop_to_page(field_px_box, crop_to_page)
+    if upside_down:  # report boxes on the page as it was scanned
+        H, W = page_shape
+        x, y = W - x - w, H - y - h
+    return int(x), int(y), int(w), int(h)
+
+
+def cut_fields(page: np.ndarray, registration: Registration) -> list[FieldCut]:
+    """Cuts every field of the registered (upright) page into digit crops."""
+    out = []
+    s = CROP_SCALE
+    for spec in registration.template.fields:
+        fx, fy, fw, fh = spec.box
+        mx0, my = 0.15 * fh, 0.45 * fh
+        mx1 = 0.35 * fh + 0.08 * fw
+        ox, oy = fx - mx0, fy - my
+        cw, ch = int((fw + mx0 + mx1) * s), int((fh + 2 * my) * s)
+        crop_to_tpl = np.float64([[1 / s, 0, ox], [0, 1 / s, oy], [0, 0, 1]])
+        crop_to_page = registration.homography @ crop_to_tpl
+        crop = cv2.warpPerspective(page, crop_to_page, (cw, ch), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                   borderValue=255)
+        ink = _ink(crop)
+        field_px = (mx0 * s, my * s, fw * s, fh * s)
+        clean = remove_guides(ink, _binary(ink), field_px, spec)
+        digits = []
+        for pos, (bbox, mask) in enumerate(split_digits(clean, field_px, spec)):
+            digits.append(DigitCut(pos, _digit_image(ink, bbox, mask),
+                                   _page_box(bbox, crop_to_page, page.shape, registration.upside_down)))
+        out.append(FieldCut(registration.template.name, spec.name, spec,
+                            _page_box(field_px, crop_to_page, page.shape, registration.upside_down), digits))
+    return out
+
+
+# -- no templates: lines of digits ------------------------------------------------
+def find_lines(page: np.ndarray) -> list[FieldCut]:
+    """Finds lines of handwriting on a page without a template; each line becomes a field."""
+    ink = _ink(page)
+    binary = _binary(ink)
+    H, W = page.shape
+    # Long printed rules and frames are not writing.
+    for kernel in ((max(40, W // 8), 1), (1, max(40, H // 8))):
+        lines = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel))
+        binary = cv2.bitwise_and(binary, cv2.bitwise_not(cv2.dilate(lines, np.ones((3, 3), np.uint8))))
+    labels, comps = _components(binary, min_height=max(8.0, H / 250))
+    comps = [c for c in comps if c["h"] < H / 8 and c["w"] < W / 4 and c["area"] > 0.1 * c["w"] * c["h"] * 0.3]
+    comps.sort(key=lambda c: c["cy"])
+    rows: list[list[dict]] = []
+    for c in comps:
+        if rows:
+            last = rows[-1]
+            top = min(r["y"] for r in last)
+            bottom = max(r["y"] + r["h"] for r in last)
+            if min(bottom, c["y"] + c["h"]) - max(top, c["y"]) > 0.4 * c["h"]:
+                last.append(c)
+                continue
+        rows.append([c])
+    out = []
+    for n, row in enumerate(r for r in rows if len(r) >= 2):
+        heights = np.median([c["h"] for c in row])
+        row = [c for c in row if c["h"] > 0.4 * heights]
+        groups = _split_all(_merge_pieces(row), labels, binary)
+        digits = []
+        for pos, g in enumerate(sorted(groups, key=lambda g: g["x"])):
+            bbox = (g["x"], g["y"], g["w"], g["h"])
+            mask = np.isin(labels[g["y"]:g["y"] + g["h"], g["x"]:g["x"] + g["w"]], g["ids"])
+            if "cut" in g:
+                mask = mask & (binary[g["y"]:g["y"] + g["h"], g["x"]:g["x"] + g["w"]] > 0)
+            digits.append(DigitCut(pos, _digit_image(ink, bbox, mask), tuple(int(v) for v in bbox)))
+        x0 = min(c["x"] for c in row)
+        y0 = min(c["y"] for c in row)
+        x1 = max(c["x"] + c["w"] for c in row)
+        y1 = max(c["y"] + c["h"] for c in row)
+        out.append(FieldCut("", f"line{len(out) + 1:02d}", None, (int(x0), int(y0), int(x1 - x0), int(y1 - y0)),
+                            digits))
+    return out
