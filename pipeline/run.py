@@ -1,0 +1,233 @@
+"""`formdigits run`: runner choice, the embedded server, progress and the summary.
+
+Without `--serving`, the local server from `serving/` is started on a free
+loopback port over `--models-dir` and stopped when the job ends. DirectRunner
+uses every core (multi-processing); `--runner DataflowRunner` submits to
+Google Cloud, and `--dry-run` translates the Dataflow job offline and writes
+its description instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+__all__ = ["RunError", "EmbeddedServer", "pipeline_options", "run_job", "summarise"]
+
+
+class RunError(RuntimeError):
+    """The job cannot start; the message says what to do."""
+
+
+class EmbeddedServer:
+    """`formdigits serve` in a child process on a free loopback port, for the length of a job."""
+
+    def __init__(self, models_dir: str, model: str):
+        from model_export.export import list_versions
+
+        if not list_versions(os.path.join(models_dir, model)):
+            raise RunError(f"no {model} model under {models_dir}/; train one: "
+                           f"formdigits train --arch {model if model in ('lenet5', 'vgg16') else 'lenet5'} "
+                           f"--export-dir {models_dir}")
+        self.models_dir = models_dir
+        self.model = model
+        self.proc: subprocess.Popen | None = None
+        self.target = ""
+
+    def __enter__(self) -> "EmbeddedServer":
+        from serving.client import PredictClient
+
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "serve", "--models-dir", self.models_dir, "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            raise RunError(f"the local model server did not start ({line.strip() or 'no output'}); "
+                           f"try: formdigits serve --models-dir {self.models_dir}")
+        self.target = line.strip().rsplit(" ", 1)[-1]
+        PredictClient(self.target, self.model).wait_until_available(120)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def pipeline_options(beam_args: list[str], *, runner: str, streaming: bool, dry_run: bool, setup_file: str | None):
+    """Beam PipelineOptions: DirectRunner on every core, or DataflowRunner (optionally a dry run)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    args = list(beam_args)
+    if runner == "DirectRunner":
+        if not any(a.startswith("--direct_num_workers") for a in args):
+            args.append(f"--direct_num_workers={os.cpu_count() or 1}")
+        if not streaming and not any(a.startswith("--direct_running_mode") for a in args):
+            args.append("--direct_running_mode=multi_processing")
+    elif runner == "DataflowRunner":
+        if dry_run:
+            args += ["--dry_run=True", "--no_auth"]
+            if not any(a.startswith("--sdk_location") for a in args):
+                args.append("--sdk_location=container")
+        if setup_file and not any(a.startswith("--setup_file") for a in args):
+            args.append(f"--setup_file={setup_file}")
+    options = PipelineOptions(args, runner=runner, streaming=streaming, save_main_session=False)
+    return options
+
+
+class _ProgressPrinter(threading.Thread):
+    """Sums the workers' page counts every few seconds: pages done and pages/s."""
+
+    def __init__(self, directory: str, interval: float = 5.0):
+        super().__init__(daemon=True)
+        self.directory, self.interval = directory, interval
+        self.stop = threading.Event()
+        self.started = time.monotonic()
+
+    def pages(self) -> int:
+        total = 0
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return 0
+        for name in names:
+            if name.endswith(".json"):
+                try:
+                    with open(os.path.join(self.directory, name)) as fh:
+                        total += json.load(fh)["pages"]
+                except (OSError, ValueError, KeyError):
+                    pass
+        return total
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            pages = self.pages()
+            elapsed = time.monotonic() - self.started
+            print(f"  {pages} pages read, {pages / elapsed:.1f} pages/s, {elapsed:.0f}s", file=sys.stderr, flush=True)
+
+
+def summarise(output_dir: str, run_id: str, started_at, wall_s: float) -> dict:
+    """Counts of what this run wrote, from the results database."""
+    import duckdb
+
+    from pipeline.write import DB_NAME
+
+    path = os.path.join(output_dir, DB_NAME)
+    if not os.path.exists(path):
+        return {"run_id": run_id, "pages": 0, "fields": 0, "digits": 0, "needs_review": 0, "rejects": 0,
+                "wall_s": round(wall_s, 1), "pages_per_s": 0.0}
+    con = duckdb.connect(path, read_only=True)
+    try:
+        pages, fields, review = con.execute(
+            "SELECT count(DISTINCT (source_uri, page)), count(*), count(*) FILTER (WHERE needs_review) "
+            "FROM fields WHERE run_id = ?", [run_id]).fetchone()
+        digits = con.execute(
+            "SELECT count(*) FROM digits d JOIN fields f USING (source_uri, page, field) WHERE f.run_id = ?",
+            [run_id]).fetchone()[0]
+        rejects = con.execute("SELECT count(*) FROM rejects WHERE processed_at >= ?", [started_at]).fetchone()[0]
+    finally:
+        con.close()
+    return {"run_id": run_id, "pages": pages, "fields": fields, "digits": digits, "needs_review": review,
+            "rejects": rejects, "wall_s": round(wall_s, 1), "pages_per_s": round(pages / wall_s, 2) if wall_s else 0}
+
+
+def run_job(cfg, beam_args: list[str], *, runner: str = "DirectRunner", dry_run: bool = False,
+            models_dir: str = "models", job_file: str | None = None, quiet: bool = False) -> dict:
+    """Runs (or, with dry_run, translates) the pipeline. Returns the summary."""
+    import datetime
+
+    import apache_beam as beam
+
+    from pipeline.beam_pipeline import build_pipeline
+
+    repo_setup = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
+    options = pipeline_options(beam_args, runner=runner, streaming=cfg.streaming or bool(cfg.input_subscription),
+                               dry_run=dry_run, setup_file=repo_setup if os.path.exists(repo_setup) else None)
+    if runner == "DataflowRunner":
+        if not cfg.serving:
+            raise RunError("DataflowRunner needs --serving HOST:PORT (TF Serving reachable from the workers, "
+                           "see infra/tfserving); the embedded server only serves local runs")
+        p = beam.Pipeline(options=options)
+        build_pipeline(p, cfg)
+        result = p.run()
+        description = _job_description(result)
+        if job_file:
+            with open(job_file, "w") as fh:
+                json.dump(description, fh, indent=1)
+        if dry_run:
+            return {"dry_run": True, "state": str(result.state), "job_file": job_file,
+                    "steps": len(description.get("job", {}).get("steps", [])),
+                    "transforms": len(description.get("pipeline", {}).get("components", {}).get("transforms", {}))}
+        return {"job_id": result.job_id(), "state": str(result.state)}
+
+    started = time.monotonic()
+    started_at = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    os.makedirs(cfg.output, exist_ok=True)
+    cfg.progress_dir = os.path.join(cfg.output, ".progress", cfg.run_id)
+    printer = None if quiet else _ProgressPrinter(cfg.progress_dir)
+    server = None
+    try:
+        if not cfg.serving:
+            server = EmbeddedServer(models_dir, cfg.model).__enter__()
+            cfg.serving = server.target
+        if printer:
+            printer.start()
+        p = beam.Pipeline(options=options)
+        build_pipeline(p, cfg)
+        result = p.run()
+        try:
+            result.wait_until_finish()
+        except KeyboardInterrupt:
+            print("formdigits run: stopping; every batch written so far is complete", file=sys.stderr)
+            try:
+                result.cancel()
+            except Exception:  # noqa: BLE001 - the runner may already be gone
+                pass
+    finally:
+        if printer:
+            printer.stop.set()
+        if server:
+            server.__exit__(None, None, None)
+    return summarise(cfg.output, cfg.run_id, started_at, time.monotonic() - started)
+
+
+def _job_description(result) -> dict:
+    """The translated Dataflow job and Beam pipeline, as JSON."""
+    from google.protobuf.json_format import MessageToDict
+
+    job = getattr(result, "job", None)
+    out = {}
+    if job is not None:
+        proto = getattr(job, "proto", None)
+        if proto is not None:
+            out["job"] = _to_dict(proto)
+        pipeline_proto = getattr(job, "proto_pipeline", None)
+        if pipeline_proto is not None:
+            out["pipeline"] = MessageToDict(pipeline_proto)
+    return out
+
+
+def _to_dict(message) -> dict:
+    # The Dataflow client's Job is an apitools message, not a protobuf.
+    try:
+        from apitools.base.py import encoding
+
+        return json.loads(encoding.MessageToJson(message))
+    except Exception:  # noqa: BLE001
+        from google.protobuf.json_format import MessageToDict
+
+        return MessageToDict(message)
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]

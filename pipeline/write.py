@@ -1,0 +1,117 @@
+"""Write stage: result rows into DuckDB + Parquet locally, or BigQuery on Dataflow.
+
+Locally each batch of rows becomes a Parquet shard `DIR/<table>/<run>-<n>.parquet`
+(written aside and renamed into place) and is upserted into `DIR/results.duckdb`
+in one transaction, under a file lock so that worker processes take turns.
+Readers therefore see whole batches or nothing, and a re-run over the same
+input leaves one row per key: fields and digits are replaced by key, digits a
+shorter re-read no longer has are deleted, and identical rejects are kept once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import os
+import uuid
+
+import numpy as np
+
+from pipeline import schema
+
+__all__ = ["DB_NAME", "arrow_schema", "write_local_batch", "to_json_row", "ensure_tables"]
+
+DB_NAME = "results.duckdb"
+_ARROW = {"VARCHAR": "string", "INTEGER": "int32", "BIGINT": "int64", "DOUBLE": "float64", "BOOLEAN": "bool_",
+          "TIMESTAMP": "timestamp"}
+
+
+def arrow_schema(table: str):
+    import pyarrow as pa
+
+    fields = []
+    for name, sql, _, nullable in schema.TABLES[table]:
+        kind = _ARROW[sql]
+        pa_type = pa.timestamp("us") if kind == "timestamp" else getattr(pa, kind)()
+        fields.append(pa.field(name, pa_type, nullable=nullable))
+    return pa.schema(fields)
+
+
+@contextlib.contextmanager
+def _locked(output_dir: str):
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, ".write.lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_tables(con) -> None:
+    for table in schema.TABLES:
+        ddl = schema.duckdb_ddl(table)
+        if table in ("fields", "digits"):
+            ddl = ddl[:-1] + f", PRIMARY KEY ({', '.join(schema.KEYS[table])}))"
+        con.execute(ddl)
+
+
+def _py(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def write_local_batch(output_dir: str, table: str, rows: list[dict], run_id: str) -> str:
+    """Writes one batch of `table` rows as a Parquet shard and upserts it into DuckDB. Returns the shard path."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = schema.column_names(table)
+    data = pa.Table.from_pylist([{c: _py(r.get(c)) for c in cols} for r in rows], schema=arrow_schema(table))
+    shard_dir = os.path.join(output_dir, table)
+    os.makedirs(shard_dir, exist_ok=True)
+    shard = os.path.join(shard_dir, f"{run_id}-{uuid.uuid4().hex[:12]}.parquet")
+    with _locked(output_dir):
+        pq.write_table(data, shard + ".part")
+        os.replace(shard + ".part", shard)
+        con = duckdb.connect(os.path.join(output_dir, DB_NAME))
+        try:
+            con.execute("BEGIN TRANSACTION")
+            ensure_tables(con)
+            con.register("batch", data)
+            col_list = ", ".join(cols)
+            if table == "rejects":
+                con.execute(f"""
+                    DELETE FROM rejects r USING batch b
+                    WHERE r.source_uri = b.source_uri AND r.page IS NOT DISTINCT FROM b.page
+                      AND r.stage = b.stage AND r.error_type = b.error_type AND r.message = b.message""")
+                con.execute(f"INSERT INTO rejects SELECT {col_list} FROM batch")
+            else:
+                con.execute(f"INSERT OR REPLACE INTO {table} SELECT {col_list} FROM batch")
+                # Digits beyond what a field now has were left by an earlier read: drop them.
+                con.execute("""
+                    DELETE FROM digits d USING fields f
+                    WHERE d.source_uri = f.source_uri AND d.page = f.page AND d.field = f.field
+                      AND d.position >= f.digit_count""")
+            con.unregister("batch")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+    return shard
+
+
+def to_json_row(row: dict) -> dict:
+    """A row as BigQuery's JSON API takes it."""
+    out = {}
+    for k, v in row.items():
+        v = _py(v)
+        if isinstance(v, datetime.datetime):
+            v = v.isoformat()
+        out[k] = v
+    return out
