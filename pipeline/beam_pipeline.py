@@ -30,7 +30,7 @@ WRITE_SHARDS = 4
 
 @dataclasses.dataclass
 class RunConfig:
-    input: str
+    input: str | list                    # a glob, or (local streaming micro-batches) a list of files
     output: str                          # a directory, or bq:PROJECT:DATASET
     serving: str                         # host:port of TF Serving / formdigits serve
     run_id: str
@@ -43,7 +43,7 @@ class RunConfig:
     max_batch_size: int = 256
     streaming: bool = False
     poll_seconds: float = 2.0
-    stop_after: float | None = None     # streaming: stop watching for new files after this many seconds
+    stop_after: float | None = None     # local streaming: stop after this many seconds
     window_seconds: float = 5.0
     input_subscription: str | None = None
     progress_dir: str | None = None
@@ -84,7 +84,7 @@ class _Progress:
         if not self.directory:
             return
         os.makedirs(self.directory, exist_ok=True)
-        path = os.path.join(self.directory, f"{os.getpid()}.json")
+        path = os.path.join(self.directory, f"{os.getpid()}-{id(self):x}.json")
         with open(path + ".part", "w") as fh:
             json.dump({"pages": self.pages}, fh)
         os.replace(path + ".part", path)
@@ -265,10 +265,11 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:
                      lambda m: f"gs://{m.attributes['bucketId']}/{m.attributes['objectId']}")
                  | "MatchNew" >> fileio.MatchAll())
     elif cfg.streaming:
-        stop = beam.utils.timestamp.Timestamp.now() + cfg.stop_after if cfg.stop_after else \
-            beam.utils.timestamp.MAX_TIMESTAMP
         files = p | "Watch" >> fileio.MatchContinuously(cfg.input, interval=cfg.poll_seconds,
-                                                        has_deduplication=True, stop_timestamp=stop)
+                                                        has_deduplication=True,
+                                                        start_timestamp=beam.utils.timestamp.Timestamp.now())
+    elif isinstance(cfg.input, (list, tuple)):  # a micro-batch of files found by the local watcher
+        files = p | "Files" >> beam.Create(list(cfg.input)) | "MatchNew" >> fileio.MatchAll()
     else:
         files = p | "Match" >> fileio.MatchFiles(cfg.input)
     files = files | "ReadMatches" >> fileio.ReadMatches()

@@ -69,10 +69,12 @@ def pipeline_options(beam_args: list[str], *, runner: str, streaming: bool, dry_
     from apache_beam.options.pipeline_options import PipelineOptions
 
     args = list(beam_args)
-    if runner == "DirectRunner":
+    if runner == "DirectRunner" and not streaming:
+        # Every core. (Streaming stays single-worker: with several workers the streaming
+        # DirectRunner ends an unbounded job at once.)
         if not any(a.startswith("--direct_num_workers") for a in args):
             args.append(f"--direct_num_workers={os.cpu_count() or 1}")
-        if not streaming and not any(a.startswith("--direct_running_mode") for a in args):
+        if not any(a.startswith("--direct_running_mode") for a in args):
             args.append("--direct_running_mode=multi_processing")
     elif runner == "DataflowRunner":
         if dry_run:
@@ -182,23 +184,81 @@ def run_job(cfg, beam_args: list[str], *, runner: str = "DirectRunner", dry_run:
             cfg.serving = server.target
         if printer:
             printer.start()
-        p = beam.Pipeline(options=options)
-        build_pipeline(p, cfg)
-        result = p.run()
-        try:
-            result.wait_until_finish()
-        except KeyboardInterrupt:
-            print("formdigits run: stopping; every batch written so far is complete", file=sys.stderr)
-            try:
-                result.cancel()
-            except Exception:  # noqa: BLE001 - the runner may already be gone
-                pass
+        if cfg.streaming:
+            _watch_micro_batches(cfg, pipeline_options(beam_args + ["--direct_running_mode=in_memory",
+                                                                     "--direct_num_workers=1"],
+                                                       runner=runner, streaming=False, dry_run=False,
+                                                       setup_file=None), cfg.progress_dir)
+        else:
+            p = beam.Pipeline(options=options)
+            build_pipeline(p, cfg)
+            p.run().wait_until_finish()
     finally:
         if printer:
             printer.stop.set()
         if server:
             server.__exit__(None, None, None)
     return summarise(cfg.output, cfg.run_id, started_at, time.monotonic() - started)
+
+
+def _watch_micro_batches(cfg, options, printer_dir: str) -> None:
+    """Local streaming: new files under the pattern are processed in micro-batches until stopped.
+
+    The streaming DirectRunner here never fires windows or processing-time
+    triggers, so locally the driver watches the pattern itself and sends each
+    set of new, fully written files through the same Beam graph as a bounded
+    run. Rows therefore land (and are queryable) a few seconds after a file
+    arrives. Ctrl-C or SIGTERM stops watching; a micro-batch already running is
+    finished first, so nothing is left half-written. Dataflow uses the true
+    streaming graph (Pub/Sub notifications, windows).
+    """
+    import dataclasses
+    import signal
+
+    import apache_beam as beam
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipeline.beam_pipeline import build_pipeline
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    seen: dict[str, int] = {}
+    deadline = time.monotonic() + cfg.stop_after if cfg.stop_after else None
+    print(f"formdigits run: watching {cfg.input} every {cfg.poll_seconds:g}s (Ctrl-C to stop)",
+          file=sys.stderr, flush=True)
+    try:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            try:
+                matches = FileSystems.match([cfg.input])[0].metadata_list
+            except Exception:  # noqa: BLE001 - nothing there yet
+                matches = []
+            now_us = time.time() * 1e6
+            new = [m.path for m in matches
+                   if seen.get(m.path) != m.last_updated_in_seconds
+                   and now_us - m.last_updated_in_seconds * 1e6 > 1e6]  # still being copied? next poll
+            if new:
+                batch_cfg = dataclasses.replace(cfg, input=sorted(new), streaming=False, progress_dir=printer_dir)
+                p = beam.Pipeline(options=options)
+                build_pipeline(p, batch_cfg)
+                p.run().wait_until_finish()
+                for m in matches:
+                    if m.path in new:
+                        seen[m.path] = m.last_updated_in_seconds
+                print(f"  {len(new)} new file(s) written", file=sys.stderr, flush=True)
+            stop.wait(cfg.poll_seconds)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _remove_partial_shards(cfg.output)
+
+
+def _remove_partial_shards(output_dir: str) -> None:
+    for table in ("fields", "digits", "rejects"):
+        directory = os.path.join(output_dir, table)
+        if os.path.isdir(directory):
+            for name in os.listdir(directory):
+                if name.endswith(".part"):
+                    os.remove(os.path.join(directory, name))
 
 
 def _job_description(result) -> dict:
