@@ -127,15 +127,11 @@ class ReadPages(beam.DoFn):
 class SegmentPage(beam.DoFn):
     """(key, page) -> FieldInfo (tag "fields") and (field key, DigitCut); failures -> rejects."""
 
-    def __init__(self, templates_dir: str | None):
-        self.templates_dir = templates_dir
+    def __init__(self, templates: list | None):
+        # Parsed in the driver and shipped with the DoFn: workers need no access to the templates' folder.
+        self.templates = templates
         self.fields = Metrics.counter("formdigits", "fields")
         self.rejected = Metrics.counter("formdigits", "rejects")
-
-    def setup(self):
-        from pipeline.templates import load_templates
-
-        self.templates = list(load_templates(self.templates_dir).values()) if self.templates_dir else None
 
     def process(self, element):
         import cv2
@@ -277,8 +273,11 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:
         files = files | "Window" >> beam.WindowInto(beam.window.FixedWindows(cfg.window_seconds))
 
     pages = files | "Read" >> beam.ParDo(ReadPages(cfg.progress_dir)).with_outputs("rejects", main="pages")
+    from pipeline.templates import load_templates
+
+    templates = list(load_templates(cfg.templates_dir).values()) if cfg.templates_dir else None
     segmented = (pages.pages
-                 | "Segment" >> beam.ParDo(SegmentPage(cfg.templates_dir)).with_outputs("fields", "rejects",
+                 | "Segment" >> beam.ParDo(SegmentPage(templates)).with_outputs("fields", "rejects",
                                                                                         main="digits"))
     normalised = (segmented.digits
                   | "Normalise" >> beam.ParDo(NormaliseDigit()).with_outputs("rejects", main="examples"))

@@ -278,9 +278,12 @@ def _job_description(result) -> dict:
 
 
 def _to_dict(message) -> dict:
-    # The Dataflow client's Job is an apitools message, not a protobuf.
+    """JSON of the Dataflow Job, whichever message library the client uses."""
+    kind = type(message)
+    if hasattr(kind, "to_json"):  # proto-plus (google-cloud-dataflow-client)
+        return json.loads(kind.to_json(message))
     try:
-        from apitools.base.py import encoding
+        from apitools.base.py import encoding  # older apitools-based client
 
         return json.loads(encoding.MessageToJson(message))
     except Exception:  # noqa: BLE001

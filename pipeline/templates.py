@@ -188,13 +188,21 @@ def save_templates(templates: list[Template], directory: str | os.PathLike) -> N
 
 
 def load_templates(directory: str | os.PathLike) -> dict[str, Template]:
-    """Every `<name>.json` template in `directory`, by name."""
-    names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
-    if not names:
-        raise FileNotFoundError(f"no template .json files in {os.fspath(directory)!r}")
+    """Every `<name>.json` template in `directory` (local or gs://), by name."""
+    directory = os.fspath(directory)
+    if "://" in directory:
+        from apache_beam.io.filesystems import FileSystems
+
+        paths = sorted(m.path for m in FileSystems.match([directory.rstrip("/") + "/*.json"])[0].metadata_list)
+        opener = FileSystems.open
+    else:
+        paths = sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".json"))
+        opener = open
+    if not paths:
+        raise FileNotFoundError(f"no template .json files in {directory!r}")
     templates = {}
-    for n in names:
-        with open(os.path.join(directory, n)) as fh:
-            t = Template.from_json(json.load(fh))
+    for path in paths:
+        with opener(path) as fh:
+            t = Template.from_json(json.loads(fh.read()))
         templates[t.name] = t
     return templates
