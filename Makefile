@@ -37,13 +37,16 @@ $(SYSTEM_DEPS): Makefile | $(INSTALLED)
 test: setup
 	$(BIN)/python -m pytest -q
 
+# A fresh machine: corpus, model (trained once), the pipeline with the embedded server, scores, a query.
 demo: setup
 	@if ! ls models/lenet5/[0-9]* >/dev/null 2>&1; then \
 	  $(BIN)/formdigits train --arch lenet5 --data synthetic --export-dir models; \
-	else echo "models/lenet5 exists: $$(ls models/lenet5 | grep -E '^[0-9]+$$' | sort -n | xargs)"; fi
-	@v=$$(ls models/lenet5 | grep -E '^[0-9]+$$' | sort -n | tail -1); \
-	  echo "== model card (models/lenet5/$$v)"; cat models/lenet5/$$v/assets.extra/model_card.json | head -30; \
-	  echo "== signatures"; $(BIN)/saved_model_cli show --dir models/lenet5/$$v --tag_set serve --signature_def serving_default
+	else echo "== using models/lenet5 (versions: $$(ls models/lenet5 | grep -E '^[0-9]+$$' | sort -n | xargs))"; fi
+	rm -rf demo && $(BIN)/formdigits synth-forms --count 20 --out demo/corpus --seed 2027
+	$(BIN)/formdigits run --input 'demo/corpus/scan_*' --templates demo/corpus/templates --output demo/out
+	@echo "== scores"; $(BIN)/formdigits eval --results demo/out --truth demo/corpus/truth.jsonl
+	@echo "== fields to review"; $(BIN)/formdigits query --db demo/out \
+	  "SELECT regexp_extract(source_uri, '[^/]+$$') AS file, page, field, value, round(confidence, 3) AS confidence, review_reason FROM fields WHERE needs_review ORDER BY confidence LIMIT 10"
 
 # Re-resolve the pins after editing pyproject.toml's versions.
 lock:

@@ -37,9 +37,11 @@ def _add_train(sub) -> None:
     p.add_argument("--arch", choices=("lenet5", "vgg16"), default="lenet5")
     p.add_argument("--data", choices=("synthetic", "mnist"), default="synthetic")
     p.add_argument("--mnist-path", metavar="FILE.npz", help="the Keras mnist.npz, for --data mnist")
-    p.add_argument("--samples", type=_positive_int, help="training samples (default: 72000 lenet5, 20000 vgg16)")
+    p.add_argument("--samples", type=_positive_int, help="training samples (default: 60000 lenet5, 20000 vgg16)")
+    p.add_argument("--form-crops", type=int, help="synthetic only: extra digits cut from rendered scanned forms by "
+                                                  "the pipeline's segmenter (default: 20%% of --samples; 0 = none)")
     p.add_argument("--heldout-samples", type=_positive_int, help="held-out samples (default: up to 10000)")
-    p.add_argument("--epochs", type=_positive_int, help="epochs (default: 7 lenet5, 3 vgg16)")
+    p.add_argument("--epochs", type=_positive_int, help="epochs (default: 6 lenet5, 3 vgg16)")
     p.add_argument("--batch-size", type=_positive_int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--export-dir", default="models", help="models directory (default: models)")
@@ -64,7 +66,8 @@ def _run_train(args, parser) -> int:
 
     cfg = TrainConfig(arch=args.arch, data=args.data, mnist_path=args.mnist_path, samples=args.samples,
                       heldout_samples=args.heldout_samples, epochs=args.epochs, batch_size=args.batch_size,
-                      seed=args.seed, export_dir=args.export_dir, vgg_weights=args.vgg_weights)
+                      seed=args.seed, export_dir=args.export_dir, vgg_weights=args.vgg_weights,
+                      form_crops=args.form_crops)
     try:
         result = train(cfg)
     except MnistFileError as exc:

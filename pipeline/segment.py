@@ -201,7 +201,12 @@ def _ink(crop: np.ndarray) -> np.ndarray:
 
 
 def _binary(ink: np.ndarray) -> np.ndarray:
-    """Ink pixels: above the paper's noise floor and a fair share of the strongest strokes."""
+    """Ink pixels: above the paper's noise floor and a fair share of the strongest strokes.
+
+    (Hysteresis, keeping fainter pixels joined to confident ones, mends strokes
+    broken by pen pressure but also keeps faint guide-line remnants: measured
+    worse overall on the dev corpus, 88.5% against 91.4% exact fields.)
+    """
     strong = float(np.percentile(ink, 99.7))
     return (ink > max(28.0, 0.35 * strong)).astype(np.uint8) * 255
 
@@ -373,14 +378,16 @@ def split_digits(binary: np.ndarray, field_px: tuple[float, float, float, float]
         groups = [cells[k] for k in sorted(cells)]
     else:
         groups = _split_all(_merge_pieces(comps), labels, binary)
-    regions = []
-    for g in groups:
-        gx, gy, gw, gh = g["x"], g["y"], g["w"], g["h"]
-        mask = np.isin(labels[gy:gy + gh, gx:gx + gw], g["ids"])
-        if "cut" in g:  # a piece of a split blob: only its own columns
-            mask = mask & (binary[gy:gy + gh, gx:gx + gw] > 0)
-        regions.append(((gx, gy, gw, gh), mask))
-    return regions
+    return [_region(g, labels, binary) for g in groups]
+
+
+def _region(group: dict, labels: np.ndarray, binary: np.ndarray):
+    """(bbox, pixel mask) of one digit: its components' pixels within its box."""
+    x, y, w, h = group["x"], group["y"], group["w"], group["h"]
+    mask = np.isin(labels[y:y + h, x:x + w], group["ids"])
+    if "cut" in group:  # a piece of a split blob: only its own columns
+        mask = mask & (binary[y:y + h, x:x + w] > 0)
+    return (int(x), int(y), int(w), int(h)), mask
 
 
 def _digit_image(ink: np.ndarray, bbox, mask: np.ndarray) -> np.ndarray:
@@ -462,11 +469,8 @@ def find_lines(page: np.ndarray) -> list[FieldCut]:
         groups = _split_all(_merge_pieces(row), labels, binary)
         digits = []
         for pos, g in enumerate(sorted(groups, key=lambda g: g["x"])):
-            bbox = (g["x"], g["y"], g["w"], g["h"])
-            mask = np.isin(labels[g["y"]:g["y"] + g["h"], g["x"]:g["x"] + g["w"]], g["ids"])
-            if "cut" in g:
-                mask = mask & (binary[g["y"]:g["y"] + g["h"], g["x"]:g["x"] + g["w"]] > 0)
-            digits.append(DigitCut(pos, _digit_image(ink, bbox, mask), tuple(int(v) for v in bbox)))
+            bbox, mask = _region(g, labels, binary)
+            digits.append(DigitCut(pos, _digit_image(ink, bbox, mask), bbox))
         x0 = min(c["x"] for c in row)
         y0 = min(c["y"] for c in row)
         x1 = max(c["x"] + c["w"] for c in row)

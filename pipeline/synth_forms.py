@@ -259,6 +259,14 @@ def _jpeg_roundtrip(page: np.ndarray, quality: int) -> np.ndarray:
 # -- documents ----------------------------------------------------------------
 def _make_document(args) -> list[dict]:
     seed, index, fmt, pages, out_dir, fonts = args
+    name = f"scan_{index + 1:05d}.{_EXT[fmt]}"
+    images, truth, dpi, rng = render_document(seed, index, fmt, pages, fonts, name)
+    _write(os.path.join(out_dir, name), fmt, images, dpi, rng)
+    return truth
+
+
+def render_document(seed: int, index: int, fmt: str, pages: int, fonts: list[str], name: str):
+    """Renders one filled, scanned document in memory: (page images, truth rows, dpi, rng)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1000 + index]))
     cv2.setRNGSeed(int(rng.integers(2**31 - 1)))
     templates = builtin_templates()
@@ -266,7 +274,6 @@ def _make_document(args) -> list[dict]:
     dpi = int(DPIS[int(rng.integers(len(DPIS)))])
     scale = dpi / 72.0
     images, truth = [], []
-    name = f"scan_{index + 1:05d}.{_EXT[fmt]}"
     for page_no in range(1, pages + 1):
         template = templates[int(rng.integers(len(templates)))]
         page = render_blank(template, dpi, line_grey=int(rng.integers(120, 200)))
@@ -285,8 +292,7 @@ def _make_document(args) -> list[dict]:
             truth.append({"source": name, "page": page_no, "template": template.name, "field": field.name,
                           "value": values[field.name], "box": _box_on_scan(field, scale, matrix), "dpi": dpi,
                           "upside_down": upside_down})
-    _write(os.path.join(out_dir, name), fmt, images, dpi, rng)
-    return truth
+    return images, truth, dpi, rng
 
 
 def _write(path: str, fmt: str, images: list[np.ndarray], dpi: int, rng: np.random.Generator) -> None:
