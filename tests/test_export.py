@@ -91,7 +91,8 @@ def test_warmup_records_parse_as_prediction_logs(lenet_v1):
 def test_model_card(lenet_v1):
     card = json.loads((lenet_v1 / export.MODEL_CARD_FILE).read_text())
     assert card["arch"] == "lenet5" and card["data"] == "synthetic" and card["version"] == 1
-    assert card["samples"] == 3000 and card["epochs"] == 2 and card["seed"] == 7
+    assert card["form_crops"] == 600 and card["samples"] == 3000 + 600  # 20% more, cut from rendered forms
+    assert card["epochs"] == 2 and card["seed"] == 7 and 0 < card["heldout_form_crop_accuracy"] <= 1
     assert card["parameters"] == 61706
     assert 0.0 < card["heldout_accuracy"] <= 1.0
     matrix = np.array(card["confusion_matrix"])
