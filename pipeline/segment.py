@@ -329,11 +329,52 @@ def _merge_pieces(comps: list[dict]) -> list[dict]:
     return merged
 
 
+def _bow(comp: dict, labels: np.ndarray) -> float:
+    """How the piece bulges sideways: > 0 bulges left like "(", < 0 right like ")", ~0 straight like "1".
+
+    Compares the ink's x position in the middle third of its height with the top and bottom
+    thirds, relative to its height.
+    """
+    x, y, w, h = comp["x"], comp["y"], comp["w"], comp["h"]
+    mask = np.isin(labels[y:y + h, x:x + w], comp["ids"])
+    rows = np.nonzero(mask.any(axis=1))[0]
+    if rows.size < 6:
+        return 0.0
+    centres = np.array([np.nonzero(mask[r])[0].mean() for r in rows])
+    third = max(1, rows.size // 3)
+    ends = (centres[:third].mean() + centres[-third:].mean()) / 2
+    return float((ends - centres[third:-third].mean()) / h)
+
+
+def _join_bows(groups: list[dict], labels: np.ndarray) -> list[dict]:
+    """Re-joins a digit broken into two facing arcs: a 0 as "(" + ")", a thin-stroked 2 or 3.
+
+    Only narrow, curved pieces whose bows face each other, close together, whose union is no
+    wider than one digit; straight pieces (two 1s side by side) are never joined.
+    """
+    if len(groups) < 2:
+        return groups
+    digit_h = float(np.median([g["h"] for g in groups]))
+    out = [groups[0]]
+    for g in groups[1:]:
+        p = out[-1]
+        gap = g["x"] - (p["x"] + p["w"])
+        union_w = g["x"] + g["w"] - p["x"]
+        if (p["w"] < 0.5 * digit_h and g["w"] < 0.5 * digit_h and gap < 0.25 * digit_h
+                and union_w < 1.15 * max(p["h"], g["h"]) and _bow(p, labels) > 0.06 and _bow(g, labels) < -0.06):
+            out[-1] = _union(p, g)
+        else:
+            out.append(g)
+    return out
+
+
 def _split_touching(comp: dict, labels: np.ndarray, binary: np.ndarray, digit_w: float, digit_h: float) -> list[dict]:
     """Cuts a blob of touching digits at the thinnest columns near the expected cuts."""
-    n = int(round(comp["w"] / max(digit_w, 1.0)))
-    if n < 2 or comp["w"] < 1.6 * digit_w or comp["w"] < 0.9 * digit_h:
+    # Only blobs wider than they are tall: two touching digits are about 1.2x as wide as tall,
+    # a wide 0 about 1.0x (cutting on width alone split wide zeros).
+    if comp["w"] < 1.6 * digit_w or comp["w"] < 1.05 * max(comp["h"], 0.8 * digit_h):
         return [comp]
+    n = max(2, int(round(comp["w"] / max(digit_w, 0.6 * comp["h"]))))
     x, y, w, h = comp["x"], comp["y"], comp["w"], comp["h"]
     mask = np.isin(labels[y:y + h, x:x + w], comp["ids"])
     profile = mask.sum(axis=0).astype(np.float32)
@@ -381,7 +422,7 @@ def split_digits(binary: np.ndarray, field_px: tuple[float, float, float, float]
                 cells[k] = _union(cells[k], c) if k in cells else c
         groups = [cells[k] for k in sorted(cells)]
     else:
-        groups = _split_all(_merge_pieces(comps), labels, binary)
+        groups = _split_all(_join_bows(_merge_pieces(comps), labels), labels, binary)
     return [_region(g, labels, binary) for g in groups]
 
 
@@ -470,7 +511,7 @@ def find_lines(page: np.ndarray) -> list[FieldCut]:
     for n, row in enumerate(r for r in rows if len(r) >= 2):
         heights = np.median([c["h"] for c in row])
         row = [c for c in row if c["h"] > 0.4 * heights]
-        groups = _split_all(_merge_pieces(row), labels, binary)
+        groups = _split_all(_join_bows(_merge_pieces(row), labels), labels, binary)
         digits = []
         for pos, g in enumerate(sorted(groups, key=lambda g: g["x"])):
             bbox, mask = _region(g, labels, binary)

@@ -148,13 +148,14 @@ def test_streaming_picks_up_new_files(corpus, models_dir, tmp_path):
     watched = tmp_path / "incoming"
     watched.mkdir()
     out = tmp_path / "out"
+    log = open(tmp_path / "run.log", "w")  # a file, not a pipe nobody reads: a full pipe would block the job
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "run", "--input", str(watched / "*"), "--output", str(out),
          "--templates", str(corpus / "templates"), "--models-dir", str(models_dir), "--streaming",
-         "--poll-seconds", "1", "--stop-after", "90"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--poll-seconds", "1", "--stop-after", "240"],
+        stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         shutil.copy(corpus / "scan_00001.png", watched / "first.png")
         seen = []
         while time.monotonic() < deadline and not seen:
@@ -162,7 +163,7 @@ def test_streaming_picks_up_new_files(corpus, models_dir, tmp_path):
             res = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", "--db", str(out), "--format", "csv",
                                   "SELECT DISTINCT source_uri FROM fields"], capture_output=True, text=True)
             seen = [l for l in res.stdout.splitlines()[1:] if "first.png" in l]
-        assert seen, "a file added while the job runs reaches the table"
+        assert seen, "a file added while the job runs reaches the table:\n" + (tmp_path / "run.log").read_text()[-3000:]
         shutil.copy(corpus / "scan_00002.jpg", watched / "second.jpg")
         while time.monotonic() < deadline + 30:
             time.sleep(1)
@@ -171,12 +172,13 @@ def test_streaming_picks_up_new_files(corpus, models_dir, tmp_path):
             if res.stdout.splitlines()[-1:] == ["2"]:
                 break
         else:
-            pytest.fail("the second file never arrived")
+            pytest.fail("the second file never arrived:\n" + (tmp_path / "run.log").read_text()[-3000:])
         proc.send_signal(2)  # Ctrl-C: stops cleanly
         assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
+        log.close()
     assert not [n for n in os.listdir(out / "fields") if n.endswith(".part")]
 
 
