@@ -240,11 +240,16 @@ def _watch_micro_batches(cfg, options, printer_dir: str) -> None:
                 batch_cfg = dataclasses.replace(cfg, input=sorted(new), streaming=False, progress_dir=printer_dir)
                 p = beam.Pipeline(options=options)
                 build_pipeline(p, batch_cfg)
-                p.run().wait_until_finish()
-                for m in matches:
-                    if m.path in new:
-                        seen[m.path] = m.last_updated_in_seconds
-                print(f"  {len(new)} new file(s) written", file=sys.stderr, flush=True)
+                try:
+                    p.run().wait_until_finish()
+                except Exception as exc:  # noqa: BLE001 - keep watching; these files are tried again
+                    print(f"formdigits run: a batch of {len(new)} file(s) failed, retrying next poll: "
+                          f"{str(exc).splitlines()[-1][:300]}", file=sys.stderr, flush=True)
+                else:
+                    for m in matches:
+                        if m.path in new:
+                            seen[m.path] = m.last_updated_in_seconds
+                    print(f"  {len(new)} new file(s) written", file=sys.stderr, flush=True)
             stop.wait(cfg.poll_seconds)
     finally:
         for sig, handler in previous.items():

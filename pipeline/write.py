@@ -77,7 +77,7 @@ def write_local_batch(output_dir: str, table: str, rows: list[dict], run_id: str
     with _locked(output_dir):
         pq.write_table(data, shard + ".part")
         os.replace(shard + ".part", shard)
-        con = duckdb.connect(os.path.join(output_dir, DB_NAME))
+        con = _connect_for_write(os.path.join(output_dir, DB_NAME))
         try:
             con.execute("BEGIN TRANSACTION")
             ensure_tables(con)
@@ -104,6 +104,24 @@ def write_local_batch(output_dir: str, table: str, rows: list[dict], run_id: str
         finally:
             con.close()
     return shard
+
+
+def _connect_for_write(path: str, wait_s: float = 120.0):
+    """Opens the database for writing, waiting while a reader (formdigits query) holds it."""
+    import time
+
+    import duckdb
+
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(path)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 def to_json_row(row: dict) -> dict:

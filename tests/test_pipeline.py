@@ -303,3 +303,23 @@ def test_handler_batching_and_weakref_client(server):
     weakref.ref(client)  # RemoteModelHandler keeps the client by weak reference
     results = list(handler.run_inference(_examples(5), client))
     assert len(results) == 5 and results[0].inference.probabilities.shape == (10,)
+
+
+def test_writer_waits_for_a_reader(tmp_path):
+    """A `formdigits query` holding the database must delay a write, not fail it."""
+    import datetime
+
+    from pipeline.write import write_local_batch
+
+    row = {"source_uri": "a.png", "page": 1, "stage": "read", "error_type": "ReadError", "message": "empty file",
+           "processed_at": datetime.datetime(2026, 1, 1)}
+    write_local_batch(str(tmp_path), "rejects", [row], "r1")
+    reader = subprocess.Popen(  # another process, as `formdigits query` is
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
+         "print('open', flush=True); time.sleep(1.5); c.close()", str(tmp_path / "results.duckdb")],
+        stdout=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().strip() == "open"
+    started = time.monotonic()
+    write_local_batch(str(tmp_path), "rejects", [dict(row, message="corrupt")], "r1")
+    assert time.monotonic() - started >= 0.5 and reader.wait(timeout=10) == 0
+    assert sorted(r[0] for r in _count(tmp_path, "SELECT message FROM rejects")) == ["corrupt", "empty file"]
