@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -198,6 +199,7 @@ def run_job(cfg, beam_args: list[str], *, runner: str = "DirectRunner", dry_run:
             printer.stop.set()
         if server:
             server.__exit__(None, None, None)
+        shutil.rmtree(cfg.progress_dir, ignore_errors=True)  # the workers' page counters served their purpose
     return summarise(cfg.output, cfg.run_id, started_at, time.monotonic() - started)
 
 

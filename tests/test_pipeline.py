@@ -67,6 +67,7 @@ def test_batch_run_writes_all_three_tables(batch_output, corpus, capsys):
     assert (model, version) == ("lenet5", 1)
     for table in ("fields", "digits"):
         assert any(n.endswith(".parquet") for n in os.listdir(batch_output / table))
+    assert not os.listdir(batch_output / ".progress")  # progress counters are removed after the run
     report = evaluate(load_results(batch_output), truth)
     assert report["missing_fields"] == 0 and report["extra_fields"] == 0
     assert report["digit_accuracy"] > 0.6  # the test model trained for seconds; the real one is measured in bench
