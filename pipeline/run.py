@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -26,43 +25,33 @@ class RunError(RuntimeError):
 
 
 class EmbeddedServer:
-    """`formdigits serve` in a child process on a free loopback port, for the length of a job."""
+    """The local server from `serving/` over `models_dir`, for the length of a job."""
 
     def __init__(self, models_dir: str, model: str):
         from model_export.export import list_versions
+        from serving.engine import ServerProcess
 
         if not list_versions(os.path.join(models_dir, model)):
             raise RunError(f"no {model} model under {models_dir}/; train one: "
                            f"formdigits train --arch {model if model in ('lenet5', 'vgg16') else 'lenet5'} "
                            f"--export-dir {models_dir}")
-        self.models_dir = models_dir
         self.model = model
-        self.proc: subprocess.Popen | None = None
+        self.process = ServerProcess(models_dir)
         self.target = ""
 
     def __enter__(self) -> "EmbeddedServer":
         from serving.client import PredictClient
+        from serving.config import ConfigError
 
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "serve", "--models-dir", self.models_dir, "--port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        line = self.proc.stdout.readline()
-        if "listening on" not in line:
-            self.proc.kill()
-            raise RunError(f"the local model server did not start ({line.strip() or 'no output'}); "
-                           f"try: formdigits serve --models-dir {self.models_dir}")
-        self.target = line.strip().rsplit(" ", 1)[-1]
+        try:
+            self.target = self.process.__enter__().target
+        except ConfigError as exc:
+            raise RunError(str(exc)) from None
         PredictClient(self.target, self.model).wait_until_available(120)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        self.process.__exit__(*exc)
 
 
 def pipeline_options(beam_args: list[str], *, runner: str, streaming: bool, dry_run: bool, setup_file: str | None):
@@ -154,7 +143,11 @@ def run_job(cfg, beam_args: list[str], *, runner: str = "DirectRunner", dry_run:
     from pipeline.beam_pipeline import build_pipeline
 
     repo_setup = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
-    options = pipeline_options(beam_args, runner=runner, streaming=cfg.streaming or bool(cfg.input_subscription),
+    # Local streaming runs bounded micro-batches (see _watch_micro_batches): small, in one process.
+    local_streaming = runner == "DirectRunner" and cfg.streaming
+    args = beam_args + ["--direct_running_mode=in_memory", "--direct_num_workers=1"] if local_streaming else beam_args
+    options = pipeline_options(args, runner=runner,
+                               streaming=(cfg.streaming or bool(cfg.input_subscription)) and not local_streaming,
                                dry_run=dry_run, setup_file=repo_setup if os.path.exists(repo_setup) else None)
     if runner == "DataflowRunner":
         if not cfg.serving:
@@ -185,11 +178,8 @@ def run_job(cfg, beam_args: list[str], *, runner: str = "DirectRunner", dry_run:
             cfg.serving = server.target
         if printer:
             printer.start()
-        if cfg.streaming:
-            _watch_micro_batches(cfg, pipeline_options(beam_args + ["--direct_running_mode=in_memory",
-                                                                     "--direct_num_workers=1"],
-                                                       runner=runner, streaming=False, dry_run=False,
-                                                       setup_file=None), cfg.progress_dir)
+        if local_streaming:
+            _watch_micro_batches(cfg, options)
         else:
             p = beam.Pipeline(options=options)
             build_pipeline(p, cfg)
@@ -203,7 +193,7 @@ def run_job(cfg, beam_args: list[str], *, runner: str = "DirectRunner", dry_run:
     return summarise(cfg.output, cfg.run_id, started_at, time.monotonic() - started)
 
 
-def _watch_micro_batches(cfg, options, printer_dir: str) -> None:
+def _watch_micro_batches(cfg, options) -> None:
     """Local streaming: new files under the pattern are processed in micro-batches until stopped.
 
     The streaming DirectRunner here never fires windows or processing-time
@@ -239,7 +229,7 @@ def _watch_micro_batches(cfg, options, printer_dir: str) -> None:
                    if seen.get(m.path) != m.last_updated_in_seconds
                    and now_us - m.last_updated_in_seconds * 1e6 > 1e6]  # still being copied? next poll
             if new:
-                batch_cfg = dataclasses.replace(cfg, input=sorted(new), streaming=False, progress_dir=printer_dir)
+                batch_cfg = dataclasses.replace(cfg, input=sorted(new), streaming=False)
                 p = beam.Pipeline(options=options)
                 build_pipeline(p, batch_cfg)
                 try:

@@ -9,8 +9,6 @@ loopback port; clients are threads of this process.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -29,19 +27,6 @@ def _rate(fn, batch: int, seconds: float, min_calls: int = 3) -> float:
     return calls * batch / (time.perf_counter() - start)
 
 
-def _start_server(models_dir: str, batching_config: str | None) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--models-dir", models_dir, "--port", "0"]
-    if batching_config:
-        cmd += ["--batching-config", batching_config]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    line = proc.stdout.readline()
-    if "listening on" not in line:
-        proc.kill()
-        raise RuntimeError(f"server did not start: {line!r}")
-    return proc, line.strip().rsplit(" ", 1)[-1]
-
-
 def bench_inference(models_dir: str, model: str = "lenet5", batch_sizes=(1, 16, 64, 256), clients=(1, 4),
                     seconds: float = 2.0, log=print) -> dict:
     """Measures images/s in-process and through gRPC.
@@ -55,6 +40,7 @@ def bench_inference(models_dir: str, model: str = "lenet5", batch_sizes=(1, 16, 
 
     from model_export.export import list_versions
     from serving.client import PredictClient
+    from serving.engine import ServerProcess
 
     versions = list_versions(os.path.join(models_dir, model))
     if not versions:
@@ -70,9 +56,8 @@ def bench_inference(models_dir: str, model: str = "lenet5", batch_sizes=(1, 16, 
         in_process[b] = _rate(lambda: signature(images=x)["probabilities"].numpy(), b, seconds)
         log(f"  in-process  batch {b:>4}: {in_process[b]:>9,.0f} images/s")
 
-    proc, target = _start_server(models_dir, None)
-    try:
-        client = PredictClient(target, model, timeout_s=60)
+    with ServerProcess(models_dir) as server:
+        client = PredictClient(server.target, model, timeout_s=60)
         client.wait_until_available(60)
         grpc_rates = {}
         for b in batch_sizes:
@@ -84,9 +69,6 @@ def bench_inference(models_dir: str, model: str = "lenet5", batch_sizes=(1, 16, 
         for n in clients:
             concurrent[n] = _concurrent_rate(client, images[:b], n, seconds)
             log(f"  gRPC {n} clients batch {b:>4}: {concurrent[n]:>9,.0f} images/s")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
     big, small = max(batch_sizes), min(batch_sizes)
     return {

@@ -10,6 +10,8 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 
@@ -17,7 +19,7 @@ from serving.config import (BatchingOptions, ConfigError, ModelEntry, batching_o
                             load_model_server_config, model_entries)
 
 __all__ = ["SERVING_DIR", "DEFAULT_BATCHING_CONFIG", "DEFAULT_MONITORING_CONFIG", "resolve_entries",
-           "build_local_server", "run_local", "tfserving_command", "run_tfserving"]
+           "build_local_server", "run_local", "tfserving_command", "run_tfserving", "ServerProcess"]
 
 SERVING_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_BATCHING_CONFIG = os.path.join(SERVING_DIR, "batching.config")
@@ -125,3 +127,38 @@ def run_tfserving(entries: list[ModelEntry], **kwargs) -> int:
     print("formdigits serve: exec " + " ".join(cmd), flush=True)
     os.execv(cmd[0], cmd)
     return 1  # not reached
+
+
+class ServerProcess:
+    """`formdigits serve` in a child process on a free loopback port (for jobs and benchmarks).
+
+    Use as a context manager; `target` is `host:port` once started.
+    """
+
+    def __init__(self, models_dir: str, batching_config: str | None = None):
+        self.models_dir = models_dir
+        self.batching_config = batching_config
+        self.proc: subprocess.Popen | None = None
+        self.target = ""
+
+    def __enter__(self) -> "ServerProcess":
+        cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--models-dir", self.models_dir, "--port", "0"]
+        if self.batching_config:
+            cmd += ["--batching-config", self.batching_config]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            raise ConfigError(f"the local model server did not start ({line.strip() or 'no output'}); "
+                              f"try: formdigits serve --models-dir {self.models_dir}")
+        self.target = line.strip().rsplit(" ", 1)[-1]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # the server finishes in-flight requests on SIGTERM
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
