@@ -75,10 +75,6 @@ def next_version(model_base: str | os.PathLike) -> int:
     return (versions[-1] + 1) if versions else 1
 
 
-def _tensor_proto(array: np.ndarray):
-    return tf.make_tensor_proto(array)
-
-
 def build_warmup_logs(crops: np.ndarray, model_name: str, batch_sizes=(1, 8, 64)) -> list:
     """PredictionLog records exercising both signatures at typical batch sizes.
 
@@ -88,6 +84,8 @@ def build_warmup_logs(crops: np.ndarray, model_name: str, batch_sizes=(1, 8, 64)
         batch_sizes: batch sizes to warm up (each gets one request per signature).
     """
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    from serving.tensors import as_tensor_content
 
     if len(crops) == 0:
         raise ValueError("warmup needs at least one real crop")
@@ -100,7 +98,7 @@ def build_warmup_logs(crops: np.ndarray, model_name: str, batch_sizes=(1, 8, 64)
         ):
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
-            request.inputs["images"].CopyFrom(_tensor_proto(tensor))
+            request.inputs["images"].CopyFrom(as_tensor_content(tensor))  # as the client sends them
             logs.append(prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request)))
     if len(logs) > MAX_WARMUP_RECORDS:

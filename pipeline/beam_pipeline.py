@@ -21,10 +21,9 @@ from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
-__all__ = ["RunConfig", "build_pipeline", "REJECT_STAGES"]
+__all__ = ["RunConfig", "build_pipeline"]
 
 log = logging.getLogger("formdigits.run")
-REJECT_STAGES = ("read", "segment", "normalise", "infer", "assemble")
 WRITE_SHARDS = 4
 
 

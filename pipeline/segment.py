@@ -35,6 +35,7 @@ __all__ = [
     "remove_guides",
     "split_digits",
     "CROP_SCALE",
+    "box_through",
 ]
 
 CROP_SCALE = 4.0  # canonical field crops: pixels per point (~288 dpi)
@@ -441,17 +442,18 @@ def _digit_image(ink: np.ndarray, bbox, mask: np.ndarray) -> np.ndarray:
     return ink[y:y + h, x:x + w] * keep
 
 
-def _crop_to_page(box_crop, crop_to_page: np.ndarray) -> tuple[int, int, int, int]:
-    x, y, w, h = box_crop
+def box_through(matrix: np.ndarray, box) -> tuple[int, int, int, int]:
+    """The axis-aligned box (x, y, w, h) around rectangle `box` after the homography `matrix`."""
+    x, y, w, h = box
     pts = np.float32([[[x, y]], [[x + w, y]], [[x + w, y + h]], [[x, y + h]]])
-    moved = cv2.perspectiveTransform(pts, crop_to_page).reshape(-1, 2)
+    moved = cv2.perspectiveTransform(pts, np.asarray(matrix, np.float64)).reshape(-1, 2)
     x0, y0 = np.floor(moved.min(axis=0)).astype(int)
     x1, y1 = np.ceil(moved.max(axis=0)).astype(int)
     return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
 
 
 def _page_box(field_px_box, crop_to_page, page_shape, upside_down):
-    x, y, w, h = _crop_to_page(field_px_box, crop_to_page)
+    x, y, w, h = box_through(crop_to_page, field_px_box)
     if upside_down:  # report boxes on the page as it was scanned
         H, W = page_shape
         x, y = W - x - w, H - y - h

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from model_export.synthetic import draw_writer, find_handwriting_fonts, render_digit_ink
+from pipeline.segment import box_through
 from pipeline.templates import Field, Template, builtin_templates, luhn_complete, save_templates
 
 __all__ = ["FORMATS", "synth_forms", "render_blank", "fill_value"]
@@ -243,12 +244,7 @@ def _scan(page: np.ndarray, rng: np.random.Generator, dpi: int, upside_down: boo
 
 
 def _box_on_scan(field: Field, scale: float, matrix: np.ndarray) -> list[int]:
-    x, y, w, h = (v * scale for v in field.box)
-    corners = np.float32([[[x, y]], [[x + w, y]], [[x + w, y + h]], [[x, y + h]]])
-    moved = cv2.perspectiveTransform(corners, matrix).reshape(-1, 2)
-    x0, y0 = np.floor(moved.min(axis=0)).astype(int)
-    x1, y1 = np.ceil(moved.max(axis=0)).astype(int)
-    return [int(x0), int(y0), int(x1 - x0), int(y1 - y0)]
+    return list(box_through(matrix, tuple(v * scale for v in field.box)))
 
 
 def _jpeg_roundtrip(page: np.ndarray, quality: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from model_export.synthetic import HELDOUT_STREAM, generate
 from serving.client import PredictClient, get_channel, is_retriable
 from serving.config import BatchingOptions, ModelEntry
 from serving.engine import build_local_server
+from serving.tensors import make_tensor_proto
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +82,7 @@ def test_response_echoes_model_spec_and_defaults_signature(served, crops):
     stub = prediction_service_pb2_grpc.PredictionServiceStub(get_channel(served.target))
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "lenet5"  # no signature, no version
-    request.inputs["images"].CopyFrom(
-        __import__("serving.tensors", fromlist=["x"]).make_tensor_proto(crops[0][:3, ..., None]))
+    request.inputs["images"].CopyFrom(make_tensor_proto(crops[0][:3, ..., None]))
     response = stub.Predict(request, 10.0)
     assert response.model_spec.signature_name == "serving_default"
     assert response.model_spec.version.value == 1
