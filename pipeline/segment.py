@@ -28,6 +28,7 @@ __all__ = [
     "SegmentError",
     "DigitCut",
     "FieldCut",
+    "field_images",
     "Registration",
     "register_page",
     "cut_fields",
@@ -201,8 +202,18 @@ def register_page(page: np.ndarray, templates: list[Template]) -> tuple[np.ndarr
 def _ink(crop: np.ndarray) -> np.ndarray:
     """Grey crop (dark ink) -> ink strength (bright ink) with the local paper level removed."""
     paper = cv2.dilate(crop, cv2.getStructuringElement(cv2.MORPH_RECT, (25, 25)))
-    paper = cv2.GaussianBlur(paper, (0, 0), 8)
+    # The paper level is smooth: blur it at a quarter of the size (a sigma-8 blur at full size
+    # was a fifth of all segmentation time).
+    h, w = paper.shape
+    small = cv2.resize(paper, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    paper = cv2.resize(cv2.GaussianBlur(small, (0, 0), 2), (w, h), interpolation=cv2.INTER_LINEAR)
     return cv2.subtract(paper, crop)
+
+
+def _percentile_u8(image: np.ndarray, q: float) -> float:
+    """np.percentile for uint8 images (nearest rank) from a histogram: linear time, no sort."""
+    counts = np.bincount(image.ravel(), minlength=256).cumsum()
+    return float(np.searchsorted(counts, q / 100.0 * (counts[-1] - 1), side="right"))
 
 
 def _binary(ink: np.ndarray) -> np.ndarray:
@@ -212,7 +223,7 @@ def _binary(ink: np.ndarray) -> np.ndarray:
     broken by pen pressure but also keeps faint guide-line remnants: measured
     worse overall on the dev corpus, 88.5% against 91.4% exact fields.)
     """
-    strong = float(np.percentile(ink, 99.7))
+    strong = _percentile_u8(ink, 99.7)
     return (ink > max(28.0, 0.35 * strong)).astype(np.uint8) * 255
 
 
@@ -233,7 +244,7 @@ def remove_guides(ink: np.ndarray, binary: np.ndarray, field_px: tuple[float, fl
     if spec is None or spec.kind == "free":
         return binary
     x, y, w, h = field_px
-    weak = (ink > max(12.0, 0.12 * float(np.percentile(ink, 99.7)))).astype(np.uint8) * 255
+    weak = (ink > max(12.0, 0.12 * _percentile_u8(ink, 99.7))).astype(np.uint8) * 255
     tol = max(5, int(0.08 * h))
     rows, cols = [y + h], []                      # underline: the bottom line only
     if spec.kind in ("comb", "boxed"):
@@ -460,29 +471,52 @@ def _page_box(field_px_box, crop_to_page, page_shape, upside_down):
     return int(x), int(y), int(w), int(h)
 
 
+def _field_crop(page: np.ndarray, registration: Registration, spec: Field):
+    """One field of the registered page at CROP_SCALE, with margins for writing that strays.
+
+    Returns (ink, cleaned binary, field box in the crop, crop -> page homography).
+    """
+    s = CROP_SCALE
+    fx, fy, fw, fh = spec.box
+    mx0, my = 0.15 * fh, 0.45 * fh
+    mx1 = 0.35 * fh + 0.08 * fw
+    ox, oy = fx - mx0, fy - my
+    cw, ch = int((fw + mx0 + mx1) * s), int((fh + 2 * my) * s)
+    crop_to_tpl = np.float64([[1 / s, 0, ox], [0, 1 / s, oy], [0, 0, 1]])
+    crop_to_page = registration.homography @ crop_to_tpl
+    crop = cv2.warpPerspective(page, crop_to_page, (cw, ch), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderValue=255)
+    ink = _ink(crop)
+    field_px = (mx0 * s, my * s, fw * s, fh * s)
+    return ink, remove_guides(ink, _binary(ink), field_px, spec), field_px, crop_to_page
+
+
 def cut_fields(page: np.ndarray, registration: Registration) -> list[FieldCut]:
     """Cuts every field of the registered (upright) page into digit crops."""
     out = []
-    s = CROP_SCALE
     for spec in registration.template.fields:
-        fx, fy, fw, fh = spec.box
-        mx0, my = 0.15 * fh, 0.45 * fh
-        mx1 = 0.35 * fh + 0.08 * fw
-        ox, oy = fx - mx0, fy - my
-        cw, ch = int((fw + mx0 + mx1) * s), int((fh + 2 * my) * s)
-        crop_to_tpl = np.float64([[1 / s, 0, ox], [0, 1 / s, oy], [0, 0, 1]])
-        crop_to_page = registration.homography @ crop_to_tpl
-        crop = cv2.warpPerspective(page, crop_to_page, (cw, ch), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                   borderValue=255)
-        ink = _ink(crop)
-        field_px = (mx0 * s, my * s, fw * s, fh * s)
-        clean = remove_guides(ink, _binary(ink), field_px, spec)
+        ink, clean, field_px, crop_to_page = _field_crop(page, registration, spec)
         digits = []
         for pos, (bbox, mask) in enumerate(split_digits(clean, field_px, spec)):
             digits.append(DigitCut(pos, _digit_image(ink, bbox, mask),
                                    _page_box(bbox, crop_to_page, page.shape, registration.upside_down)))
         out.append(FieldCut(registration.template.name, spec.name, spec,
                             _page_box(field_px, crop_to_page, page.shape, registration.upside_down), digits))
+    return out
+
+
+def field_images(page: np.ndarray, registration: Registration) -> list[tuple[Field, np.ndarray]]:
+    """Every field of the registered page as a clean grey image (dark ink on white, guides removed).
+
+    What a whole-field reader such as an OCR engine gets: the same registration
+    and line removal as `cut_fields`, without the split into digits.
+    """
+    out = []
+    for spec in registration.template.fields:
+        ink, clean, _, _ = _field_crop(page, registration, spec)
+        strokes = np.where(clean > 0, ink, 0).astype(np.float32)
+        full = float(np.percentile(strokes[clean > 0], 95)) if clean.any() else 1.0
+        out.append((spec, (255 - np.clip(strokes * (255 / max(full, 1.0)), 0, 255)).astype(np.uint8)))
     return out
 
 
