@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 SYSTEM_DEPS := $(VENV)/.system-deps
-# Handwriting fonts give the synthetic writer styles real letterforms to vary.
-DEB_PACKAGES := fonts-dkg-handwriting fonts-breip fonts-rufscript fonts-humor-sans fonts-comic-neue
+# Handwriting fonts give the synthetic writer styles real letterforms to vary;
+# tesseract-ocr is the baseline `formdigits bench` compares against.
+DEB_PACKAGES := fonts-dkg-handwriting fonts-breip fonts-rufscript fonts-humor-sans fonts-comic-neue tesseract-ocr
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup test demo lock clean
+.PHONY: setup test demo bench bench-quick lock clean
 
 setup: $(INSTALLED) $(SYSTEM_DEPS)
 
@@ -28,7 +29,7 @@ $(SYSTEM_DEPS): Makefile | $(INSTALLED)
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian packages: $$missing"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
-	    || echo "warning: could not install $$missing; synthetic data will use stroke writers only"; \
+	    || echo "warning: could not install $$missing (without the fonts synthetic data uses stroke writers only)"; \
 	else \
 	  echo "note: install $$missing (sudo apt-get install $$missing) for font-based writer styles"; \
 	fi
@@ -47,6 +48,19 @@ demo: setup
 	@echo "== scores"; $(BIN)/formdigits eval --results demo/out --truth demo/corpus/truth.jsonl
 	@echo "== fields to review"; $(BIN)/formdigits query --db demo/out \
 	  "SELECT regexp_extract(source_uri, '[^/]+$$') AS file, page, field, value, round(confidence, 3) AS confidence, review_reason FROM fields WHERE needs_review ORDER BY confidence LIMIT 10"
+
+# The benchmark suite (README "Benchmarks"); trains the default model first if there is none.
+TRAIN_IF_NEEDED := ls models/lenet5/[0-9]* >/dev/null 2>&1 || $(BIN)/formdigits train --arch lenet5 --data synthetic --export-dir models
+
+bench: setup
+	@$(TRAIN_IF_NEEDED)
+	@mkdir -p bench
+	$(BIN)/formdigits bench --out bench/latest.json
+
+bench-quick: setup
+	@$(TRAIN_IF_NEEDED)
+	@mkdir -p bench
+	$(BIN)/formdigits bench --quick --out bench/quick.json
 
 # Re-resolve the pins after editing pyproject.toml's versions.
 lock:

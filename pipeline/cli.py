@@ -308,11 +308,16 @@ def _run_query(args, parser) -> int:
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="benchmark suite (ratios measured side by side in one run)",
                        description="Measure throughput side by side in one run and report ratios; absolute "
-                                   "figures are printed too.")
-    p.add_argument("--quick", action="store_true", help="shorter measurements (well under 3 minutes)")
-    p.add_argument("--out", metavar="FILE.json", help="write the results as JSON")
+                                   "figures are printed too. Writes JSON (--out) and a markdown table beside it.")
+    p.add_argument("--quick", action="store_true", help="smaller corpus and shorter measurements (under 3 minutes)")
+    p.add_argument("--out", metavar="FILE.json", help="write the results as JSON, and FILE.md with the table")
     p.add_argument("--models-dir", default="models", help="models directory (default: models)")
     p.add_argument("--model", default="lenet5")
+    p.add_argument("--pages", type=int, help="corpus pages for the pipeline figures (default 100; --quick 20)")
+    p.add_argument("--work-dir", default=os.path.join("bench", "work"),
+                   help="where corpora (kept between runs) and outputs go (default: bench/work)")
+    p.add_argument("--only", choices=["inference", "pipeline"], help="run one part of the suite")
+    p.add_argument("--no-tesseract", action="store_true", help="skip the Tesseract baseline")
     p.set_defaults(func=_run_bench)
 
 
@@ -321,26 +326,50 @@ def _run_bench(args, parser) -> int:
     import platform
     import time
 
-    from serving.benchmark import bench_inference
-
     if not os.path.isdir(os.path.join(args.models_dir, args.model)):
         parser.error(f"no {args.model} under {args.models_dir!r}; train one: formdigits train --export-dir "
                      f"{args.models_dir}")
+    if args.pages is not None and args.pages < 2:
+        parser.error("--pages must be at least 2")
+    if not args.no_tesseract and args.only != "inference":
+        import shutil
+
+        if shutil.which("tesseract") is None:
+            parser.error("tesseract is not installed; run make bench (it installs Debian's tesseract-ocr) or "
+                         "sudo apt-get install tesseract-ocr, or pass --no-tesseract")
+
+    from pipeline.benchmark import bench_pipeline, markdown_table
+    from serving.benchmark import bench_inference
+    from serving.engine import ServerProcess
+
+    started = time.monotonic()
     seconds = 1.0 if args.quick else 3.0
-    print(f"inference: {args.model} through gRPC vs in-process ({seconds:.0f}s per point)", flush=True)
+    pages = args.pages or (20 if args.quick else 100)
+    workers = os.cpu_count() or 1
     results = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {workers} cores, Python {platform.python_version()}",
         "quick": args.quick,
-        "inference": bench_inference(args.models_dir, args.model, seconds=seconds),
     }
-    inference = results["inference"]
-    print(f"grpc_vs_inprocess_ratio {inference['grpc_vs_inprocess_ratio']}  "
-          f"batched_vs_unbatched_speedup {inference['batched_vs_unbatched_speedup']}")
+    if args.only != "pipeline":
+        print(f"== inference: {args.model} through gRPC vs in-process ({seconds:.0f}s per point)", flush=True)
+        results["inference"] = bench_inference(args.models_dir, args.model, seconds=seconds)
+    if args.only != "inference":
+        print(f"== pipeline ({workers} cores)", flush=True)
+        with ServerProcess(args.models_dir) as server:
+            results["pipeline"] = bench_pipeline(args.work_dir, server.target, pages, workers,
+                                                 tesseract=not args.no_tesseract)
+    results["wall_s"] = round(time.monotonic() - started, 1)
+    table = markdown_table(results)
+    print(f"\n{table}\n\n{results['machine']}, {results['date']}, {results['wall_s']}s")
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(results, fh, indent=2)
-        print(f"wrote {args.out}")
+        md = os.path.splitext(args.out)[0] + ".md"
+        with open(md, "w") as fh:
+            fh.write(f"Measured {results['date']} on {results['machine']}"
+                     f"{' (--quick)' if args.quick else ''}; {results['wall_s']}s.\n\n{table}\n")
+        print(f"wrote {args.out} and {md}")
     return 0
 
 
