@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import time
-import zlib
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -24,7 +23,8 @@ from apache_beam.ml.inference.base import RunInference
 __all__ = ["RunConfig", "build_pipeline"]
 
 log = logging.getLogger("formdigits.run")
-WRITE_SHARDS = 4
+# Rows per local write (Parquet shard + DuckDB transaction); bounds a worker's memory.
+WRITE_BATCH_ROWS = 20000
 
 
 @dataclasses.dataclass
@@ -224,27 +224,41 @@ class AssembleField(beam.DoFn):
             yield "digits", row
 
 
-class WriteLocalBatch(beam.DoFn):
-    """((table, shard), rows) -> one Parquet shard + DuckDB upsert."""
+class WriteLocalRows(beam.DoFn):
+    """("fields" | "digits" | "rejects", row) -> Parquet shards + DuckDB upserts, in batches of rows.
 
-    def __init__(self, output_dir: str, run_id: str):
+    Written where they are made, without a shuffle first: the DirectRunner holds
+    every shuffled collection in memory, which made memory grow with the corpus.
+    A field's row and its digits arrive together (AssembleField emits them in a
+    run) and a batch is only cut before a field row, so they land in one transaction.
+    """
+
+    def __init__(self, output_dir: str, run_id: str, batch_rows: int = WRITE_BATCH_ROWS):
         self.output_dir = output_dir
         self.run_id = run_id
+        self.batch_rows = batch_rows
+
+    def start_bundle(self):
+        self.buffer = {"fields": [], "digits": [], "rejects": []}
+        self.count = 0
 
     def process(self, element):
-        from pipeline.write import write_local_batch
+        table, row = element
+        if table != "digits" and self.count >= self.batch_rows:
+            self._flush()
+        self.buffer[table].append(row)
+        self.count += 1
 
-        (table, _), rows = element
-        rows = list(rows)
-        if rows:
-            write_local_batch(self.output_dir, table, rows, self.run_id)
-            yield table, len(rows)
+    def finish_bundle(self):
+        self._flush()
 
+    def _flush(self):
+        from pipeline.write import write_local_tables
 
-def _shard(table_and_row):
-    table, row = table_and_row
-    ident = f"{row.get('source_uri')}|{row.get('page')}|{row.get('field', '')}"
-    return (table, zlib.crc32(ident.encode()) % WRITE_SHARDS), row
+        if self.count:
+            write_local_tables(self.output_dir, self.buffer, self.run_id)
+            self.buffer = {"fields": [], "digits": [], "rejects": []}
+            self.count = 0
 
 
 def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:
@@ -267,7 +281,9 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:
         files = p | "Files" >> beam.Create(list(cfg.input)) | "MatchNew" >> fileio.MatchAll()
     else:
         files = p | "Match" >> fileio.MatchFiles(cfg.input)
-    files = files | "ReadMatches" >> fileio.ReadMatches()
+    # Spread the matched files over the workers: without the shuffle, one bundle (one worker)
+    # would read and segment every file that one glob matched.
+    files = files | "SpreadFiles" >> beam.Reshuffle() | "ReadMatches" >> fileio.ReadMatches()
     if cfg.streaming or cfg.input_subscription:
         files = files | "Window" >> beam.WindowInto(beam.window.FixedWindows(cfg.window_seconds))
 
@@ -297,10 +313,7 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:
     if cfg.bigquery:
         _write_bigquery(rows, cfg)
     else:
-        (rows
-         | "ShardRows" >> beam.Map(_shard)
-         | "GroupForWrite" >> beam.GroupByKey()
-         | "WriteLocal" >> beam.ParDo(WriteLocalBatch(cfg.output, cfg.run_id)))
+        rows | "WriteLocal" >> beam.ParDo(WriteLocalRows(cfg.output, cfg.run_id))
     return {"rows": rows, "rejects": rejects}
 
 

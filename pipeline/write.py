@@ -1,8 +1,8 @@
 """Write stage: result rows into DuckDB + Parquet locally, or BigQuery on Dataflow.
 
-Locally each batch of rows becomes a Parquet shard `DIR/<table>/<run>-<n>.parquet`
-(written aside and renamed into place) and is upserted into `DIR/results.duckdb`
-in one transaction, under a file lock so that worker processes take turns.
+Locally each batch of rows becomes one Parquet shard per table
+`DIR/<table>/<run>-<n>.parquet` (written aside and renamed into place) and is
+upserted into `DIR/results.duckdb` in one transaction, under a file lock so that worker processes take turns.
 Readers therefore see whole batches or nothing, and a re-run over the same
 input leaves one row per key: fields and digits are replaced by key, digits a
 shorter re-read no longer has are deleted, and identical rejects are kept once.
@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline import schema
 
-__all__ = ["DB_NAME", "arrow_schema", "write_local_batch", "to_json_row", "ensure_tables"]
+__all__ = ["DB_NAME", "arrow_schema", "write_local_batch", "write_local_tables", "to_json_row", "ensure_tables"]
 
 DB_NAME = "results.duckdb"
 _ARROW = {"VARCHAR": "string", "INTEGER": "int32", "BIGINT": "int64", "DOUBLE": "float64", "BOOLEAN": "bool_",
@@ -65,45 +65,70 @@ def _py(v):
 
 def write_local_batch(output_dir: str, table: str, rows: list[dict], run_id: str) -> str:
     """Writes one batch of `table` rows as a Parquet shard and upserts it into DuckDB. Returns the shard path."""
-    import duckdb
+    return write_local_tables(output_dir, {table: rows}, run_id)[table]
+
+
+def write_local_tables(output_dir: str, tables: dict[str, list[dict]], run_id: str) -> dict[str, str]:
+    """Writes rows of several tables: one Parquet shard each, one DuckDB transaction for all.
+
+    Fields are upserted before their digits, so the clean-up of digits a shorter
+    re-read no longer has sees this run's digit counts. Returns {table: shard path}.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    cols = schema.column_names(table)
-    data = pa.Table.from_pylist([{c: _py(r.get(c)) for c in cols} for r in rows], schema=arrow_schema(table))
-    shard_dir = os.path.join(output_dir, table)
-    os.makedirs(shard_dir, exist_ok=True)
-    shard = os.path.join(shard_dir, f"{run_id}-{uuid.uuid4().hex[:12]}.parquet")
+    order = [t for t in ("fields", "digits", "rejects") if tables.get(t)]
+    data = {}
+    for table in order:
+        cols = schema.column_names(table)
+        data[table] = pa.Table.from_pylist([{c: _py(r.get(c)) for c in cols} for r in tables[table]],
+                                           schema=arrow_schema(table))
+    shards = {}
     with _locked(output_dir):
-        pq.write_table(data, shard + ".part")
-        os.replace(shard + ".part", shard)
+        for table in order:
+            shard_dir = os.path.join(output_dir, table)
+            os.makedirs(shard_dir, exist_ok=True)
+            shard = os.path.join(shard_dir, f"{run_id}-{uuid.uuid4().hex[:12]}.parquet")
+            pq.write_table(data[table], shard + ".part")
+            os.replace(shard + ".part", shard)
+            shards[table] = shard
+        if not order:
+            return shards
         con = _connect_for_write(os.path.join(output_dir, DB_NAME))
         try:
             con.execute("BEGIN TRANSACTION")
             ensure_tables(con)
-            con.register("batch", data)
-            col_list = ", ".join(cols)
-            if table == "rejects":
-                con.execute(f"""
-                    DELETE FROM rejects r USING batch b
-                    WHERE r.source_uri = b.source_uri AND r.page IS NOT DISTINCT FROM b.page
-                      AND r.stage = b.stage AND r.error_type = b.error_type AND r.message = b.message""")
-                con.execute(f"INSERT INTO rejects SELECT {col_list} FROM batch")
-            else:
-                con.execute(f"INSERT OR REPLACE INTO {table} SELECT {col_list} FROM batch")
+            for table in order:
+                _upsert(con, table, data[table])
+            if "fields" in data or "digits" in data:
                 # Digits beyond what a field now has were left by an earlier read: drop them.
                 con.execute("""
                     DELETE FROM digits d USING fields f
                     WHERE d.source_uri = f.source_uri AND d.page = f.page AND d.field = f.field
                       AND d.position >= f.digit_count""")
-            con.unregister("batch")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         finally:
             con.close()
-    return shard
+    return shards
+
+
+def _upsert(con, table: str, batch) -> None:
+    col_list = ", ".join(schema.column_names(table))
+    con.register("batch", batch)
+    try:
+        if table == "rejects":  # the same failure seen again is kept once
+            con.execute("""
+                DELETE FROM rejects r USING batch b
+                WHERE r.source_uri = b.source_uri AND r.page IS NOT DISTINCT FROM b.page
+                  AND r.stage = b.stage AND r.error_type = b.error_type AND r.message = b.message""")
+            con.execute(f"INSERT INTO rejects SELECT {col_list} FROM batch")
+        else:
+            con.execute(f"INSERT OR REPLACE INTO {table} SELECT {col_list} FROM batch")
+    finally:
+        con.unregister("batch")
 
 
 def _connect_for_write(path: str, wait_s: float = 120.0):

@@ -9,7 +9,10 @@ typed `*_val` fields, which TF Serving uses unless started with
 from __future__ import annotations
 
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from serving._protos import framework_protos
+
+tensor_pb2, tensor_shape_pb2, types_pb2 = framework_protos()
 
 __all__ = ["make_tensor_proto", "make_ndarray", "as_proto_field", "as_tensor_content", "UnsupportedDtype"]
 

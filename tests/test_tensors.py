@@ -35,3 +35,20 @@ def test_single_value_fills_the_tensor():
 def test_unsupported_dtype():
     with pytest.raises(UnsupportedDtype, match="use uint8 or float32"):
         as_tensor_content(np.array(["a"]))
+
+
+def test_client_imports_without_starting_tensorflow():
+    """Beam workers build requests with TF Serving's protos; they need not start TensorFlow (5 s, 400 MB)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "import serving.client, pipeline.infer\n"
+            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+            "from serving.tensors import make_tensor_proto\n"
+            "proto = make_tensor_proto(np.zeros((2, 28, 28, 1), np.uint8))\n"
+            "import tensorflow as tf\n"  # the real package afterwards, same message classes
+            "assert isinstance(proto, tf.compat.v1.TensorProto)\n"
+            "assert tf.make_ndarray(proto).shape == (2, 28, 28, 1)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

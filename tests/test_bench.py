@@ -1,0 +1,95 @@
+"""The benchmark suite's parts, on real data: no timings are asserted here (those belong to `formdigits bench`)."""
+
+import os
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.benchmark import (_tesseract_digits, bare_loop, corpus_files, markdown_table, replicate,
+                                tesseract_baseline)
+from pipeline.cli import main
+from pipeline.evaluate import load_truth
+from pipeline.read import Page, read_pages
+from pipeline.segment import field_images, register_page
+from pipeline.synth_forms import synth_forms
+from pipeline.templates import load_templates
+
+needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None,
+                                     reason="tesseract-ocr not installed (make setup installs it when root)")
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench-corpus")
+    synth_forms(3, str(out), seed=77, formats=("png", "jpeg"), workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def templates(small_corpus):
+    return list(load_templates(small_corpus / "templates").values())
+
+
+def test_field_images_are_dark_ink_on_white(small_corpus, templates):
+    path = corpus_files(str(small_corpus))[0]
+    page = next(p for p in read_pages(path, open(path, "rb").read()) if isinstance(p, Page))
+    upright, registration = register_page(page.image, templates)
+    images = field_images(upright, registration)
+    assert [spec.name for spec, _ in images] == [f.name for f in registration.template.fields]
+    truth = {t["field"]: t["value"] for t in load_truth(small_corpus / "truth.jsonl")
+             if t["source"] == os.path.basename(path)}
+    for spec, image in images:
+        assert image.dtype == np.uint8
+        assert np.median(image) == 255                       # paper is white, guides removed
+        if truth[spec.name]:
+            assert (image < 128).sum() > 50, spec.name       # the writing is there, dark
+
+
+@needs_tesseract
+def test_tesseract_reads_printed_digits():
+    image = np.full((60, 260), 255, np.uint8)
+    cv2.putText(image, "40719", (10, 45), cv2.FONT_HERSHEY_SIMPLEX, 1.4, 0, 3, cv2.LINE_AA)
+    assert _tesseract_digits(image) == "40719"
+
+
+@needs_tesseract
+def test_tesseract_baseline_is_scored_like_our_results(small_corpus, templates):
+    truth = load_truth(small_corpus / "truth.jsonl")
+    result = tesseract_baseline(corpus_files(str(small_corpus)), templates, truth, workers=1)
+    assert result["pages"] == 3
+    assert 0.0 <= result["field_accuracy"] <= 1.0 and result["pages_per_s"] > 0
+
+
+def test_bare_loop_counts_every_page(small_corpus, templates):
+    result = bare_loop(corpus_files(str(small_corpus)), templates, workers=2)
+    assert result["pages"] == 3 and result["pages_per_s"] > 0
+
+
+def test_replicate_names_every_copy_apart(small_corpus, tmp_path):
+    out = replicate(str(small_corpus), 3, str(tmp_path / "x3"))
+    names = os.listdir(out)
+    assert len(names) == 3 * len(corpus_files(str(small_corpus))) == len(set(names))
+    assert all(n.startswith("scan_") for n in names)
+
+
+def test_markdown_table_marks_missed_targets():
+    results = {
+        "inference": {"grpc_vs_inprocess_ratio": 0.79, "batched_vs_unbatched_speedup": 12.0,
+                      "grpc_images_per_s": {"1": 100.0, "256": 7000.0}, "inprocess_images_per_s": {"256": 9000.0}},
+        "pipeline": {"pipeline_vs_bare_ratio": 0.85, "rss_growth_ratio": 1.3, "speed_vs_tesseract": 11.0,
+                     "ours": {"field_accuracy": 0.9, "pages_per_s": 8.0}, "tesseract": {"field_accuracy": 0.3}},
+    }
+    rows = {line.split("|")[1].strip(): line for line in markdown_table(results).splitlines()[2:]}
+    assert "| yes |" in rows["`grpc_vs_inprocess_ratio`"]
+    assert "**no**" in rows["`batched_vs_unbatched_speedup`"]
+    assert "**no**" in rows["`rss_growth_ratio`"]
+    assert "| yes |" in rows["`speed_vs_tesseract`"] and "| yes |" in rows["`ours.field_accuracy`"]
+
+
+def test_bench_flags_fail_fast(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--models-dir", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "formdigits train" in capsys.readouterr().err
