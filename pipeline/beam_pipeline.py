@@ -123,6 +123,18 @@ class ReadPages(beam.DoFn):
         self.progress.flush()
 
 
+def _malloc_trim():
+    """glibc's malloc_trim, or a no-op elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0)
+
+
 class SegmentPage(beam.DoFn):
     """(key, page) -> FieldInfo (tag "fields") and (field key, DigitCut); failures -> rejects."""
 
@@ -132,7 +144,18 @@ class SegmentPage(beam.DoFn):
         self.fields = Metrics.counter("formdigits", "fields")
         self.rejected = Metrics.counter("formdigits", "rejects")
 
+    def setup(self):
+        self.release_free_memory = _malloc_trim()
+
     def process(self, element):
+        try:
+            yield from self._segment(element)
+        finally:
+            # A page's buffers are megabytes; freed, glibc keeps them resident in its
+            # heap, and a worker's memory grew with the pages it had read. Hand them back.
+            self.release_free_memory()
+
+    def _segment(self, element):
         import cv2
 
         from pipeline.assemble import FieldInfo

@@ -64,25 +64,31 @@ def replicate(directory: str, copies: int, out_dir: str) -> str:
 
 
 # -- the bare loop ------------------------------------------------------------------
+def _registered_pages(path: str, templates: list):
+    """(page number, upright page, registration or None when it does not register) for each page of a file."""
+    from pipeline.read import Page, read_pages
+    from pipeline.segment import SegmentError, register_page
+
+    with open(path, "rb") as fh:
+        data = fh.read()
+    for page in read_pages(path, data):
+        if isinstance(page, Page):
+            try:
+                yield (page.page, *register_page(page.image, templates))
+            except SegmentError:
+                yield page.page, page.image, None
+
+
 def _bare_file(args) -> int:
     """decode + register + cut + normalise one file; returns its page count."""
     path, templates = args
     from model_export.normalize import EmptyCropError, mnist_normalize
-    from pipeline.read import Page, read_pages
-    from pipeline.segment import SegmentError, cut_fields, register_page
+    from pipeline.segment import cut_fields
 
-    with open(path, "rb") as fh:
-        data = fh.read()
     pages = 0
-    for page in read_pages(path, data):
-        if not isinstance(page, Page):
-            continue
+    for _, upright, registration in _registered_pages(path, templates):
         pages += 1
-        try:
-            upright, registration = register_page(page.image, templates)
-        except SegmentError:
-            continue
-        for cut in cut_fields(upright, registration):
+        for cut in cut_fields(upright, registration) if registration else []:
             for digit in cut.digits:
                 try:
                     mnist_normalize(digit.image)
@@ -178,22 +184,13 @@ def _tesseract_digits(image) -> str:
 
 def _tesseract_file(args) -> tuple[int, list[dict]]:
     path, templates = args
-    from pipeline.read import Page, read_pages
-    from pipeline.segment import SegmentError, field_images, register_page
+    from pipeline.segment import field_images
 
-    with open(path, "rb") as fh:
-        data = fh.read()
     pages, rows = 0, []
-    for page in read_pages(path, data):
-        if not isinstance(page, Page):
-            continue
+    for number, upright, registration in _registered_pages(path, templates):
         pages += 1
-        try:
-            upright, registration = register_page(page.image, templates)
-        except SegmentError:
-            continue
-        for spec, image in field_images(upright, registration):
-            rows.append({"source_uri": path, "page": page.page, "field": spec.name,
+        for spec, image in field_images(upright, registration) if registration else []:
+            rows.append({"source_uri": path, "page": number, "field": spec.name,
                          "value": _tesseract_digits(image), "needs_review": False})
     return pages, rows
 

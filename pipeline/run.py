@@ -166,7 +166,6 @@ def run_job(cfg, beam_args: list[str], *, runner: str = "DirectRunner", dry_run:
                     "transforms": len(description.get("pipeline", {}).get("components", {}).get("transforms", {}))}
         return {"job_id": result.job_id(), "state": str(result.state)}
 
-    _return_large_buffers_to_os()
     started = time.monotonic()
     started_at = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     os.makedirs(cfg.output, exist_ok=True)
@@ -192,25 +191,6 @@ def run_job(cfg, beam_args: list[str], *, runner: str = "DirectRunner", dry_run:
             server.__exit__(None, None, None)
         shutil.rmtree(cfg.progress_dir, ignore_errors=True)  # the workers' page counters served their purpose
     return summarise(cfg.output, cfg.run_id, started_at, time.monotonic() - started)
-
-
-# Page images are megabytes each. glibc raises its mmap threshold after the first large
-# free, after which such buffers come from the heap and stay resident: memory then grows
-# with the number of pages read. A fixed threshold hands them back when freed.
-_MMAP_THRESHOLD = 1 << 20
-
-
-def _return_large_buffers_to_os() -> None:
-    """Fixed mmap threshold for this process and (through the environment) the local Beam workers."""
-    import ctypes
-    import ctypes.util
-
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(_MMAP_THRESHOLD))
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        libc.mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
 
 
 def _watch_micro_batches(cfg, options) -> None:

@@ -100,12 +100,15 @@ def write_local_tables(output_dir: str, tables: dict[str, list[dict]], run_id: s
             ensure_tables(con)
             for table in order:
                 _upsert(con, table, data[table])
-            if "fields" in data or "digits" in data:
-                # Digits beyond what a field now has were left by an earlier read: drop them.
+            if "fields" in data:
+                # Digits beyond what a field now has were left by an earlier read: drop them
+                # (for this batch's fields only: the cost must not grow with the database).
+                con.register("batch_fields", data["fields"])
                 con.execute("""
-                    DELETE FROM digits d USING fields f
+                    DELETE FROM digits d USING batch_fields f
                     WHERE d.source_uri = f.source_uri AND d.page = f.page AND d.field = f.field
                       AND d.position >= f.digit_count""")
+                con.unregister("batch_fields")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
