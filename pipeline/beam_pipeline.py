@@ -280,8 +280,7 @@ class WriteLocalRows(beam.DoFn):
 
         if self.count:
             write_local_tables(self.output_dir, self.buffer, self.run_id)
-            self.buffer = {"fields": [], "digits": [], "rejects": []}
-            self.count = 0
+            self.start_bundle()  # an empty buffer again
 
 
 def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:

@@ -331,14 +331,13 @@ def _run_bench(args, parser) -> int:
                      f"{args.models_dir}")
     if args.pages is not None and args.pages < 2:
         parser.error("--pages must be at least 2")
-    if not args.no_tesseract and args.only != "inference":
-        import shutil
+    from pipeline.benchmark import bench_pipeline, markdown_table, tesseract_available
 
-        if shutil.which("tesseract") is None:
+    if not args.no_tesseract and args.only != "inference":
+        if not tesseract_available():
             parser.error("tesseract is not installed; run make bench (it installs Debian's tesseract-ocr) or "
                          "sudo apt-get install tesseract-ocr, or pass --no-tesseract")
 
-    from pipeline.benchmark import bench_pipeline, markdown_table
     from serving.benchmark import bench_inference
     from serving.engine import ServerProcess
 

@@ -62,13 +62,9 @@ class TFServingModelHandler(RemoteModelHandler[DigitExample, PredictionResult, P
                  ca_file: str | None = None, auth_token: str | None = None):
         super().__init__(namespace="formdigits", num_retries=num_retries, throttle_delay_secs=throttle_delay_secs,
                          retry_filter=is_retriable)
-        self.target = target
-        self.model_name = model_name
-        self.version = version
-        self.version_label = version_label
-        self.timeout_s = timeout_s
-        self.ca_file = ca_file
-        self.auth_token = auth_token
+        # What each worker's PredictClient is built from (the client validates them).
+        self._client_args = dict(target=target, model_name=model_name, version=version, version_label=version_label,
+                                 timeout_s=timeout_s, ca_file=ca_file, auth_token=auth_token)
         # RemoteModelHandler does not call ModelHandler.__init__, so batching is set here.
         self._batching_kwargs = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
 
@@ -78,8 +74,7 @@ class TFServingModelHandler(RemoteModelHandler[DigitExample, PredictionResult, P
     def create_client(self) -> PredictClient:
         # A PredictClient (not a tuple) so the base class can hold it by weak reference;
         # it shares the process's one channel to the target.
-        return PredictClient(self.target, self.model_name, version=self.version, version_label=self.version_label,
-                             timeout_s=self.timeout_s, ca_file=self.ca_file, auth_token=self.auth_token)
+        return PredictClient(**self._client_args)
 
     def request(self, batch: Sequence[DigitExample], model: PredictClient,
                 inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
