@@ -5,6 +5,10 @@ fragments, JPEG blocks and 150-dpi blur included. Training on crops cut by the
 same code from rendered, scanned forms (labelled by the generator's truth)
 closes that gap. Only fields whose cut digit count equals the true length are
 used, so every crop's label is certain.
+
+The same documents, with many struck-through digits, train the struck-digit
+detector (`generate_strike_crops`): a field cut into one piece more than its
+true length, with a struck digit at a known place, labels every one of its crops.
 """
 
 from __future__ import annotations
@@ -15,57 +19,78 @@ from concurrent.futures import ProcessPoolExecutor
 import cv2
 import numpy as np
 
-__all__ = ["generate_form_crops"]
+__all__ = ["generate_form_crops", "generate_strike_crops"]
 
 
 def _document_crops(args) -> tuple[np.ndarray, np.ndarray]:
-    seed, index, fonts = args
+    """Crops of one rendered document: (28x28 crops, digit labels, STRUCK for a struck-through digit)."""
+    seed, index, fonts, cross_out_rate = args
     from model_export.normalize import EmptyCropError, mnist_normalize
     from pipeline.segment import SegmentError, cut_fields, register_page
     from pipeline.synth_forms import render_document
     from pipeline.templates import builtin_templates
 
     templates = builtin_templates()
-    images, truth, _, rng = render_document(seed, index, "png", 1, fonts, "train")
+    images, truth, _, rng = render_document(seed, index, "png", 1, fonts, "train", cross_out_rate=cross_out_rate)
     page = images[0]
     if rng.random() < 0.4:  # many scans are JPEGs
         ok, buf = cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(55, 90))])
         page = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
-    values = {t["field"]: t["value"] for t in truth}
+    rows = {t["field"]: t for t in truth}
     crops, labels = [], []
     try:
         upright, registration = register_page(page, templates)
     except SegmentError:
         return np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8)
-    for cut in cut_fields(upright, registration):
-        value = values.get(cut.field, "")
+    for cut in cut_fields(upright, registration, drop_struck_digits=False):
+        row = rows.get(cut.field)
+        value = list(row["value"]) if row else []
+        if row and row.get("struck") is not None:
+            value.insert(row["struck"], STRUCK)
         if not value or len(cut.digits) != len(value):
             continue
         for digit, label in zip(cut.digits, value):
             try:
                 crops.append(mnist_normalize(digit.image))
-                labels.append(int(label))
             except EmptyCropError:
                 continue
+            labels.append(int(label))
     return np.array(crops, np.uint8).reshape(-1, 28, 28), np.array(labels, np.uint8)
+
+
+STRUCK = 10  # label of a struck-through digit in `_document_crops`
+
+
+def _crops(n: int, seed: int, stream: int, cross_out_rate: float, workers, fonts, progress):
+    from model_export.synthetic import find_handwriting_fonts
+
+    fonts = find_handwriting_fonts() if fonts is None else fonts
+    workers = workers or os.cpu_count() or 1
+    parts, total, index = [], 0, 0
+    with ProcessPoolExecutor(workers) as pool:
+        while total < n:
+            jobs = [(seed * 7919 + stream * 104729, index + k, fonts, cross_out_rate) for k in range(workers * 4)]
+            index += len(jobs)
+            for part in pool.map(_document_crops, jobs):
+                parts.append(part)
+                total += len(part[1])
+            if progress:
+                progress(min(total, n), n)
+    return tuple(np.concatenate(column)[:n] for column in zip(*parts))
 
 
 def generate_form_crops(n: int, seed: int, stream: int, workers: int | None = None, fonts=None,
                         progress=None) -> tuple[np.ndarray, np.ndarray]:
     """About `n` labelled digit crops cut from rendered forms (deterministic by seed and stream)."""
-    from model_export.synthetic import find_handwriting_fonts
+    from pipeline.synth_forms import CROSS_OUT_RATE
 
-    fonts = find_handwriting_fonts() if fonts is None else fonts
-    workers = workers or os.cpu_count() or 1
-    images, labels, total, index = [], [], 0, 0
-    with ProcessPoolExecutor(workers) as pool:
-        while total < n:
-            jobs = [(seed * 7919 + stream * 104729, index + k, fonts) for k in range(workers * 4)]
-            index += len(jobs)
-            for imgs, labs in pool.map(_document_crops, jobs):
-                images.append(imgs)
-                labels.append(labs)
-                total += len(labs)
-            if progress:
-                progress(min(total, n), n)
-    return np.concatenate(images)[:n], np.concatenate(labels)[:n]
+    images, labels = _crops(n, seed, stream, CROSS_OUT_RATE, workers, fonts, progress)
+    keep = labels != STRUCK  # struck-through digits have no digit label to learn
+    return images[keep], labels[keep]
+
+
+def generate_strike_crops(n: int, seed: int, stream: int, cross_out_rate: float = 0.6, workers: int | None = None,
+                          fonts=None, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """About `n` crops cut from forms with many struck-through digits: (28x28 crops, struck 0/1)."""
+    images, labels = _crops(n, seed, stream, cross_out_rate, workers, fonts, progress)
+    return images, (labels == STRUCK).astype(np.uint8)

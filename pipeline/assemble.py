@@ -1,8 +1,9 @@
 """Assemble stage: a field's digit predictions become one `fields` row and its `digits` rows.
 
 Field confidence is the lowest digit probability. A field needs review when a
-digit is below the review threshold, when a digit could not be read, or when
-the digit string breaks its template's length, pattern or check-digit rule.
+digit is below the review threshold, when a digit could not be read, when a
+struck-through digit was left out, or when the digit string breaks its
+template's length, pattern or check-digit rule.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class FieldInfo:
     spec: Field | None
     bbox: tuple[int, int, int, int]
     digits_cut: int                    # digit crops segmentation sent on
+    struck: int = 0                    # struck-through digits segmentation left out
 
 
 @dataclasses.dataclass
@@ -58,6 +60,9 @@ def assemble_field(info: FieldInfo, digits: list[ReadDigit], *, review_threshold
         value.append(str(best))
     text = "".join(value)
     confidence = min((r["confidence"] for r in digit_rows), default=None)
+    if info.struck:
+        # A correction on the form, and the detector's call: worth a person's look.
+        reasons.append(f"{info.struck} struck-through digit(s) left out")
     if len(digits) < info.digits_cut:
         reasons.append(f"{info.digits_cut - len(digits)} digit(s) unreadable")
     low = [r for r in digit_rows if r["confidence"] < review_threshold]

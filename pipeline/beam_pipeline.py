@@ -176,7 +176,7 @@ class SegmentPage(beam.DoFn):
             key = (uri, page, cut.field)
             self.fields.inc()
             yield beam.pvalue.TaggedOutput("fields", (key, FieldInfo(key, cut.template, cut.spec, cut.bbox,
-                                                                     len(cut.digits))))
+                                                                     len(cut.digits), cut.struck)))
             for digit in cut.digits:
                 yield key, digit
 

@@ -32,6 +32,7 @@ __all__ = [
     "Registration",
     "register_page",
     "cut_fields",
+    "drop_struck",
     "find_lines",
     "remove_guides",
     "split_digits",
@@ -60,6 +61,7 @@ class FieldCut:
     spec: Field | None
     bbox: tuple[int, int, int, int]   # the field's box on the page as scanned
     digits: list[DigitCut]
+    struck: int = 0                   # struck-through digits left out of `digits`
 
 
 @dataclasses.dataclass
@@ -491,8 +493,60 @@ def _field_crop(page: np.ndarray, registration: Registration, spec: Field):
     return ink, remove_guides(ink, _binary(ink), field_px, spec), field_px, crop_to_page
 
 
-def cut_fields(page: np.ndarray, registration: Registration) -> list[FieldCut]:
-    """Cuts every field of the registered (upright) page into digit crops."""
+def drop_struck(fields: list[tuple[list[DigitCut], int]]) -> list[tuple[list[DigitCut], int]]:
+    """Leaves out digits that were struck through (see `pipeline.strikeout`), renumbering the rest.
+
+    Args:
+        fields: per field, its digits and the fewest digits it may keep (its
+            template's minimum length; at least 1, so a field is never emptied).
+            The likeliest struck digits go first, and a field already at that
+            minimum has no extra digit to drop.
+
+    Returns:
+        Per field, (kept digits, how many were dropped). One detector call for
+        all of them: a page's crops at once cost little more than one field's.
+    """
+    from model_export.normalize import EmptyCropError, mnist_normalize
+    from pipeline.strikeout import load_detector
+
+    detector = load_detector()
+    crops, owners = [], []
+    for f, (digits, keep_at_least) in enumerate(fields):
+        if len(digits) <= max(1, keep_at_least):
+            continue
+        for i, d in enumerate(digits):
+            try:
+                crops.append(mnist_normalize(d.image))
+            except EmptyCropError:
+                continue  # blank: the normalise stage rejects it
+            owners.append((f, i))
+    if detector is None or not crops:
+        return [(digits, 0) for digits, _ in fields]
+    hits: dict[int, list[tuple[float, int]]] = {}
+    for (f, i), score in zip(owners, detector.scores(np.stack(crops))):
+        if score > detector.threshold:
+            hits.setdefault(f, []).append((float(score), i))
+    out = []
+    for f, (digits, keep_at_least) in enumerate(fields):
+        room = len(digits) - max(1, keep_at_least)
+        struck = {i for _, i in sorted(hits.get(f, []), reverse=True)[:max(0, room)]}
+        if struck:
+            digits = [dataclasses.replace(d, position=n)
+                      for n, d in enumerate(d for i, d in enumerate(digits) if i not in struck)]
+        out.append((digits, len(struck)))
+    return out
+
+
+def cut_fields(page: np.ndarray, registration: Registration, drop_struck_digits: bool = True) -> list[FieldCut]:
+    """Cuts every field of the registered (upright) page into digit crops.
+
+    Args:
+        page: the upright page from `register_page`.
+        registration: its registration.
+        drop_struck_digits: leave out struck-through digits in fields written
+            freely (comb cells hold one digit each, so a correction there is an
+            overwrite, not an extra digit). Off only to cut training data.
+    """
     out = []
     for spec in registration.template.fields:
         ink, clean, field_px, crop_to_page = _field_crop(page, registration, spec)
@@ -502,6 +556,10 @@ def cut_fields(page: np.ndarray, registration: Registration) -> list[FieldCut]:
                                    _page_box(bbox, crop_to_page, page.shape, registration.upside_down)))
         out.append(FieldCut(registration.template.name, spec.name, spec,
                             _page_box(field_px, crop_to_page, page.shape, registration.upside_down), digits))
+    if drop_struck_digits:
+        free = [cut for cut in out if cut.spec.kind != "comb"]
+        for cut, (digits, struck) in zip(free, drop_struck([(c.digits, c.spec.min_length) for c in free])):
+            cut.digits, cut.struck = digits, struck
     return out
 
 
@@ -558,4 +616,6 @@ def find_lines(page: np.ndarray) -> list[FieldCut]:
         y1 = max(c["y"] + c["h"] for c in row)
         out.append(FieldCut("", f"line{len(out) + 1:02d}", None, (int(x0), int(y0), int(x1 - x0), int(y1 - y0)),
                             digits))
+    for cut, (digits, struck) in zip(out, drop_struck([(c.digits, 1) for c in out])):
+        cut.digits, cut.struck = digits, struck
     return out

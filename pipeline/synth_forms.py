@@ -28,7 +28,8 @@ from model_export.synthetic import draw_writer, find_handwriting_fonts, render_d
 from pipeline.segment import box_through
 from pipeline.templates import Field, Template, builtin_templates, luhn_complete, save_templates
 
-__all__ = ["FORMATS", "synth_forms", "render_blank", "fill_value"]
+__all__ = ["FORMATS", "CROSS_OUT_RATE", "synth_forms", "render_blank", "render_document", "fill_value", "write_field",
+           "glyph", "stamp_ink", "cross_out"]
 
 FORMATS = ("png", "jpeg", "tiff", "pdf")
 _EXT = {"png": "png", "jpeg": "jpg", "tiff": "tif", "pdf": "pdf"}
@@ -91,7 +92,8 @@ def fill_value(field: Field, rng: np.random.Generator) -> str:
 
 
 # -- handwriting on the page -------------------------------------------------
-def _glyph(digit: int, writer, rng, height_px: float) -> np.ndarray:
+def glyph(digit: int, writer, rng, height_px: float) -> np.ndarray:
+    """One handwritten digit by `writer`, ink bright, cropped to its ink and scaled to `height_px`."""
     ink = render_digit_ink(digit, writer, rng, scan=False)
     ys, xs = np.nonzero(ink > 24)
     if ys.size == 0:
@@ -102,7 +104,7 @@ def _glyph(digit: int, writer, rng, height_px: float) -> np.ndarray:
     return cv2.resize(ink, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
-def _stamp_ink(page: np.ndarray, ink: np.ndarray, x: int, y: int, darkness: float) -> None:
+def stamp_ink(page: np.ndarray, ink: np.ndarray, x: int, y: int, darkness: float) -> None:
     """Writes ink (bright = ink) onto the page (dark = ink) with its top-left corner at (x, y)."""
     h, w = ink.shape
     x0, y0 = max(0, x), max(0, y)
@@ -114,17 +116,27 @@ def _stamp_ink(page: np.ndarray, ink: np.ndarray, x: int, y: int, darkness: floa
     np.minimum(region, (255.0 - patch).astype(np.uint8), out=region)
 
 
-def _cross_out(page, x, y, w, h, rng, thickness):
+def cross_out(page, x, y, w, h, rng, thickness):
+    """Strikes through the box (x, y, w, h) of `page` with a wavy pen line, as people cross out a digit."""
     pts = [(x - 2, y + int(h * rng.uniform(0.3, 0.7)))]
     for i in range(1, 5):
         pts.append((x + w * i // 4, y + int(h * rng.uniform(0.2, 0.8))))
     cv2.polylines(page, [np.array(pts, np.int32)], False, 30, thickness, cv2.LINE_AA)
 
 
-def write_field(page: np.ndarray, field: Field, value: str, writer, rng: np.random.Generator, scale: float) -> None:
-    """Writes `value` into `field` the way a person does, messy cases included."""
+CROSS_OUT_RATE = 0.04  # share of underline and free fields with one wrong digit struck through
+
+
+def write_field(page: np.ndarray, field: Field, value: str, writer, rng: np.random.Generator, scale: float,
+                cross_out_rate: float = CROSS_OUT_RATE) -> int | None:
+    """Writes `value` into `field` the way a person does, messy cases included.
+
+    Returns:
+        The position in `value` before which a struck-through wrong digit was
+        written, or None when nothing was struck through.
+    """
     if not value:
-        return
+        return None
     x, y, w, h = (v * scale for v in field.box)
     darkness = writer.darkness * rng.uniform(0.9, 1.05)
     pen = max(1, int(round(writer.pen * h * 0.7)))
@@ -132,19 +144,19 @@ def write_field(page: np.ndarray, field: Field, value: str, writer, rng: np.rand
         cell = w / field.cells
         first = field.cells - len(value)  # right-aligned, like amounts on paper
         for i, ch in enumerate(value):
-            g = _glyph(int(ch), writer, rng, cell * 1.2 * rng.uniform(0.55, 0.8) * (h / (cell * 1.25)))
+            g = glyph(int(ch), writer, rng, cell * 1.2 * rng.uniform(0.55, 0.8) * (h / (cell * 1.25)))
             cx = x + (first + i + 0.5) * cell + rng.normal(0, cell * 0.06)
             cy = y + h * 0.55 + rng.normal(0, h * 0.05)
             if rng.random() < 0.06:          # crosses the box line below or beside
                 cy += h * rng.uniform(0.18, 0.3) * rng.choice([-1, 1])
-            _stamp_ink(page, g, int(cx - g.shape[1] / 2), int(cy - g.shape[0] / 2), darkness)
-        return
+            stamp_ink(page, g, int(cx - g.shape[1] / 2), int(cy - g.shape[0] / 2), darkness)
+        return None
     # boxed / underline / free: a run of digits from the left, sized to fit the box.
     height = h * (rng.uniform(0.6, 0.8) if field.kind == "boxed" else rng.uniform(0.7, 0.95))
     gap_share = rng.uniform(0.15, 0.45) * (0.3 if rng.random() < 0.12 else 1.0)  # tight: digits touch
-    crossed = int(rng.integers(len(value))) if field.kind in ("underline", "free") and rng.random() < 0.04 else -1
-    glyphs = [_glyph(int(ch), writer, rng, height * rng.uniform(0.92, 1.05)) for ch in value]
-    struck = _glyph(int(rng.integers(10)), writer, rng, height) if crossed >= 0 else None
+    crossed = int(rng.integers(len(value))) if field.kind in ("underline", "free") and rng.random() < cross_out_rate else -1
+    glyphs = [glyph(int(ch), writer, rng, height * rng.uniform(0.92, 1.05)) for ch in value]
+    struck = glyph(int(rng.integers(10)), writer, rng, height) if crossed >= 0 else None
     run = sum(g.shape[1] for g in glyphs) + gap_share * height * (len(glyphs) - 1)
     run += (struck.shape[1] + gap_share * height * 1.5) if struck is not None else 0
     room = w * rng.uniform(0.8, 0.92)
@@ -164,11 +176,12 @@ def write_field(page: np.ndarray, field: Field, value: str, writer, rng: np.rand
         baseline += h * 0.15
     for i, g in enumerate(glyphs):
         if i == crossed:  # a wrong digit, struck through, then the right one
-            _stamp_ink(page, struck, int(cursor), int(baseline - struck.shape[0]), darkness)
-            _cross_out(page, int(cursor), int(baseline - struck.shape[0]), struck.shape[1], struck.shape[0], rng, pen)
+            stamp_ink(page, struck, int(cursor), int(baseline - struck.shape[0]), darkness)
+            cross_out(page, int(cursor), int(baseline - struck.shape[0]), struck.shape[1], struck.shape[0], rng, pen)
             cursor += struck.shape[1] + gap * 1.5
-        _stamp_ink(page, g, int(cursor), int(baseline - g.shape[0] + rng.normal(0, height * 0.04)), darkness)
+        stamp_ink(page, g, int(cursor), int(baseline - g.shape[0] + rng.normal(0, height * 0.04)), darkness)
         cursor += g.shape[1] + gap * rng.uniform(0.7, 1.3)
+    return crossed if crossed >= 0 else None
 
 
 # -- the scanner --------------------------------------------------------------
@@ -261,8 +274,14 @@ def _make_document(args) -> list[dict]:
     return truth
 
 
-def render_document(seed: int, index: int, fmt: str, pages: int, fonts: list[str], name: str):
-    """Renders one filled, scanned document in memory: (page images, truth rows, dpi, rng)."""
+def render_document(seed: int, index: int, fmt: str, pages: int, fonts: list[str], name: str,
+                    cross_out_rate: float = CROSS_OUT_RATE):
+    """Renders one filled, scanned document in memory: (page images, truth rows, dpi, rng).
+
+    `cross_out_rate` is the share of underline and free fields with a struck-through
+    wrong digit before one of the true digits (truth row key `struck`: its position
+    in the value); training data for the struck-digit detector asks for many.
+    """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1000 + index]))
     cv2.setRNGSeed(int(rng.integers(2**31 - 1)))
     templates = builtin_templates()
@@ -273,10 +292,10 @@ def render_document(seed: int, index: int, fmt: str, pages: int, fonts: list[str
     for page_no in range(1, pages + 1):
         template = templates[int(rng.integers(len(templates)))]
         page = render_blank(template, dpi, line_grey=int(rng.integers(120, 200)))
-        values = {}
+        values, struck = {}, {}
         for field in template.fields:
             value = "" if rng.random() < 0.04 else fill_value(field, rng)
-            write_field(page, field, value, writer, rng, scale)
+            struck[field.name] = write_field(page, field, value, writer, rng, scale, cross_out_rate)
             values[field.name] = value
         _print_clutter(page, template, rng, scale)
         upside_down = bool(rng.random() < 0.04)
@@ -287,7 +306,7 @@ def render_document(seed: int, index: int, fmt: str, pages: int, fonts: list[str
         for field in template.fields:
             truth.append({"source": name, "page": page_no, "template": template.name, "field": field.name,
                           "value": values[field.name], "box": _box_on_scan(field, scale, matrix), "dpi": dpi,
-                          "upside_down": upside_down})
+                          "upside_down": upside_down, "struck": struck[field.name]})
     return images, truth, dpi, rng
 
 

@@ -1,0 +1,153 @@
+"""Trains the struck-through-digit detector that `pipeline.segment` uses.
+
+    python -m model_export.strikeout [--samples 40000] [--out pipeline/data/strikeout.npz]
+
+Data: digit crops that the pipeline's own segmenter cut from rendered, scanned
+forms in which many fields have a wrong digit struck through
+(`form_crops.generate_strike_crops`), plus digits rendered alone, half of them
+struck (forms hold few struck digits); training and held-out documents come
+from different seed streams. The decision threshold is set on the held-out crops so
+that at most `--max-false-rate` of ordinary digits are taken for struck ones:
+struck digits are rare on real forms, so a false hit (a good digit dropped) must
+be rarer still.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["train_detector", "main"]
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _isolated(args) -> tuple[np.ndarray, np.ndarray]:
+    """One writer's digits rendered alone, every other one struck through: (28x28 crops, struck 0/1)."""
+    import cv2
+
+    from model_export.normalize import EmptyCropError, mnist_normalize
+    from model_export.synthetic import draw_writer
+    from pipeline.synth_forms import cross_out, glyph, stamp_ink
+
+    seed, stream, writer_id, count, fonts = args
+    rng = np.random.default_rng(np.random.SeedSequence([seed, stream, 7000 + writer_id]))
+    writer = draw_writer(rng, fonts)
+    crops, labels = [], []
+    for i in range(count):
+        struck = i % 2
+        height = rng.uniform(30, 90)
+        ink = glyph(int(rng.integers(10)), writer, rng, height)
+        page = np.full((int(height * 2), ink.shape[1] + int(height)), 255, np.uint8)
+        x0 = y0 = int(height * 0.5)
+        stamp_ink(page, ink, x0, y0, writer.darkness)
+        if struck:
+            cross_out(page, x0, y0, ink.shape[1], ink.shape[0], rng, max(1, int(round(writer.pen * height * 0.9))))
+        page = 255 - cv2.GaussianBlur(page, (0, 0), rng.uniform(0.3, 1.2))
+        try:
+            crops.append(mnist_normalize(page))
+        except EmptyCropError:
+            continue
+        labels.append(struck)
+    return np.array(crops, np.uint8).reshape(-1, 28, 28), np.array(labels, np.uint8)
+
+
+def isolated_strike_crops(n: int, seed: int, stream: int, workers: int | None = None, fonts=None):
+    """`n` digits rendered alone, half of them struck through: (28x28 crops, struck 0/1).
+
+    They add struck examples of every writer style and size; forms have few.
+    """
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from model_export.synthetic import SAMPLES_PER_WRITER, find_handwriting_fonts
+
+    fonts = find_handwriting_fonts() if fonts is None else fonts
+    jobs = [(seed, stream, w, SAMPLES_PER_WRITER, fonts) for w in range(math.ceil(n / SAMPLES_PER_WRITER))]
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        parts = list(pool.map(_isolated, jobs, chunksize=8))
+    return np.concatenate([p[0] for p in parts])[:n], np.concatenate([p[1] for p in parts])[:n]
+
+
+def build_network():
+    """The detector's network in Keras; `pipeline.strikeout.StrikeDetector` runs the same in numpy."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential([
+        keras.Input((28, 28, 1)), layers.Rescaling(1 / 255),
+        layers.Conv2D(8, 5, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(16, 5, activation="relu"), layers.MaxPooling2D(2),
+        layers.Flatten(), layers.Dense(32, activation="relu"), layers.Dense(1, activation="sigmoid"),
+    ], name="strikeout")
+
+
+def train_detector(train, heldout, *, epochs: int = 10, max_false_rate: float = 3e-4, seed: int = 0):
+    """Fits the detector; returns (StrikeDetector, held-out report dict).
+
+    Args:
+        train, heldout: (crops uint8 [N, 28, 28], struck 0/1 [N]).
+        max_false_rate: the largest share of held-out ordinary digits allowed above the threshold.
+    """
+    import keras
+
+    from pipeline.strikeout import WEIGHT_NAMES, StrikeDetector
+
+    keras.utils.set_random_seed(seed)
+    model = build_network()
+    model.compile(keras.optimizers.Adam(2e-3), "binary_crossentropy")
+    model.fit(train[0][..., None], train[1].astype(np.float32), epochs=epochs, batch_size=128, verbose=0)
+    weights = [w for layer in model.layers for w in layer.get_weights()]
+    detector = StrikeDetector(dict(zip(WEIGHT_NAMES, weights)), threshold=0.5)
+    scores, truth = detector.scores(heldout[0]), heldout[1].astype(np.int64)
+    negatives = np.sort(scores[truth == 0])[::-1]
+    allowed = int(math.floor(max_false_rate * len(negatives)))
+    detector.threshold = max(0.5, float(negatives[allowed])) if len(negatives) > allowed else 0.5
+    hits = scores > detector.threshold
+    report = {
+        "threshold": round(detector.threshold, 6),
+        "heldout_struck": int((truth == 1).sum()),
+        "heldout_ordinary": int((truth == 0).sum()),
+        "recall": round(float(hits[truth == 1].mean()), 4) if (truth == 1).any() else None,
+        "false_rate": round(float(hits[truth == 0].mean()), 6) if (truth == 0).any() else None,
+    }
+    return detector, report
+
+
+def main(argv=None) -> int:
+    from model_export.form_crops import generate_strike_crops
+    from pipeline.strikeout import DEFAULT_WEIGHTS
+
+    parser = argparse.ArgumentParser(prog="python -m model_export.strikeout", description=__doc__.split("\n")[0])
+    parser.add_argument("--samples", type=int, default=40000, help="crops cut from forms (default 40000)")
+    parser.add_argument("--isolated", type=int, default=60000, help="digits rendered alone (default 60000)")
+    parser.add_argument("--heldout", type=int, default=10000, help="held-out crops from forms (default 10000)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--max-false-rate", type=float, default=3e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=DEFAULT_WEIGHTS)
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    _log(f"cutting {args.samples} + {args.heldout} crops from forms with struck-through digits, "
+         f"rendering {args.isolated} alone")
+    forms = generate_strike_crops(args.samples, seed=args.seed, stream=0)
+    alone = (isolated_strike_crops(args.isolated, seed=args.seed, stream=0) if args.isolated
+             else (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8)))
+    heldout = generate_strike_crops(args.heldout, seed=args.seed, stream=1)
+    train = (np.concatenate([forms[0], alone[0]]), np.concatenate([forms[1], alone[1]]))
+    _log(f"  {int(train[1].sum())} struck of {len(train[1])} in training, {int(heldout[1].sum())} held out")
+    detector, report = train_detector(train, heldout, epochs=args.epochs, max_false_rate=args.max_false_rate,
+                                      seed=args.seed)
+    detector.save(args.out)
+    _log(f"held-out: {report}; wrote {args.out} in {time.monotonic() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""Struck-through digits: people cross out a wrong digit and write the right one next to it.
+
+Read as a digit, the struck one becomes an extra digit in the field. The
+detector is a small convolutional network over the MNIST-normalised crop
+(conv 8@5x5, pool, conv 16@5x5, pool, dense 32, 1 output; 5,145 weights). It
+is trained by `python -m model_export.strikeout` on struck and ordinary digits
+cut by the segmenter from rendered forms plus isolated renders, and its weights
+ship with the package (`pipeline/data/strikeout.npz`, about 20 kB). It runs
+here in numpy, so workers need neither TensorFlow nor a model server for it,
+and it only ever sees the few crops of one field at a time.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+__all__ = ["DEFAULT_WEIGHTS", "StrikeDetector", "load_detector"]
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(__file__), "data", "strikeout.npz")
+WEIGHT_NAMES = ("conv1_w", "conv1_b", "conv2_w", "conv2_b", "dense_w", "dense_b", "out_w", "out_b")
+
+
+def _conv_relu(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """'valid' 2-D convolution (Keras Conv2D layout: x [N,H,W,C], w [k,k,C,D]) + ReLU."""
+    k, _, c, d = w.shape
+    windows = sliding_window_view(x, (k, k), axis=(1, 2))        # [N, H-k+1, W-k+1, C, k, k]
+    n, h, wd = windows.shape[:3]
+    # im2col: one matrix product; the kernel is reordered to the windows' (C, k, k) order.
+    columns = windows.reshape(n * h * wd, c * k * k)
+    out = columns @ w.transpose(2, 0, 1, 3).reshape(c * k * k, d) + b
+    return np.maximum(out, 0.0).reshape(n, h, wd, d)
+
+
+def _pool2(x: np.ndarray) -> np.ndarray:
+    n, h, w, c = x.shape
+    return x[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+class StrikeDetector:
+    """Probability that a digit crop is struck through."""
+
+    def __init__(self, weights: dict[str, np.ndarray], threshold: float):
+        missing = [n for n in WEIGHT_NAMES if n not in weights]
+        if missing:
+            raise ValueError(f"strike detector weights lack {missing}")
+        self.weights = {n: np.asarray(weights[n], np.float32) for n in WEIGHT_NAMES}
+        self.threshold = float(threshold)
+
+    def scores(self, crops: np.ndarray) -> np.ndarray:
+        """crops: uint8 [N, 28, 28], 0 = paper, 255 = ink. Returns [N] probabilities."""
+        w = self.weights
+        x = np.asarray(crops, np.float32).reshape(-1, 28, 28, 1) / 255.0
+        x = _pool2(_conv_relu(x, w["conv1_w"], w["conv1_b"]))
+        x = _pool2(_conv_relu(x, w["conv2_w"], w["conv2_b"]))
+        x = np.maximum(x.reshape(len(x), -1) @ w["dense_w"] + w["dense_b"], 0.0)
+        logits = (x @ w["out_w"] + w["out_b"]).reshape(-1)
+        return 1.0 / (1.0 + np.exp(-np.clip(logits, -50.0, 50.0)))
+
+    def is_struck(self, crops: np.ndarray) -> np.ndarray:
+        return self.scores(crops) > self.threshold
+
+    def save(self, path: str) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        np.savez_compressed(path, threshold=np.float32(self.threshold), **self.weights)
+
+
+@functools.lru_cache(maxsize=4)
+def load_detector(path: str = DEFAULT_WEIGHTS) -> StrikeDetector | None:
+    """The detector stored at `path`, or None when there is no such file (detection off)."""
+    if not os.path.isfile(path):
+        return None
+    with np.load(path) as w:
+        return StrikeDetector({n: w[n] for n in w.files if n != "threshold"}, float(w["threshold"]))
