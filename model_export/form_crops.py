@@ -61,7 +61,7 @@ def _document_crops(args) -> tuple[np.ndarray, np.ndarray]:
 STRUCK = 10  # label of a struck-through digit in `_document_crops`
 
 
-def _crops(n: int, seed: int, stream: int, cross_out_rate: float, workers, fonts, progress):
+def _crops(n: int, seed: int, stream: int, cross_out_rate: float, workers, fonts, progress, keep_struck: bool):
     from model_export.synthetic import find_handwriting_fonts
 
     fonts = find_handwriting_fonts() if fonts is None else fonts
@@ -71,9 +71,11 @@ def _crops(n: int, seed: int, stream: int, cross_out_rate: float, workers, fonts
         while total < n:
             jobs = [(seed * 7919 + stream * 104729, index + k, fonts, cross_out_rate) for k in range(workers * 4)]
             index += len(jobs)
-            for part in pool.map(_document_crops, jobs):
-                parts.append(part)
-                total += len(part[1])
+            for images, labels in pool.map(_document_crops, jobs):
+                if not keep_struck:  # a struck-through digit has no digit label to learn
+                    images, labels = images[labels != STRUCK], labels[labels != STRUCK]
+                parts.append((images, labels))
+                total += len(labels)
             if progress:
                 progress(min(total, n), n)
     return tuple(np.concatenate(column)[:n] for column in zip(*parts))
@@ -84,13 +86,11 @@ def generate_form_crops(n: int, seed: int, stream: int, workers: int | None = No
     """About `n` labelled digit crops cut from rendered forms (deterministic by seed and stream)."""
     from pipeline.synth_forms import CROSS_OUT_RATE
 
-    images, labels = _crops(n, seed, stream, CROSS_OUT_RATE, workers, fonts, progress)
-    keep = labels != STRUCK  # struck-through digits have no digit label to learn
-    return images[keep], labels[keep]
+    return _crops(n, seed, stream, CROSS_OUT_RATE, workers, fonts, progress, keep_struck=False)
 
 
 def generate_strike_crops(n: int, seed: int, stream: int, cross_out_rate: float = 0.6, workers: int | None = None,
                           fonts=None, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """About `n` crops cut from forms with many struck-through digits: (28x28 crops, struck 0/1)."""
-    images, labels = _crops(n, seed, stream, cross_out_rate, workers, fonts, progress)
+    images, labels = _crops(n, seed, stream, cross_out_rate, workers, fonts, progress, keep_struck=True)
     return images, (labels == STRUCK).astype(np.uint8)
