@@ -21,6 +21,8 @@ import numpy as np
 
 __all__ = ["generate_form_crops", "generate_strike_crops"]
 
+STRUCK = 10  # label of a struck-through digit in `_document_crops`
+
 
 def _document_crops(args) -> tuple[np.ndarray, np.ndarray]:
     """Crops of one rendered document: (28x28 crops, digit labels, STRUCK for a struck-through digit)."""
@@ -56,9 +58,6 @@ def _document_crops(args) -> tuple[np.ndarray, np.ndarray]:
                 continue
             labels.append(int(label))
     return np.array(crops, np.uint8).reshape(-1, 28, 28), np.array(labels, np.uint8)
-
-
-STRUCK = 10  # label of a struck-through digit in `_document_crops`
 
 
 def _crops(n: int, seed: int, stream: int, cross_out_rate: float, workers, fonts, progress, keep_struck: bool):

@@ -122,6 +122,7 @@ def train_detector(train, heldout, *, epochs: int = 10, max_false_rate: float = 
 
 def main(argv=None) -> int:
     from model_export.form_crops import generate_strike_crops
+    from model_export.synthetic import HELDOUT_STREAM, TRAIN_STREAM
     from pipeline.strikeout import DEFAULT_WEIGHTS
 
     parser = argparse.ArgumentParser(prog="python -m model_export.strikeout", description=__doc__.split("\n")[0])
@@ -136,10 +137,10 @@ def main(argv=None) -> int:
     started = time.monotonic()
     _log(f"cutting {args.samples} + {args.heldout} crops from forms with struck-through digits, "
          f"rendering {args.isolated} alone")
-    forms = generate_strike_crops(args.samples, seed=args.seed, stream=0)
-    alone = (isolated_strike_crops(args.isolated, seed=args.seed, stream=0) if args.isolated
+    forms = generate_strike_crops(args.samples, seed=args.seed, stream=TRAIN_STREAM)
+    alone = (isolated_strike_crops(args.isolated, seed=args.seed, stream=TRAIN_STREAM) if args.isolated
              else (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8)))
-    heldout = generate_strike_crops(args.heldout, seed=args.seed, stream=1)
+    heldout = generate_strike_crops(args.heldout, seed=args.seed, stream=HELDOUT_STREAM)
     train = (np.concatenate([forms[0], alone[0]]), np.concatenate([forms[1], alone[1]]))
     _log(f"  {int(train[1].sum())} struck of {len(train[1])} in training, {int(heldout[1].sum())} held out")
     detector, report = train_detector(train, heldout, epochs=args.epochs, max_false_rate=args.max_false_rate,

@@ -510,9 +510,10 @@ def drop_struck(fields: list[tuple[list[DigitCut], int]]) -> list[tuple[list[Dig
     from pipeline.strikeout import load_detector
 
     detector = load_detector()
+    rooms = [len(digits) - max(1, keep_at_least) for digits, keep_at_least in fields]
     crops, owners = [], []
-    for f, (digits, keep_at_least) in enumerate(fields):
-        if len(digits) <= max(1, keep_at_least):
+    for f, (digits, _) in enumerate(fields):
+        if detector is None or rooms[f] <= 0:
             continue
         for i, d in enumerate(digits):
             try:
@@ -520,16 +521,14 @@ def drop_struck(fields: list[tuple[list[DigitCut], int]]) -> list[tuple[list[Dig
             except EmptyCropError:
                 continue  # blank: the normalise stage rejects it
             owners.append((f, i))
-    if detector is None or not crops:
-        return [(digits, 0) for digits, _ in fields]
     hits: dict[int, list[tuple[float, int]]] = {}
-    for (f, i), score in zip(owners, detector.scores(np.stack(crops))):
+    scores = detector.scores(np.stack(crops)) if crops else []
+    for (f, i), score in zip(owners, scores):
         if score > detector.threshold:
             hits.setdefault(f, []).append((float(score), i))
     out = []
-    for f, (digits, keep_at_least) in enumerate(fields):
-        room = len(digits) - max(1, keep_at_least)
-        struck = {i for _, i in sorted(hits.get(f, []), reverse=True)[:max(0, room)]}
+    for f, (digits, _) in enumerate(fields):
+        struck = {i for _, i in sorted(hits.get(f, []), reverse=True)[:max(0, rooms[f])]}
         if struck:
             digits = [dataclasses.replace(d, position=n)
                       for n, d in enumerate(d for i, d in enumerate(digits) if i not in struck)]

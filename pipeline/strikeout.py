@@ -5,14 +5,15 @@ detector is a small convolutional network over the MNIST-normalised crop
 (conv 8@5x5, pool, conv 16@5x5, pool, dense 32, 1 output; 5,145 weights). It
 is trained by `python -m model_export.strikeout` on struck and ordinary digits
 cut by the segmenter from rendered forms plus isolated renders, and its weights
-ship with the package (`pipeline/data/strikeout.npz`, about 20 kB). It runs
-here in numpy, so workers need neither TensorFlow nor a model server for it,
-and it only ever sees the few crops of one field at a time.
+ship with the package (`pipeline/data/strikeout.npz`, 45 kB). It runs here
+in numpy, so workers need neither TensorFlow nor a model server for it; the
+segmenter scores a page's free-field crops in one call.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 
 import numpy as np
@@ -70,8 +71,11 @@ class StrikeDetector:
 
 @functools.lru_cache(maxsize=4)
 def load_detector(path: str = DEFAULT_WEIGHTS) -> StrikeDetector | None:
-    """The detector stored at `path`, or None when there is no such file (detection off)."""
+    """The detector stored at `path`, or None when there is no such file (detection off, said once)."""
     if not os.path.isfile(path):
+        logging.getLogger("formdigits.segment").warning(
+            "no struck-digit detector at %s: struck-through digits will be read as digits "
+            "(python -m model_export.strikeout trains one)", path)
         return None
     with np.load(path) as w:
         return StrikeDetector({n: w[n] for n in w.files if n != "threshold"}, float(w["threshold"]))
