@@ -254,29 +254,52 @@ def remove_guides(ink: np.ndarray, binary: np.ndarray, field_px: tuple[float, fl
     horizontal = cv2.morphologyEx(weak, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (max(9, int(0.3 * h)), 1)))
     vertical = cv2.morphologyEx(weak, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(9, int(0.3 * h)))))
     short = cv2.morphologyEx(weak, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(5, int(0.12 * h)))))
-    band_h = np.zeros_like(binary)
-    band_v = np.zeros_like(binary)
-    band_tick = np.zeros_like(binary)
+    lines = np.zeros_like(binary)
     x0, x1 = int(max(0, x - tol)), int(x + w + tol)
     for r in rows:
-        band_h[int(max(0, r - tol)):int(r + tol + 1), x0:x1] = 255
+        _keep_guide(horizontal, lines, int(max(0, r - tol)), int(r + tol + 1), x0, x1, axis=1)
     for c in cols:
-        band_v[int(max(0, y - tol)):int(y + h + tol), int(max(0, c - tol)):int(c + tol + 1)] = 255
+        _keep_guide(vertical.T, lines.T, int(max(0, c - tol)), int(c + tol + 1), int(max(0, y - tol)),
+                    int(y + h + tol), axis=1)
     if spec.kind == "comb":
+        band_tick = np.zeros_like(binary)
         cell = w / spec.cells
         for i in range(1, spec.cells):
             cx = x + i * cell
             band_tick[int(y + h * 0.45):int(y + h + tol), int(max(0, cx - tol)):int(cx + tol + 1)] = 255
-    lines = cv2.bitwise_or(cv2.bitwise_and(horizontal, band_h), cv2.bitwise_and(vertical, band_v))
-    lines = cv2.bitwise_or(lines, cv2.bitwise_and(short, band_tick))
+        lines = cv2.bitwise_or(lines, cv2.bitwise_and(short, band_tick))
     lines = cv2.dilate(lines, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
     clean = cv2.bitwise_and(binary, cv2.bitwise_not(lines))
     # A stroke crossing a line was cut where it crossed: close the gap, only inside the removed line.
-    thickness = max(3, int(round(_line_thickness(cv2.bitwise_and(horizontal, band_h)))) + 4)
+    thickness = max(3, int(round(_line_thickness(cv2.bitwise_and(horizontal, lines)))) + 4)
     bridged = cv2.morphologyEx(clean, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (1, thickness)))
     bridged_h = cv2.morphologyEx(clean, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (thickness, 1)))
     restore = cv2.bitwise_and(cv2.bitwise_or(bridged, bridged_h), lines)
     return cv2.bitwise_or(clean, restore)
+
+
+def _keep_guide(opened: np.ndarray, out: np.ndarray, lo: int, hi: int, start: int, stop: int, axis: int) -> None:
+    """Copies into `out` the printed guide found in rows lo..hi of `opened` (long runs only), and nothing else.
+
+    The band around an expected guide also holds strokes that run along it: the
+    top bar of a 7 or 5 under a box's top line, the foot of a 2 on an underline.
+    Those are shorter than the guide, which spans the field: only the rows where
+    long-run ink covers a good part of the field's width are the guide.
+    """
+    band = opened[lo:hi, start:stop] > 0
+    if band.size == 0:
+        return
+    counts = band.sum(axis=axis)
+    peak = int(np.argmax(counts))
+    if counts[peak] < 0.25 * (stop - start):
+        return  # no guide here (not printed, or too faint to find)
+    # The guide's rows: the peak and its neighbours that the (slightly tilted, anti-aliased) line still fills.
+    top = bottom = peak
+    while top > 0 and counts[top - 1] >= 0.2 * counts[peak]:
+        top -= 1
+    while bottom < len(counts) - 1 and counts[bottom + 1] >= 0.2 * counts[peak]:
+        bottom += 1
+    out[lo + top:lo + bottom + 1, start:stop] |= opened[lo + top:lo + bottom + 1, start:stop]
 
 
 def _line_thickness(horizontal: np.ndarray) -> float:
@@ -295,6 +318,13 @@ def _components(binary: np.ndarray, min_height: float):
         comps.append({"ids": [i], "x": x, "y": y, "w": w, "h": h, "area": area,
                       "cx": centroids[i][0], "cy": centroids[i][1]})
     return labels, comps
+
+
+def _near(a: dict, b: dict, reach: float) -> bool:
+    """Whether boxes a and b overlap horizontally and lie within `reach` of each other vertically."""
+    x_overlap = min(a["x"] + a["w"], b["x"] + b["w"]) - max(a["x"], b["x"])
+    y_gap = max(a["y"] - (b["y"] + b["h"]), b["y"] - (a["y"] + a["h"]))
+    return x_overlap > 0 and y_gap <= reach
 
 
 def _union(a: dict, b: dict) -> dict:
@@ -332,9 +362,9 @@ def _merge_pieces(comps: list[dict]) -> list[dict]:
             for j in (i - 1, i + 1):
                 if 0 <= j < len(merged):
                     o = merged[j]
-                    gap = max(o["x"] - (c["x"] + c["w"]), c["x"] - (o["x"] + o["w"]), 0)
-                    gaps.append((gap, j))
-            gap, j = min(gaps)
+                    overlap = min(o["x"] + o["w"], c["x"] + c["w"]) - max(o["x"], c["x"])
+                    gaps.append((max(-overlap, 0), -overlap, j))  # the closest; of two overlapping, the most
+            gap, _, j = min(gaps)
             if gap <= 0.25 * digit_h:
                 merged[min(i, j)] = _union(merged[min(i, j)], merged[max(i, j)])
                 del merged[max(i, j)]
@@ -412,8 +442,11 @@ def _split_touching(comp: dict, labels: np.ndarray, binary: np.ndarray, digit_w:
 def _split_all(groups: list[dict], labels: np.ndarray, binary: np.ndarray) -> list[dict]:
     # A field's own digits set the scale: writers differ in how wide they write.
     digit_h = float(np.median([g["h"] for g in groups]))
-    single = [g["w"] for g in groups if g["w"] < 1.1 * digit_h] or [0.7 * digit_h]
-    digit_w = max(float(np.median(single)), 0.45 * digit_h)
+    single = [g["w"] for g in groups if g["w"] < 1.1 * digit_h]
+    if len(single) * 2 < len(groups) and len(groups) >= 3:
+        # Most pieces are wide: a writer who slants hard or writes wide, not a field of touching pairs.
+        single = [g["w"] for g in groups]
+    digit_w = max(float(np.median(single or [0.7 * digit_h])), 0.45 * digit_h)
     return [part for g in groups for part in _split_touching(g, labels, binary, digit_w, digit_h)]
 
 
@@ -421,12 +454,18 @@ def split_digits(binary: np.ndarray, field_px: tuple[float, float, float, float]
     """Digit regions of a cleaned field: list of (mask crop bbox (x, y, w, h) in the crop, pixel mask)."""
     x, y, w, h = field_px
     labels, comps = _components(binary, min_height=max(4.0, 0.12 * h))
-    # Keep what belongs to this field: centred inside its box (printed text beside it is not).
-    comps = [c for c in comps if x - 0.05 * w <= c["cx"] <= x + w * 1.08 and y - 0.25 * h <= c["cy"] <= y + h * 1.2]
+    # Keep what belongs to this field: centred inside its box (printed text beside it is not), and
+    # reaching below its top edge (the printed label sits just above the box).
+    comps = [c for c in comps if x - 0.05 * w <= c["cx"] <= x + w * 1.08 and y - 0.25 * h <= c["cy"] <= y + h * 1.2
+             and c["y"] + c["h"] > y - 0.08 * h]
     if not comps:
         return []
     tallest = max(c["h"] for c in comps)
-    comps = [c for c in comps if c["h"] >= 0.3 * tallest or c["area"] >= 0.15 * tallest ** 2]
+    big = [c for c in comps if c["h"] >= 0.3 * tallest or c["area"] >= 0.15 * tallest ** 2]
+    # Small pieces are specks and guide remnants, unless they touch a digit's box: the top bar
+    # of a 7 or 5 that a thin pen stroke left detached is short and flat, but it is part of the digit.
+    comps = big + [c for c in comps if not any(c is b for b in big) and c["w"] >= 0.2 * tallest
+                   and any(_near(c, b, 0.08 * tallest) for b in big)]
     if spec is not None and spec.kind == "comb":
         cell = w / spec.cells
         cells: dict[int, dict] = {}
@@ -437,7 +476,28 @@ def split_digits(binary: np.ndarray, field_px: tuple[float, float, float, float]
         groups = [cells[k] for k in sorted(cells)]
     else:
         groups = _split_all(_join_bows(_merge_pieces(comps), labels), labels, binary)
+        if spec is not None:
+            # More pieces than the field can hold: strokes broken apart. One extra may be a
+            # struck-through digit in fields written freely; the strike detector sees to that.
+            groups = _merge_to(groups, spec.max_length + (spec.kind in ("underline", "free")))
     return [_region(g, labels, binary) for g in groups]
+
+
+def _merge_to(groups: list[dict], most: int) -> list[dict]:
+    """Joins neighbouring pieces until at most `most` are left, the narrowest joins first.
+
+    Two pieces of one broken digit join into something no wider than a digit; two
+    digits side by side do not.
+    """
+    groups = list(groups)
+    while len(groups) > max(1, most):
+        widths = [max(b["x"] + b["w"], a["x"] + a["w"]) - min(a["x"], b["x"]) for a, b in zip(groups, groups[1:])]
+        i = int(np.argmin(widths))
+        joined = _union(groups[i], groups[i + 1])
+        if "cut" in groups[i] or "cut" in groups[i + 1]:
+            joined["cut"] = (joined["x"], joined["x"] + joined["w"])
+        groups[i:i + 2] = [joined]
+    return groups
 
 
 def _region(group: dict, labels: np.ndarray, binary: np.ndarray):
@@ -493,14 +553,21 @@ def _field_crop(page: np.ndarray, registration: Registration, spec: Field):
     return ink, remove_guides(ink, _binary(ink), field_px, spec), field_px, crop_to_page
 
 
-def drop_struck(fields: list[tuple[list[DigitCut], int]]) -> list[tuple[list[DigitCut], int]]:
+# A field holding more digits than its template allows has an extra piece for sure: a struck-through
+# digit there needs much less evidence than one among the right number of digits.
+OVERFULL_STRIKE_SCORE = 0.5
+
+
+def drop_struck(fields: list[tuple]) -> list[tuple[list[DigitCut], int]]:
     """Leaves out digits that were struck through (see `pipeline.strikeout`), renumbering the rest.
 
     Args:
-        fields: per field, its digits and the fewest digits it may keep (its
-            template's minimum length; at least 1, so a field is never emptied).
-            The likeliest struck digits go first, and a field already at that
-            minimum has no extra digit to drop.
+        fields: per field, (its digits, the fewest digits it may keep) or (its
+            digits, the fewest, the most it may hold). The fewest is its
+            template's minimum length (at least 1, so a field is never emptied);
+            the likeliest struck digits go first, and a field already at that
+            minimum has no extra digit to drop. Digits beyond the most are
+            dropped on a weaker score (`OVERFULL_STRIKE_SCORE`).
 
     Returns:
         Per field, (kept digits, how many were dropped). One detector call for
@@ -510,9 +577,10 @@ def drop_struck(fields: list[tuple[list[DigitCut], int]]) -> list[tuple[list[Dig
     from pipeline.strikeout import load_detector
 
     detector = load_detector()
-    rooms = [len(digits) - max(1, keep_at_least) for digits, keep_at_least in fields]
+    rooms = [len(f[0]) - max(1, f[1]) for f in fields]
+    extra = [max(0, len(f[0]) - f[2]) if len(f) > 2 else 0 for f in fields]
     crops, owners = [], []
-    for f, (digits, _) in enumerate(fields):
+    for f, (digits, *_) in enumerate(fields):
         if detector is None or rooms[f] <= 0:
             continue
         for i, d in enumerate(digits):
@@ -521,14 +589,14 @@ def drop_struck(fields: list[tuple[list[DigitCut], int]]) -> list[tuple[list[Dig
             except EmptyCropError:
                 continue  # blank: the normalise stage rejects it
             owners.append((f, i))
-    hits: dict[int, list[tuple[float, int]]] = {}
-    scores = detector.scores(np.stack(crops)) if crops else []
-    for (f, i), score in zip(owners, scores):
-        if score > detector.threshold:
-            hits.setdefault(f, []).append((float(score), i))
+    scores: dict[int, list[tuple[float, int]]] = {}
+    for (f, i), score in zip(owners, detector.scores(np.stack(crops)) if crops else []):
+        scores.setdefault(f, []).append((float(score), i))
     out = []
-    for f, (digits, _) in enumerate(fields):
-        struck = {i for _, i in sorted(hits.get(f, []), reverse=True)[:max(0, rooms[f])]}
+    for f, (digits, *_) in enumerate(fields):
+        ranked = sorted(scores.get(f, []), reverse=True)[:max(0, rooms[f])]
+        struck = {i for n, (score, i) in enumerate(ranked)
+                  if score > detector.threshold or (n < extra[f] and score > OVERFULL_STRIKE_SCORE)}
         if struck:
             digits = [dataclasses.replace(d, position=n)
                       for n, d in enumerate(d for i, d in enumerate(digits) if i not in struck)]
@@ -557,7 +625,7 @@ def cut_fields(page: np.ndarray, registration: Registration, drop_struck_digits:
                             _page_box(field_px, crop_to_page, page.shape, registration.upside_down), digits))
     if drop_struck_digits:
         free = [cut for cut in out if cut.spec.kind != "comb"]
-        for cut, (digits, struck) in zip(free, drop_struck([(c.digits, c.spec.min_length) for c in free])):
+        for cut, (digits, struck) in zip(free, drop_struck([(c.digits, c.spec.min_length, c.spec.max_length) for c in free])):
             cut.digits, cut.struck = digits, struck
     return out
 
