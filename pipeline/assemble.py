@@ -15,9 +15,13 @@ import numpy as np
 
 from pipeline.templates import Field, check_value
 
-__all__ = ["FieldInfo", "ReadDigit", "assemble_field", "DEFAULT_REVIEW_THRESHOLD"]
+__all__ = ["FieldInfo", "ReadDigit", "assemble_field", "best_fitting_reading", "DEFAULT_REVIEW_THRESHOLD"]
 
 DEFAULT_REVIEW_THRESHOLD = 0.9
+# Readings kept per position while looking for one that fits the field's rules, and how much less
+# likely than the plain reading a fitting one may be (odds) before the plain reading stands.
+READING_BEAM = 64
+MIN_READING_ODDS = 1e-3
 
 
 @dataclasses.dataclass
@@ -39,6 +43,35 @@ class ReadDigit:
     probabilities: np.ndarray          # [10]
     model_name: str
     model_version: int
+
+
+def best_fitting_reading(spec: Field, probabilities: np.ndarray) -> str | None:
+    """The likeliest digit string that fits the field's pattern and check digit, or None.
+
+    The digits' probabilities are taken as independent; a beam of the likeliest
+    strings is searched in order. A fitting string far less likely than the plain
+    per-digit reading (`MIN_READING_ODDS`) is not offered: then the rule more
+    likely caught a writing or cutting mistake than a misread digit.
+
+    Args:
+        spec: the field's template entry.
+        probabilities: [digits, 10] the model's probabilities, in position order.
+    """
+    if not len(probabilities):
+        return None
+    logp = np.log(np.clip(np.asarray(probabilities, np.float64), 1e-12, 1.0))
+    beam = [("", 0.0)]
+    for row in logp:
+        top = np.argsort(row)[::-1][:4]
+        beam = sorted(((text + str(d), score + row[d]) for text, score in beam for d in top),
+                      key=lambda c: -c[1])[:READING_BEAM]
+    floor = logp.max(axis=1).sum() + np.log(MIN_READING_ODDS)
+    for text, score in beam:
+        if score < floor:
+            break
+        if not check_value(spec, text):
+            return text
+    return None
 
 
 def assemble_field(info: FieldInfo, digits: list[ReadDigit], *, review_threshold: float, run_id: str,
@@ -70,7 +103,20 @@ def assemble_field(info: FieldInfo, digits: list[ReadDigit], *, review_threshold
         worst = min(low, key=lambda r: r["confidence"])
         reasons.append(f"low confidence {worst['confidence']:.2f} at position {worst['position']}")
     if info.spec is not None:
-        reasons.extend(check_value(info.spec, text))
+        problems = check_value(info.spec, text)
+        fitting = best_fitting_reading(info.spec, np.stack([d.probabilities for d in digits])) if (
+            problems and digits and len(digits) == info.digits_cut and (info.spec.pattern or info.spec.check)) else None
+        if fitting is not None:
+            # The likeliest reading that the field's rules allow; still for a person to confirm.
+            reasons.append(f"read as {text}, corrected to fit the field's {_rules(info.spec)}")
+            for r, d, ch in zip(digit_rows, digits, fitting):
+                if int(ch) != r["digit"]:
+                    r["second_digit"], r["second_confidence"] = r["digit"], r["confidence"]
+                    r["digit"], r["confidence"] = int(ch), float(d.probabilities[int(ch)])
+            text = fitting
+            confidence = min(r["confidence"] for r in digit_rows)
+        else:
+            reasons.extend(problems)
     model_name = digit_rows[0]["model_name"] if digit_rows else None
     model_version = digit_rows[0]["model_version"] if digit_rows else None
     field_row = {
@@ -82,3 +128,7 @@ def assemble_field(info: FieldInfo, digits: list[ReadDigit], *, review_threshold
         "run_id": run_id, "processed_at": processed_at,
     }
     return field_row, digit_rows
+
+
+def _rules(spec: Field) -> str:
+    return " and ".join(r for r in (spec.pattern and "pattern", spec.check and f"{spec.check} check digit") if r)
