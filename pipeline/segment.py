@@ -439,6 +439,20 @@ def _split_touching(comp: dict, labels: np.ndarray, binary: np.ndarray, digit_w:
     return parts
 
 
+def _drop_beyond(comps: list[dict], right: float, h: float) -> list[dict]:
+    """Leaves out what starts past the field's right edge, apart from the writing it: a reference
+    number printed beside the field or a stamp's edge. Writing that runs over the edge keeps
+    going from the field's last digit; printed matter stands off by a clear gap."""
+    kept: list[dict] = []
+    end = None
+    for c in sorted(comps, key=lambda c: c["x"]):
+        if c["x"] > right - 0.05 * h and (end is None or c["x"] - end > 0.5 * h):
+            break
+        kept.append(c)
+        end = max(end or 0, c["x"] + c["w"])
+    return kept
+
+
 def _split_all(groups: list[dict], labels: np.ndarray, binary: np.ndarray) -> list[dict]:
     # A field's own digits set the scale: writers differ in how wide they write.
     digit_h = float(np.median([g["h"] for g in groups]))
@@ -458,6 +472,8 @@ def split_digits(binary: np.ndarray, field_px: tuple[float, float, float, float]
     # reaching below its top edge (the printed label sits just above the box).
     comps = [c for c in comps if x - 0.05 * w <= c["cx"] <= x + w * 1.08 and y - 0.25 * h <= c["cy"] <= y + h * 1.2
              and c["y"] + c["h"] > y - 0.08 * h]
+    if spec is not None and spec.kind != "comb":
+        comps = _drop_beyond(comps, x + w, h)
     if not comps:
         return []
     tallest = max(c["h"] for c in comps)
