@@ -57,10 +57,19 @@ FONT_GLOBS = (
 FONT_WRITER_SHARE = 0.25
 
 
+def _is_italic(path: str) -> bool:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return "Italic" in stem or stem.endswith(("It", "BI"))
+
+
 def find_handwriting_fonts() -> list[str]:
-    """Paths of the installed handwriting fonts, sorted (stable across runs)."""
+    """Paths of the installed handwriting fonts, sorted (stable across runs).
+
+    Italic cuts are left out: the writer's own slant leans the upright cut, and
+    on top of an italic one it made flat, stretched digits nobody writes.
+    """
     extra = os.environ.get("FORMDIGITS_FONTS", "")
-    found = [p for pattern in FONT_GLOBS for p in glob.glob(pattern)]
+    found = [p for pattern in FONT_GLOBS for p in glob.glob(pattern) if not _is_italic(p)]
     found += [p for p in extra.split(os.pathsep) if p and os.path.exists(p)]
     return sorted(set(found))
 
@@ -166,7 +175,9 @@ def _draw_font(digit: int, writer: WriterStyle, rng: np.random.Generator) -> np.
     glyph = arr[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
     h, w = glyph.shape
     scale = GLYPH_HEIGHT * rng.uniform(0.85, 1.1) / h
-    glyph = cv2.resize(glyph, (max(1, round(w * scale * writer.width / 0.7)), max(1, round(h * scale))),
+    # A font's letterforms already have their width: a writer's habit varies it a little, not by a third.
+    stretch = float(np.clip(writer.width / 0.7, 0.85, 1.1))
+    glyph = cv2.resize(glyph, (max(1, round(w * scale * stretch)), max(1, round(h * scale))),
                        interpolation=cv2.INTER_AREA)
     canvas = np.zeros((CANVAS, CANVAS), np.uint8)
     gh, gw = glyph.shape
@@ -273,7 +284,9 @@ def render_digit_ink(digit: int, writer: WriterStyle, rng: np.random.Generator, 
     """One handwritten digit on a CANVAS x CANVAS grey image, ink bright, not normalised.
 
     With `scan=False` the scanner stage (darkness, blur, noise) is left out, for
-    callers that write the digit onto a page and scan the whole page.
+    callers that write the digit onto a page and scan the whole page; so is the
+    stub of a neighbour or box line that stands in for what segmentation leaves
+    on a crop (on a page, neighbours and lines are really there).
     """
     if writer.font is not None:
         img = _draw_font(digit, writer, rng)
@@ -283,7 +296,7 @@ def render_digit_ink(digit: int, writer: WriterStyle, rng: np.random.Generator, 
     img = _elastic(img, rng, strength=rng.uniform(0.0, 0.045) * CANVAS)
     if rng.random() < 0.1:
         img = _break_strokes(img, rng)
-    if rng.random() < 0.07:
+    if rng.random() < 0.07 and scan:
         img = _touching_fragment(img, rng)
     return _scan(img, writer, rng) if scan else img
 
