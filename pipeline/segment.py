@@ -440,13 +440,18 @@ def _split_touching(comp: dict, labels: np.ndarray, binary: np.ndarray, digit_w:
 
 
 def _drop_beyond(comps: list[dict], right: float, h: float) -> list[dict]:
-    """Leaves out what starts past the field's right edge, apart from the writing it: a reference
-    number printed beside the field or a stamp's edge. Writing that runs over the edge keeps
-    going from the field's last digit; printed matter stands off by a clear gap."""
+    """Leaves out what starts past the field's right edge, apart from writing that runs on.
+
+    Printed matter beside a field (a reference number, a stamp's edge) is smaller
+    than the handwriting and stands off by a clear gap; writing that overruns the
+    field goes on from its last digit at the writer's own size and spacing.
+    """
+    inside = [c["h"] for c in comps if c["x"] <= right]
+    size = float(np.median(inside)) if inside else 0.0
     kept: list[dict] = []
     end = None
     for c in sorted(comps, key=lambda c: c["x"]):
-        if c["x"] > right - 0.05 * h and (end is None or c["x"] - end > 0.5 * h):
+        if c["x"] > right and (end is None or c["x"] - end > 0.8 * h or c["h"] < 0.6 * size):
             break
         kept.append(c)
         end = max(end or 0, c["x"] + c["w"])
@@ -470,7 +475,8 @@ def split_digits(binary: np.ndarray, field_px: tuple[float, float, float, float]
     labels, comps = _components(binary, min_height=max(4.0, 0.12 * h))
     # Keep what belongs to this field: centred inside its box (printed text beside it is not), and
     # reaching below its top edge (the printed label sits just above the box).
-    comps = [c for c in comps if x - 0.05 * w <= c["cx"] <= x + w * 1.08 and y - 0.25 * h <= c["cy"] <= y + h * 1.2
+    right = x + w * 1.08 if spec is None or spec.kind == "comb" else binary.shape[1]  # see _right_margin
+    comps = [c for c in comps if x - 0.05 * w <= c["cx"] <= right and y - 0.25 * h <= c["cy"] <= y + h * 1.2
              and c["y"] + c["h"] > y - 0.08 * h]
     if spec is not None and spec.kind != "comb":
         comps = _drop_beyond(comps, x + w, h)
@@ -549,6 +555,24 @@ def _page_box(field_px_box, crop_to_page, page_shape, upside_down):
     return int(x), int(y), int(w), int(h)
 
 
+def _right_margin(template: Template, spec: Field) -> float:
+    """Points of page right of the field that still belong to it.
+
+    Writing runs on past the end of an underline or box when the value is long;
+    it is kept to half the way to the next field on the same line. A comb holds
+    its digits in its cells.
+    """
+    fx, fy, fw, fh = spec.box
+    if spec.kind == "comb":
+        return 0.35 * fh + 0.08 * fw
+    margin = 1.2 * fh + 0.08 * fw
+    for other in template.fields:
+        ox, oy, ow, oh = other.box
+        if other is not spec and ox >= fx + fw and oy < fy + fh and fy < oy + oh:
+            margin = min(margin, 0.5 * (ox - fx - fw))
+    return margin
+
+
 def _field_crop(page: np.ndarray, registration: Registration, spec: Field):
     """One field of the registered page at CROP_SCALE, with margins for writing that strays.
 
@@ -557,7 +581,7 @@ def _field_crop(page: np.ndarray, registration: Registration, spec: Field):
     s = CROP_SCALE
     fx, fy, fw, fh = spec.box
     mx0, my = 0.15 * fh, 0.45 * fh
-    mx1 = 0.35 * fh + 0.08 * fw
+    mx1 = _right_margin(registration.template, spec)
     ox, oy = fx - mx0, fy - my
     cw, ch = int((fw + mx0 + mx1) * s), int((fh + 2 * my) * s)
     crop_to_tpl = np.float64([[1 / s, 0, ox], [0, 1 / s, oy], [0, 0, 1]])
