@@ -451,7 +451,7 @@ def _drop_beyond(comps: list[dict], right: float, h: float) -> list[dict]:
     kept: list[dict] = []
     end = None
     for c in sorted(comps, key=lambda c: c["x"]):
-        if c["x"] > right and (end is None or c["x"] - end > 0.8 * h or c["h"] < 0.6 * size):
+        if c["x"] > right and (end is None or c["x"] - end > 0.8 * h or not 0.6 * size <= c["h"] <= 1.5 * size):
             break
         kept.append(c)
         end = max(end or 0, c["x"] + c["w"])
@@ -565,7 +565,8 @@ def _right_margin(template: Template, spec: Field) -> float:
     fx, fy, fw, fh = spec.box
     if spec.kind == "comb":
         return 0.35 * fh + 0.08 * fw
-    margin = 1.2 * fh + 0.08 * fw
+    # Not past the paper's edge either, where a scan shows the lid's shadow as a long line.
+    margin = min(1.2 * fh + 0.08 * fw, template.size_pt[0] - 24.0 - fx - fw)
     for other in template.fields:
         ox, oy, ow, oh = other.box
         if other is not spec and ox >= fx + fw and oy < fy + fh and fy < oy + oh:
