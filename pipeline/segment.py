@@ -258,6 +258,7 @@ def remove_guides(ink: np.ndarray, binary: np.ndarray, field_px: tuple[float, fl
     x0, x1 = int(max(0, x - tol)), int(x + w + tol)
     for r in rows:
         _keep_guide(horizontal, lines, int(max(0, r - tol)), int(r + tol + 1), x0, x1, axis=1)
+    rules = cv2.dilate(lines, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))  # the horizontal guides alone
     for c in cols:
         _keep_guide(vertical.T, lines.T, int(max(0, c - tol)), int(c + tol + 1), int(max(0, y - tol)),
                     int(y + h + tol), axis=1)
@@ -274,7 +275,11 @@ def remove_guides(ink: np.ndarray, binary: np.ndarray, field_px: tuple[float, fl
     thickness = max(3, int(round(_line_thickness(cv2.bitwise_and(horizontal, lines)))) + 4)
     bridged = cv2.morphologyEx(clean, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (1, thickness)))
     bridged_h = cv2.morphologyEx(clean, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (thickness, 1)))
-    restore = cv2.bitwise_and(cv2.bitwise_or(bridged, bridged_h), lines)
+    # A stroke written along the line (the foot of a 2 on an underline) makes the ink there
+    # thicker than the printed line alone: where it is, the stroke is kept.
+    along = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, thickness + 2)))
+    restore = cv2.bitwise_or(cv2.bitwise_and(cv2.bitwise_or(bridged, bridged_h), lines),
+                             cv2.bitwise_and(along, rules))
     return cv2.bitwise_or(clean, restore)
 
 

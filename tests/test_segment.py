@@ -55,6 +55,20 @@ def test_guide_removal_keeps_a_bar_that_runs_along_the_box_line():
     assert clean[y + h - 1:y + h + 2, x + 10:x + w - 10].max() == 0, "the box's bottom line is still there"
 
 
+def test_a_foot_written_on_the_underline_stays_and_the_line_goes():
+    spec = Field("f", "underline", (0, 0, 64, 34), min_length=1, max_length=3)
+    x, y, w, h = BOX
+    page = np.full((260, 330), 255, np.uint8)
+    cv2.line(page, (x, y + h), (x + w, y + h), 150, 4)
+    # A 2: its curve, then the foot drawn along the printed line, as people write on a rule.
+    cv2.polylines(page, [np.int32([(x + 40, y + 40), (x + 70, y + 15), (x + 100, y + 40), (x + 45, y + h - 2)])],
+                  False, 20, 10)
+    cv2.line(page, (x + 45, y + h - 2), (x + 110, y + h - 2), 20, 10)
+    _, clean = _masks(page, spec)
+    assert clean[y + h - 6:y + h + 3, x + 50:x + 105].min() == 255, "the 2's foot went with the underline"
+    assert clean[y + h - 1:y + h + 2, x + 140:x + w - 10].max() == 0, "the underline is still there"
+
+
 def test_the_printed_label_above_the_box_is_not_a_digit():
     spec = _boxed(label="HOUSEHOLD")
     _, clean = _masks(_page(label="HOUSEHOLD"), spec)
