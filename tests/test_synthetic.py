@@ -65,3 +65,13 @@ def test_catmull_rom_passes_through_control_points():
     curve = catmull_rom(pts, samples_per_segment=8)
     for p in pts:
         assert np.min(np.linalg.norm(curve - p, axis=1)) < 1e-9
+
+
+def test_italic_font_cuts_are_not_used(monkeypatch, tmp_path):
+    # The writer's slant leans the upright cut; on an italic one it made flat, barely legible digits.
+    names = ["dkg.ttf", "dkgIt.ttf", "dkgBI.ttf", "dkgBd.ttf", "ComicNeue-Italic.otf", "ComicNeue-Regular.otf"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setattr(synthetic, "FONT_GLOBS", (str(tmp_path / "*"),))
+    found = [p.rsplit("/", 1)[1] for p in synthetic.find_handwriting_fonts()]
+    assert found == ["ComicNeue-Regular.otf", "dkg.ttf", "dkgBd.ttf"]
