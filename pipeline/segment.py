@@ -491,8 +491,8 @@ def split_digits(binary: np.ndarray, field_px: tuple[float, float, float, float]
     big = [c for c in comps if c["h"] >= 0.3 * tallest or c["area"] >= 0.15 * tallest ** 2]
     # Small pieces are specks and guide remnants, unless they touch a digit's box: the top bar
     # of a 7 or 5 that a thin pen stroke left detached is short and flat, but it is part of the digit.
-    comps = big + [c for c in comps if not any(c is b for b in big) and c["w"] >= 0.2 * tallest
-                   and any(_near(c, b, 0.08 * tallest) for b in big)]
+    comps = big + [c for c in comps if not any(c is b for b in big) and max(c["w"], c["h"]) >= 0.1 * tallest
+                   and any(_near(c, b, 0.25 * tallest) for b in big)]
     if spec is not None and spec.kind == "comb":
         cell = w / spec.cells
         cells: dict[int, dict] = {}
