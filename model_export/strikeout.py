@@ -75,20 +75,25 @@ def isolated_strike_crops(n: int, seed: int, stream: int, workers: int | None = 
     return np.concatenate([p[0] for p in parts])[:n], np.concatenate([p[1] for p in parts])[:n]
 
 
-def build_network():
+NETWORK_WIDTH = (16, 32, 64)  # conv1 filters, conv2 filters, dense units (8, 16, 32: recall 88% for 94%)
+
+
+def build_network(width: tuple[int, int, int] = NETWORK_WIDTH):
     """The detector's network in Keras; `pipeline.strikeout.StrikeDetector` runs the same in numpy."""
     import keras
     from keras import layers
 
+    conv1, conv2, dense = width
     return keras.Sequential([
         keras.Input((28, 28, 1)), layers.Rescaling(1 / 255),
-        layers.Conv2D(8, 5, activation="relu"), layers.MaxPooling2D(2),
-        layers.Conv2D(16, 5, activation="relu"), layers.MaxPooling2D(2),
-        layers.Flatten(), layers.Dense(32, activation="relu"), layers.Dense(1, activation="sigmoid"),
+        layers.Conv2D(conv1, 5, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(conv2, 5, activation="relu"), layers.MaxPooling2D(2),
+        layers.Flatten(), layers.Dense(dense, activation="relu"), layers.Dense(1, activation="sigmoid"),
     ], name="strikeout")
 
 
-def train_detector(train, heldout, *, epochs: int = 10, max_false_rate: float = 3e-4, seed: int = 0):
+def train_detector(train, heldout, *, epochs: int = 10, max_false_rate: float = 3e-4, seed: int = 0,
+                   width: tuple[int, int, int] = NETWORK_WIDTH):
     """Fits the detector; returns (StrikeDetector, held-out report dict).
 
     Args:
@@ -100,7 +105,7 @@ def train_detector(train, heldout, *, epochs: int = 10, max_false_rate: float = 
     from pipeline.strikeout import WEIGHT_NAMES, StrikeDetector
 
     keras.utils.set_random_seed(seed)
-    model = build_network()
+    model = build_network(width)
     model.compile(keras.optimizers.Adam(2e-3), "binary_crossentropy")
     model.fit(train[0][..., None], train[1].astype(np.float32), epochs=epochs, batch_size=128, verbose=0)
     weights = [w for layer in model.layers for w in layer.get_weights()]
@@ -132,6 +137,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--max-false-rate", type=float, default=3e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--width", type=int, nargs=3, default=NETWORK_WIDTH, metavar=("CONV1", "CONV2", "DENSE"),
+                        help="filters of the two convolutions and units of the dense layer (default %(default)s)")
     parser.add_argument("--out", default=DEFAULT_WEIGHTS)
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -144,7 +151,7 @@ def main(argv=None) -> int:
     train = (np.concatenate([forms[0], alone[0]]), np.concatenate([forms[1], alone[1]]))
     _log(f"  {int(train[1].sum())} struck of {len(train[1])} in training, {int(heldout[1].sum())} held out")
     detector, report = train_detector(train, heldout, epochs=args.epochs, max_false_rate=args.max_false_rate,
-                                      seed=args.seed)
+                                      seed=args.seed, width=tuple(args.width))
     detector.save(args.out)
     _log(f"held-out: {report}; wrote {args.out} in {time.monotonic() - started:.0f}s")
     return 0
