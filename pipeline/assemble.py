@@ -92,6 +92,18 @@ def assemble_field(info: FieldInfo, digits: list[ReadDigit], *, review_threshold
         })
         value.append(str(best))
     text = "".join(value)
+    problems = check_value(info.spec, text) if info.spec is not None else []
+    fitting = best_fitting_reading(info.spec, np.stack([d.probabilities for d in digits])) if (
+        problems and digits and len(digits) == info.digits_cut and (info.spec.pattern or info.spec.check)) else None
+    if fitting is not None:
+        # The likeliest reading that the field's rules allow; still for a person to confirm. Corrected
+        # before confidence is taken, so the field's confidence and its low-confidence reason agree.
+        problems = [f"read as {text}, corrected to fit the field's {_rules(info.spec)}"]
+        for r, d, ch in zip(digit_rows, digits, fitting):
+            if int(ch) != r["digit"]:
+                r["second_digit"], r["second_confidence"] = r["digit"], r["confidence"]
+                r["digit"], r["confidence"] = int(ch), float(d.probabilities[int(ch)])
+        text = fitting
     confidence = min((r["confidence"] for r in digit_rows), default=None)
     if info.struck:
         # A correction on the form, and the detector's call: worth a person's look.
@@ -102,21 +114,7 @@ def assemble_field(info: FieldInfo, digits: list[ReadDigit], *, review_threshold
     if low:
         worst = min(low, key=lambda r: r["confidence"])
         reasons.append(f"low confidence {worst['confidence']:.2f} at position {worst['position']}")
-    if info.spec is not None:
-        problems = check_value(info.spec, text)
-        fitting = best_fitting_reading(info.spec, np.stack([d.probabilities for d in digits])) if (
-            problems and digits and len(digits) == info.digits_cut and (info.spec.pattern or info.spec.check)) else None
-        if fitting is not None:
-            # The likeliest reading that the field's rules allow; still for a person to confirm.
-            reasons.append(f"read as {text}, corrected to fit the field's {_rules(info.spec)}")
-            for r, d, ch in zip(digit_rows, digits, fitting):
-                if int(ch) != r["digit"]:
-                    r["second_digit"], r["second_confidence"] = r["digit"], r["confidence"]
-                    r["digit"], r["confidence"] = int(ch), float(d.probabilities[int(ch)])
-            text = fitting
-            confidence = min(r["confidence"] for r in digit_rows)
-        else:
-            reasons.extend(problems)
+    reasons.extend(problems)
     model_name = digit_rows[0]["model_name"] if digit_rows else None
     model_version = digit_rows[0]["model_version"] if digit_rows else None
     field_row = {

@@ -325,11 +325,15 @@ def _components(binary: np.ndarray, min_height: float):
     return labels, comps
 
 
+def _x_overlap(a: dict, b: dict) -> int:
+    """Columns boxes a and b share (negative: the gap between them)."""
+    return min(a["x"] + a["w"], b["x"] + b["w"]) - max(a["x"], b["x"])
+
+
 def _near(a: dict, b: dict, reach: float) -> bool:
     """Whether boxes a and b overlap horizontally and lie within `reach` of each other vertically."""
-    x_overlap = min(a["x"] + a["w"], b["x"] + b["w"]) - max(a["x"], b["x"])
     y_gap = max(a["y"] - (b["y"] + b["h"]), b["y"] - (a["y"] + a["h"]))
-    return x_overlap > 0 and y_gap <= reach
+    return _x_overlap(a, b) > 0 and y_gap <= reach
 
 
 def _union(a: dict, b: dict) -> dict:
@@ -348,7 +352,7 @@ def _merge_pieces(comps: list[dict]) -> list[dict]:
     for c in comps:
         if merged:
             p = merged[-1]
-            overlap = min(p["x"] + p["w"], c["x"] + c["w"]) - max(p["x"], c["x"])
+            overlap = _x_overlap(p, c)
             if overlap > 0.45 * min(p["w"], c["w"]):
                 merged[-1] = _union(p, c)
                 continue
@@ -367,7 +371,7 @@ def _merge_pieces(comps: list[dict]) -> list[dict]:
             for j in (i - 1, i + 1):
                 if 0 <= j < len(merged):
                     o = merged[j]
-                    overlap = min(o["x"] + o["w"], c["x"] + c["w"]) - max(o["x"], c["x"])
+                    overlap = _x_overlap(o, c)
                     gaps.append((max(-overlap, 0), -overlap, j))  # the closest; of two overlapping, the most
             gap, _, j = min(gaps)
             if gap <= 0.25 * digit_h:
@@ -520,10 +524,7 @@ def _merge_to(groups: list[dict], most: int) -> list[dict]:
     while len(groups) > max(1, most):
         widths = [max(b["x"] + b["w"], a["x"] + a["w"]) - min(a["x"], b["x"]) for a, b in zip(groups, groups[1:])]
         i = int(np.argmin(widths))
-        joined = _union(groups[i], groups[i + 1])
-        if "cut" in groups[i] or "cut" in groups[i + 1]:
-            joined["cut"] = (joined["x"], joined["x"] + joined["w"])
-        groups[i:i + 2] = [joined]
+        groups[i:i + 2] = [_union(groups[i], groups[i + 1])]
     return groups
 
 
