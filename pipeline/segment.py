@@ -421,6 +421,11 @@ def _join_bows(groups: list[dict], labels: np.ndarray) -> list[dict]:
     return out
 
 
+# Touching digits each run most of the blob's height; a cut that leaves a piece much shorter went
+# through one wide digit instead (a 4's bar, whose open top half stands on its own).
+SPLIT_PART_HEIGHT = 0.7
+
+
 def _split_touching(comp: dict, labels: np.ndarray, binary: np.ndarray, digit_w: float, digit_h: float) -> list[dict]:
     """Cuts a blob of touching digits at the thinnest columns near the expected cuts."""
     # Only blobs wider than they are tall: two touching digits are about 1.2x as wide as tall,
@@ -445,6 +450,8 @@ def _split_touching(comp: dict, labels: np.ndarray, binary: np.ndarray, digit_w:
             continue
         parts.append({"ids": comp["ids"], "x": x + a, "y": y + int(ys[0]), "w": b - a, "h": int(ys[-1] - ys[0] + 1),
                       "area": int(sub.sum()), "cx": x + (a + b) / 2, "cy": y + h / 2, "cut": (x + a, x + b)})
+    if any(p["h"] < SPLIT_PART_HEIGHT * h for p in parts):
+        return [comp]
     return parts
 
 

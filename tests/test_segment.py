@@ -127,6 +127,24 @@ def test_pieces_of_broken_strokes_join_up_to_the_fields_length():
     assert one[0][0] < x + 40 and four[0][0] < x + 90 < x + 130 < four[0][0] + four[0][2]
 
 
+def test_a_wide_four_is_not_cut_through_its_bar_but_touching_digits_are():
+    x, y, _, _ = BOX
+    one = _page()
+    # A 1 beside a wide, flat 4 whose bar runs well past the stem: one blob much wider than tall.
+    cv2.line(one, (x + 30, y + 30), (x + 30, y + 125), 20, 6)
+    cv2.polylines(one, [np.int32([(x + 95, y + 45), (x + 60, y + 95), (x + 200, y + 95)])], False, 20, 6)
+    cv2.line(one, (x + 150, y + 45), (x + 150, y + 125), 20, 6)
+    _, clean = _masks(one, _boxed(max_length=3))
+    regions = split_digits(clean, BOX, _boxed(max_length=3))
+    assert len(regions) == 2 and regions[1][0][0] < x + 62 and regions[1][0][0] + regions[1][0][2] > x + 195
+    touching = _page()
+    # Two 0s written so close that they share a stroke: each runs the blob's full height.
+    cv2.ellipse(touching, (x + 80, y + 75), (36, 50), 0, 0, 360, 20, 6)
+    cv2.ellipse(touching, (x + 150, y + 75), (36, 50), 0, 0, 360, 20, 6)
+    _, clean = _masks(touching, _boxed(max_length=3))
+    assert len(split_digits(clean, BOX, _boxed(max_length=3))) == 2
+
+
 def test_hard_slanted_wide_writing_is_not_split_into_pieces():
     page = np.full((260, 700), 255, np.uint8)
     spec = Field("line01", "free", (0, 0, 160, 34), min_length=4, max_length=12)
