@@ -30,6 +30,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model, evaluate it on held-out data, export the next version",
                        description="Train LeNet-5 or VGG16 on synthetic handwriting or a local MNIST file, "
@@ -41,7 +51,10 @@ def _add_train(sub) -> None:
     p.add_argument("--form-crops", type=int, help="synthetic only: extra digits cut from rendered scanned forms by "
                                                   "the pipeline's segmenter (default: 20%% of --samples; 0 = none)")
     p.add_argument("--heldout-samples", type=_positive_int, help="held-out samples (default: up to 10000)")
-    p.add_argument("--epochs", type=_positive_int, help="epochs (default: 6 lenet5, 3 vgg16)")
+    p.add_argument("--epochs", type=_positive_int, help="epochs (default: 10 lenet5, 3 vgg16)")
+    p.add_argument("--augment", type=_share, default=0.7, metavar="SHARE",
+                   help="share of training crops given a fresh small rotation/scale/shear/shift each epoch "
+                        "(default: 0.7; 0 = none)")
     p.add_argument("--batch-size", type=_positive_int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--export-dir", default="models", help="models directory (default: models)")
@@ -67,7 +80,7 @@ def _run_train(args, parser) -> int:
     cfg = TrainConfig(arch=args.arch, data=args.data, mnist_path=args.mnist_path, samples=args.samples,
                       heldout_samples=args.heldout_samples, epochs=args.epochs, batch_size=args.batch_size,
                       seed=args.seed, export_dir=args.export_dir, vgg_weights=args.vgg_weights,
-                      form_crops=args.form_crops)
+                      form_crops=args.form_crops, augment=args.augment)
     try:
         result = train(cfg)
     except MnistFileError as exc:
