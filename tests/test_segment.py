@@ -114,20 +114,31 @@ def test_a_detached_bar_stays_with_its_digit():
     assert rx <= x + 40 and ry <= y + 20
 
 
-def test_pieces_of_broken_strokes_join_up_to_the_fields_length():
+def _one_and_open_four(stem_gap):
     page = _page()
     x, y, _, _ = BOX
     cv2.line(page, (x + 30, y + 20), (x + 30, y + 125), 20, 6)                    # a 1
-    # A 4 whose crossbar the pen skipped before the stem: two pieces side by side, a gap between.
+    # A 4 written in two strokes: its open top, ending well above the line, then the stem.
     cv2.polylines(page, [np.int32([(x + 110, y + 20), (x + 85, y + 85), (x + 122, y + 85)])], False, 20, 6)
-    cv2.line(page, (x + 134, y + 20), (x + 134, y + 125), 20, 6)
-    _, clean = _masks(page, _boxed())
-    assert len(split_digits(clean, BOX, _boxed(max_length=3))) == 3
-    [one, four] = split_digits(clean, BOX, _boxed(max_length=2))
+    cv2.line(page, (x + 122 + stem_gap, y + 20), (x + 122 + stem_gap, y + 125), 20, 6)
+    return _masks(page, _boxed())[1]
+
+
+def test_the_open_top_of_a_four_joins_its_stem_when_they_all_but_touch():
+    x = BOX[0]
+    [one, four] = split_digits(_one_and_open_four(stem_gap=12), BOX, _boxed(max_length=3))
     assert one[0][0] < x + 40 and four[0][0] < x + 90 < x + 130 < four[0][0] + four[0][2]
 
 
-def test_a_wide_four_is_not_cut_through_its_bar_but_touching_digits_are():
+def test_pieces_of_broken_strokes_join_up_to_the_fields_length():
+    x = BOX[0]
+    clean = _one_and_open_four(stem_gap=24)   # too far apart to join on sight
+    assert len(split_digits(clean, BOX, _boxed(max_length=3))) == 3
+    [one, four] = split_digits(clean, BOX, _boxed(max_length=2))
+    assert one[0][0] < x + 40 and four[0][0] < x + 90 < x + 140 < four[0][0] + four[0][2]
+
+
+def test_one_wide_digit_is_not_cut_but_touching_digits_are():
     x, y, _, _ = BOX
     one = _page()
     # A 1 beside a wide, flat 4 whose bar runs well past the stem: one blob much wider than tall.
@@ -137,6 +148,10 @@ def test_a_wide_four_is_not_cut_through_its_bar_but_touching_digits_are():
     _, clean = _masks(one, _boxed(max_length=3))
     regions = split_digits(clean, BOX, _boxed(max_length=3))
     assert len(regions) == 2 and regions[1][0][0] < x + 62 and regions[1][0][0] + regions[1][0][2] > x + 195
+    wide = _page()
+    cv2.ellipse(wide, (x + 120, y + 70), (60, 50), 0, 0, 360, 20, 6)   # a 0 1.2x as wide as tall
+    _, clean = _masks(wide, _boxed(max_length=3))
+    assert len(split_digits(clean, BOX, _boxed(max_length=3))) == 1
     touching = _page()
     # Two 0s written so close that they share a stroke: each runs the blob's full height.
     cv2.ellipse(touching, (x + 80, y + 75), (36, 50), 0, 0, 360, 20, 6)
