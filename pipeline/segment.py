@@ -430,12 +430,17 @@ def _join_bows(groups: list[dict], labels: np.ndarray) -> list[dict]:
 SPLIT_PART_HEIGHT = 0.7
 
 
-def _split_touching(comp: dict, labels: np.ndarray, binary: np.ndarray, digit_w: float, digit_h: float) -> list[dict]:
-    """Cuts a blob of touching digits at the thinnest columns near the expected cuts."""
+def _split_touching(comp: dict, labels: np.ndarray, binary: np.ndarray, digit_w: float, digit_h: float,
+                    wider_than: float = 1.3) -> list[dict]:
+    """Cuts a blob of touching digits at the thinnest columns near the expected cuts.
+
+    `wider_than` is how many times its height a blob must be wide to be cut; a
+    field that is short of digits for its template takes a narrower blob.
+    """
     # Only blobs clearly wider than they are tall: two touching digits are 1.3x as wide as tall or
     # more; one wide 0, 2, 3 or 5 is up to about 1.2x (a cut at 1.05x split those: two corpora's
     # length errors 26 -> 12 and 16 -> 8 with 1.3x).
-    if comp["w"] < 1.6 * digit_w or comp["w"] < 1.3 * max(comp["h"], 0.8 * digit_h):
+    if comp["w"] < 1.6 * digit_w or comp["w"] < wider_than * max(comp["h"], 0.8 * digit_h):
         return [comp]
     n = max(2, int(round(comp["w"] / max(digit_w, 0.6 * comp["h"]))))
     x, y, w, h = comp["x"], comp["y"], comp["w"], comp["h"]
@@ -504,6 +509,8 @@ def split_digits(binary: np.ndarray, field_px: tuple[float, float, float, float]
     if not comps:
         return []
     tallest = max(c["h"] for c in comps)
+    if spec is not None and tallest < 0.3 * h:
+        return []  # only print and specks: a reference number run in from beside an empty field
     big = [c for c in comps if c["h"] >= 0.3 * tallest or c["area"] >= 0.15 * tallest ** 2]
     # Small pieces are specks and guide remnants, unless they touch a digit's box: the top bar
     # of a 7 or 5 that a thin pen stroke left detached is short and flat, but it is part of the digit.
@@ -523,7 +530,26 @@ def split_digits(binary: np.ndarray, field_px: tuple[float, float, float, float]
             # More pieces than the field can hold: strokes broken apart. One extra may be a
             # struck-through digit in fields written freely; the strike detector sees to that.
             groups = _merge_to(groups, spec.max_length + (spec.kind in ("underline", "free")))
+            groups = _split_to(groups, spec.min_length, labels, binary)
     return [_region(g, labels, binary) for g in groups]
+
+
+def _split_to(groups: list[dict], fewest: int, labels: np.ndarray, binary: np.ndarray) -> list[dict]:
+    """Fewer pieces than the field must hold: cuts the widest blobs, as long as one will cut.
+
+    Two narrow digits that touch (a 2 leaning into a 5) make a blob barely wider
+    than tall, which `_split_all` leaves whole; the template's length says it is two.
+    """
+    groups = list(groups)
+    while 0 < len(groups) < fewest:
+        digit_h = float(np.median([g["h"] for g in groups]))
+        digit_w = max(float(np.median([g["w"] for g in groups])) if len(groups) > 2 else 0.0, 0.45 * digit_h)
+        i = max(range(len(groups)), key=lambda k: groups[k]["w"] / groups[k]["h"])
+        parts = _split_touching(groups[i], labels, binary, min(digit_w, 0.6 * digit_h), digit_h, wider_than=0.95)
+        if len(parts) < 2:
+            break
+        groups[i:i + 1] = parts
+    return groups
 
 
 def _merge_to(groups: list[dict], most: int) -> list[dict]:

@@ -160,6 +160,29 @@ def test_one_wide_digit_is_not_cut_but_touching_digits_are():
     assert len(split_digits(clean, BOX, _boxed(max_length=3))) == 2
 
 
+def test_a_field_short_of_digits_cuts_a_narrower_blob():
+    page = _page()
+    x, y, _, _ = BOX
+    # Two narrow 0s joined by a stray stroke: one blob hardly wider than tall.
+    cv2.ellipse(page, (x + 90, y + 70), (25, 50), 0, 0, 360, 20, 6)
+    cv2.ellipse(page, (x + 150, y + 70), (25, 50), 0, 0, 360, 20, 6)
+    cv2.line(page, (x + 112, y + 70), (x + 128, y + 70), 20, 4)
+    _, clean = _masks(page, _boxed())
+    free = Field("f", "boxed", (0, 0, 64, 34), min_length=1, max_length=5)
+    postcode = Field("f", "boxed", (0, 0, 64, 34), min_length=2, max_length=5)
+    assert len(split_digits(clean, BOX, free)) == 1
+    [left, right] = split_digits(clean, BOX, postcode)
+    assert left[0][0] + left[0][2] <= right[0][0] + 4 and abs(left[0][2] - right[0][2]) < 16
+
+
+def test_a_reference_number_run_in_beside_an_empty_box_is_not_writing():
+    page = _page()
+    x, y, _, h = BOX
+    cv2.putText(page, "REF 51451", (x - 40, y + 60), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 60, 2, cv2.LINE_AA)
+    _, clean = _masks(page, _boxed(max_length=5))
+    assert clean.any() and split_digits(clean, BOX, _boxed(max_length=5)) == []
+
+
 def test_hard_slanted_wide_writing_is_not_split_into_pieces():
     page = np.full((260, 700), 255, np.uint8)
     spec = Field("line01", "free", (0, 0, 160, 34), min_length=4, max_length=12)
