@@ -201,9 +201,14 @@ def register_page(page: np.ndarray, templates: list[Template]) -> tuple[np.ndarr
 
 
 # -- one field ------------------------------------------------------------------
+# The paper level is the brightest grey within this window (crop pixels): it must be wider than
+# the thickest marker stroke, or the stroke's middle passes for paper and the digit goes hollow.
+PAPER_WINDOW = 61
+
+
 def _ink(crop: np.ndarray) -> np.ndarray:
     """Grey crop (dark ink) -> ink strength (bright ink) with the local paper level removed."""
-    paper = cv2.dilate(crop, cv2.getStructuringElement(cv2.MORPH_RECT, (25, 25)))
+    paper = cv2.dilate(crop, cv2.getStructuringElement(cv2.MORPH_RECT, (PAPER_WINDOW, PAPER_WINDOW)))
     # The paper level is smooth: blur it at a quarter of the size (a sigma-8 blur at full size
     # was a fifth of all segmentation time).
     h, w = paper.shape
