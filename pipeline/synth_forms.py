@@ -113,7 +113,9 @@ def stamp_ink(page: np.ndarray, ink: np.ndarray, x: int, y: int, darkness: float
         return
     patch = ink[y0 - y:y1 - y, x0 - x:x1 - x].astype(np.float32) * darkness
     region = page[y0:y1, x0:x1]
-    np.minimum(region, (255.0 - patch).astype(np.uint8), out=region)
+    # Clipped: a darkness above 1 took full ink below zero, and uint8 wrapped it round to white,
+    # leaving thick strokes hollow, outlines only, as no pen writes.
+    np.minimum(region, np.clip(255.0 - patch, 0, 255).astype(np.uint8), out=region)
 
 
 def cross_out(page, x, y, w, h, rng, thickness):

@@ -211,3 +211,14 @@ def test_eval_reads_parquet_shards(tmp_path):
                              "needs_review": [False]}), tmp_path / "res" / "fields" / "part-0.parquet")
     report = evaluate(load_results(tmp_path / "res"), load_truth(truth))
     assert report["field_exact_match"] == 1.0
+
+
+def test_full_ink_on_a_dark_writer_stays_dark():
+    # A writer's darkness may exceed 1: full ink must not wrap round to white (hollow strokes).
+    from pipeline.synth_forms import stamp_ink
+
+    page = np.full((20, 20), 230, np.uint8)
+    ink = np.zeros((10, 10), np.uint8)
+    ink[2:8, 2:8] = 255
+    stamp_ink(page, ink, 5, 5, 1.05)
+    assert page[7:13, 7:13].max() == 0 and page[0, 0] == 230
