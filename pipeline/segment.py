@@ -150,6 +150,28 @@ def _title_match(ink: np.ndarray, template: Template) -> float:
     return float(result.max())
 
 
+@functools.lru_cache(maxsize=16)
+def _guide_mask(template: Template) -> np.ndarray:
+    """Where the template prints its boxes and lines at 1 px/pt, title and marks left out."""
+    from pipeline.synth_forms import render_blank
+
+    mask = 255 - render_blank(template, 72, line_grey=100) > 50
+    x, y, w, h = TITLE_BOX
+    mask[y - 8:y + h + 8, x - 8:x + w + 8] = False
+    for mx, my, size in template.registration_marks:
+        mask[max(0, int(my) - 4):int(my + size) + 4, max(0, int(mx) - 4):int(mx + size) + 4] = False
+    return mask
+
+
+def _guide_cover(ink: np.ndarray, template: Template) -> float:
+    """Share of the template's printed lines that have ink on the page within a point (1.0: no lines)."""
+    mask = _guide_mask(template)
+    if not mask.any():
+        return 1.0
+    near = cv2.dilate((ink > 40).astype(np.uint8), np.ones((3, 3), np.uint8))
+    return float(near[mask].mean())
+
+
 def _aspect(centres: np.ndarray) -> float:
     """Height over width of the marks' rectangle (TL, TR, BL, BR centres)."""
     width = np.linalg.norm(centres[1] - centres[0]) + np.linalg.norm(centres[3] - centres[2])
@@ -179,7 +201,7 @@ def register_page(page: np.ndarray, templates: list[Template]) -> tuple[np.ndarr
     elif int(np.argmax(areas)) != 0:
         raise SegmentError("page is rotated by 90 degrees or its top-left mark is damaged")
     found = np.float32([[m[0], m[1]] for m in marks])
-    best = None
+    best, best_rank = None, 0.0
     for template in templates:
         expected = _mark_centres(template)
         if abs(_aspect(found) / _aspect(expected) - 1.0) > 0.04:  # letter vs A4 differ by 10%
@@ -191,10 +213,13 @@ def register_page(page: np.ndarray, templates: list[Template]) -> tuple[np.ndarr
                                    flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP, borderValue=255)
         ink = 255.0 - seen.astype(np.float32)
         layout = float((_layout_signal(ink, template) * _blank(template)).mean())
-        # The printed title sits in the same place on every form and differs between forms: the strongest cue.
+        # The printed title sits in the same place on every form and differs between forms: the strongest
+        # cue, unless a rubber stamp lands on it; then whether the template's own lines are on the page
+        # tells the forms apart.
         score = _title_match(ink, template) + 0.5 * layout
-        if best is None or score > best.score:
-            best = Registration(template, homography, upside_down, score)
+        rank = score + _guide_cover(ink, template)
+        if best is None or rank > best_rank:
+            best, best_rank = Registration(template, homography, upside_down, score), rank
     if best is None or best.score < 0.3:
         raise SegmentError(f"no template matches this page (best score {best.score if best else 0:.2f})")
     return page, best

@@ -225,3 +225,15 @@ def test_empty_field_gives_no_digits(spec_kind):
     page = _page(with_box=spec_kind == "boxed")
     _, clean = _masks(page, spec)
     assert split_digits(clean, BOX, spec) == []
+
+
+def test_a_stamp_over_the_title_still_registers_the_right_form():
+    from model_export.synthetic import find_handwriting_fonts
+    from pipeline.segment import register_page
+    from pipeline.synth_forms import render_document
+    from pipeline.templates import builtin_templates
+
+    # An invoice whose "RECEIVED" stamp landed on the printed title (corpus seed 8675309, file 89, with
+    # the handwriting fonts make setup installs): on the title alone it looked more like a deposit slip.
+    [page], truth, _, _ = render_document(8675309, 88, "png", 1, find_handwriting_fonts(), "scan_00089.png")
+    assert register_page(page, builtin_templates())[1].template.name == truth[0]["template"] == "invoice"
