@@ -476,6 +476,12 @@ def _split_touching(comp: dict, labels: np.ndarray, binary: np.ndarray, digit_w:
     x, y, w, h = comp["x"], comp["y"], comp["w"], comp["h"]
     mask = np.isin(labels[y:y + h, x:x + w], comp["ids"])
     profile = mask.sum(axis=0).astype(np.float32)
+    # A column that meets ink twice, far apart, runs through a loop (a 0's top and bottom): never a cut.
+    rows = np.arange(h)[:, None]
+    starts = np.count_nonzero(np.diff(mask.astype(np.int8), axis=0, prepend=0) == 1, axis=0)
+    spans = np.where(mask, rows, -1).max(axis=0) - np.where(mask, rows, h).min(axis=0)
+    loop = (starts >= 2) & (spans > 0.6 * h)
+    profile[loop] += h
     cuts = [0]
     for k in range(1, n):
         centre = int(k * w / n)
@@ -492,6 +498,8 @@ def _split_touching(comp: dict, labels: np.ndarray, binary: np.ndarray, digit_w:
                       "area": int(sub.sum()), "cx": x + (a + b) / 2, "cy": y + h / 2, "cut": (x + a, x + b)})
     if any(p["h"] < SPLIT_PART_HEIGHT * h for p in parts):
         return [comp]
+    if loop[[min(c, w - 1) for c in cuts[1:-1]]].any():
+        return [comp]  # nowhere to cut but through a loop: one wide 0, not two digits
     return parts
 
 

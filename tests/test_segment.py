@@ -152,6 +152,10 @@ def test_one_wide_digit_is_not_cut_but_touching_digits_are():
     cv2.ellipse(wide, (x + 120, y + 70), (60, 50), 0, 0, 360, 20, 6)   # a 0 1.2x as wide as tall
     _, clean = _masks(wide, _boxed(max_length=3))
     assert len(split_digits(clean, BOX, _boxed(max_length=3))) == 1
+    flat = _page()
+    cv2.ellipse(flat, (x + 120, y + 70), (72, 50), 0, 0, 360, 20, 14)  # a thick 0, 1.45x as wide as tall
+    _, clean = _masks(flat, _boxed(max_length=3))
+    assert len(split_digits(clean, BOX, _boxed(max_length=3))) == 1
     touching = _page()
     # Two 0s written so close that they share a stroke: each runs the blob's full height.
     cv2.ellipse(touching, (x + 80, y + 75), (36, 50), 0, 0, 360, 20, 6)
