@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = ["TrainConfig", "TrainResult", "load_data", "train"]
 
-DEFAULT_SAMPLES = {"lenet5": 60000, "vgg16": 20000}
+DEFAULT_SAMPLES = {"lenet5": 90000, "vgg16": 20000}
 DEFAULT_EPOCHS = {"lenet5": 10, "vgg16": 3}
 # Share of synthetic training data cut from rendered forms by the pipeline's segmenter.
 FORM_CROP_SHARE = 0.2

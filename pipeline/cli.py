@@ -47,7 +47,7 @@ def _add_train(sub) -> None:
     p.add_argument("--arch", choices=("lenet5", "vgg16"), default="lenet5")
     p.add_argument("--data", choices=("synthetic", "mnist"), default="synthetic")
     p.add_argument("--mnist-path", metavar="FILE.npz", help="the Keras mnist.npz, for --data mnist")
-    p.add_argument("--samples", type=_positive_int, help="training samples (default: 60000 lenet5, 20000 vgg16)")
+    p.add_argument("--samples", type=_positive_int, help="training samples (default: 90000 lenet5, 20000 vgg16)")
     p.add_argument("--form-crops", type=int, help="synthetic only: extra digits cut from rendered scanned forms by "
                                                   "the pipeline's segmenter (default: 20%% of --samples; 0 = none)")
     p.add_argument("--heldout-samples", type=_positive_int, help="held-out samples (default: up to 10000)")
