@@ -226,7 +226,7 @@ def _add_run(sub) -> None:
     p.add_argument("--models-dir", default="models", help="models for the embedded server (default: models)")
     p.add_argument("--templates", metavar="DIR", help="form templates (e.g. CORPUS/templates); without them, "
                                                       "lines of digits are found on each page")
-    p.add_argument("--review-threshold", type=float, default=0.9,
+    p.add_argument("--review-threshold", type=_share, default=0.9,
                    help="flag fields whose weakest digit is below this probability (default: 0.9)")
     p.add_argument("--batch-size", type=_positive_int, default=256, help="largest batch sent to the server")
     p.add_argument("--streaming", action="store_true", help="keep watching --input for new files")
@@ -266,8 +266,6 @@ def _run_run(args, parser, beam_args) -> int:
         parser.error(f"--input {args.input!r} matches no files")
     if args.templates and not os.path.isdir(args.templates):
         parser.error(f"--templates {args.templates!r} is not a directory")
-    if not 0.0 <= args.review_threshold <= 1.0:
-        parser.error("--review-threshold must be between 0 and 1")
 
     from pipeline.beam_pipeline import RunConfig
     from pipeline.run import RunError, new_run_id, run_job

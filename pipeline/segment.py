@@ -108,21 +108,32 @@ def _find_marks(page: np.ndarray) -> list[tuple[float, float, float]]:
 
 
 @functools.lru_cache(maxsize=16)
-def _blank(template: Template) -> np.ndarray:
-    """The template's printed layout at 1 px/pt, blurred, zero-mean: for matching."""
+def _printed(template: Template) -> np.ndarray:
+    """The template's printed ink (bright) at 1 px/pt, rendered once; read-only, shared by the cues below."""
     from pipeline.synth_forms import render_blank
 
-    img = 255.0 - render_blank(template, 72, line_grey=100).astype(np.float32)
-    return _layout_signal(img, template)
+    ink = 255.0 - render_blank(template, 72, line_grey=100).astype(np.float32)
+    ink.setflags(write=False)
+    return ink
+
+
+def _clear_marks(image: np.ndarray, template: Template, value) -> None:
+    """Sets the registration marks (and 4 points around them) of a 1 px/pt image to `value`, in place."""
+    for x, y, s in template.registration_marks:
+        image[max(0, int(y) - 4):int(y + s) + 4, max(0, int(x) - 4):int(x + s) + 4] = value
+
+
+@functools.lru_cache(maxsize=16)
+def _blank(template: Template) -> np.ndarray:
+    """The template's printed layout at 1 px/pt, blurred, zero-mean: for matching."""
+    return _layout_signal(_printed(template), template)
 
 
 def _layout_signal(ink: np.ndarray, template: Template) -> np.ndarray:
     """Blurred, zero-mean ink at 1 px/pt with the marks masked: what tells one layout from another."""
     ink = ink.copy()
-    for x, y, s in template.registration_marks:
-        ink[max(0, int(y) - 4):int(y + s) + 4, max(0, int(x) - 4):int(x + s) + 4] = 0
-    ink = cv2.GaussianBlur(ink, (0, 0), 2.0)
-    return (ink - ink.mean()) / (ink.std() + 1e-6)
+    _clear_marks(ink, template, 0)
+    return _zero_mean(cv2.GaussianBlur(ink, (0, 0), 2.0))
 
 
 TITLE_BOX = (60, 72, 360, 32)  # points: where every template prints its title
@@ -130,11 +141,8 @@ TITLE_BOX = (60, 72, 360, 32)  # points: where every template prints its title
 
 @functools.lru_cache(maxsize=16)
 def _title_signal(template: Template) -> np.ndarray:
-    from pipeline.synth_forms import render_blank
-
     x, y, w, h = TITLE_BOX
-    ink = 255.0 - render_blank(template, 72, line_grey=100).astype(np.float32)[y:y + h, x:x + w]
-    return _zero_mean(cv2.GaussianBlur(ink, (0, 0), 1.0))
+    return _zero_mean(cv2.GaussianBlur(_printed(template)[y:y + h, x:x + w], (0, 0), 1.0))
 
 
 def _zero_mean(a: np.ndarray) -> np.ndarray:
@@ -153,13 +161,10 @@ def _title_match(ink: np.ndarray, template: Template) -> float:
 @functools.lru_cache(maxsize=16)
 def _guide_mask(template: Template) -> np.ndarray:
     """Where the template prints its boxes and lines at 1 px/pt, title and marks left out."""
-    from pipeline.synth_forms import render_blank
-
-    mask = 255 - render_blank(template, 72, line_grey=100) > 50
+    mask = _printed(template) > 50
     x, y, w, h = TITLE_BOX
     mask[y - 8:y + h + 8, x - 8:x + w + 8] = False
-    for mx, my, size in template.registration_marks:
-        mask[max(0, int(my) - 4):int(my + size) + 4, max(0, int(mx) - 4):int(mx + size) + 4] = False
+    _clear_marks(mask, template, False)
     return mask
 
 
@@ -488,6 +493,8 @@ def _split_touching(comp: dict, labels: np.ndarray, binary: np.ndarray, digit_w:
         lo, hi = max(cuts[-1] + 2, centre - int(0.25 * w / n)), min(w - 2, centre + int(0.25 * w / n))
         cuts.append(lo + int(np.argmin(profile[lo:hi])) if hi > lo else centre)
     cuts.append(w)
+    if loop[[min(c, w - 1) for c in cuts[1:-1]]].any():
+        return [comp]  # nowhere to cut but through a loop: one wide 0, not two digits
     parts = []
     for a, b in zip(cuts[:-1], cuts[1:]):
         sub = mask[:, a:b]
@@ -498,8 +505,6 @@ def _split_touching(comp: dict, labels: np.ndarray, binary: np.ndarray, digit_w:
                       "area": int(sub.sum()), "cx": x + (a + b) / 2, "cy": y + h / 2, "cut": (x + a, x + b)})
     if any(p["h"] < SPLIT_PART_HEIGHT * h for p in parts):
         return [comp]
-    if loop[[min(c, w - 1) for c in cuts[1:-1]]].any():
-        return [comp]  # nowhere to cut but through a loop: one wide 0, not two digits
     return parts
 
 
