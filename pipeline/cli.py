@@ -119,8 +119,8 @@ def _add_serve(sub) -> None:
 def _run_serve(args, parser) -> int:
     import logging
 
-    from serving import engine
-    from serving.config import ConfigError
+    from serving.server import engine
+    from serving.server.config import ConfigError
 
     for flag, path in (("--model-config", args.model_config), ("--monitoring-config", args.monitoring_config),
                        ("--batching-config", None if args.batching_config == "none" else args.batching_config)):
@@ -350,7 +350,7 @@ def _run_bench(args, parser) -> int:
                          "sudo apt-get install tesseract-ocr, or pass --no-tesseract")
 
     from serving.benchmark import bench_inference
-    from serving.engine import ServerProcess
+    from serving.server.engine import ServerProcess
 
     started = time.monotonic()
     seconds = 1.0 if args.quick else 3.0

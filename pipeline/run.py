@@ -28,10 +28,10 @@ class EmbeddedServer:
     """The local server from `serving/` over `models_dir`, for the length of a job."""
 
     def __init__(self, models_dir: str, model: str):
-        from model_export.export import list_versions
-        from serving.engine import ServerProcess
+        from serving.server.engine import ServerProcess
+        from serving.server.models import versions_on_disk
 
-        if not list_versions(os.path.join(models_dir, model)):
+        if not versions_on_disk(os.path.join(models_dir, model)):
             raise RunError(f"no {model} model under {models_dir}/; train one: "
                            f"formdigits train --arch {model if model in ('lenet5', 'vgg16') else 'lenet5'} "
                            f"--export-dir {models_dir}")
@@ -41,7 +41,7 @@ class EmbeddedServer:
 
     def __enter__(self) -> "EmbeddedServer":
         from serving.client import PredictClient
-        from serving.config import ConfigError
+        from serving.server.config import ConfigError
 
         try:
             self.target = self.process.__enter__().target

@@ -40,7 +40,7 @@ def bench_inference(models_dir: str, model: str = "lenet5", batch_sizes=(1, 16, 
 
     from model_export.export import list_versions
     from serving.client import PredictClient
-    from serving.engine import ServerProcess
+    from serving.server.engine import ServerProcess
 
     versions = list_versions(os.path.join(models_dir, model))
     if not versions:

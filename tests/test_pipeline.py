@@ -15,8 +15,8 @@ import pytest
 from pipeline.cli import main
 from pipeline.evaluate import evaluate, load_results, load_truth
 from pipeline.synth_forms import synth_forms
-from serving.config import BatchingOptions, ModelEntry
-from serving.engine import build_local_server
+from serving.server.config import BatchingOptions, ModelEntry
+from serving.server.engine import build_local_server
 
 
 @pytest.fixture(scope="module")

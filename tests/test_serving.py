@@ -16,8 +16,8 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 
 from model_export.synthetic import HELDOUT_STREAM, generate
 from serving.client import PredictClient, get_channel, is_retriable
-from serving.config import BatchingOptions, ModelEntry
-from serving.engine import build_local_server
+from serving.server.config import BatchingOptions, ModelEntry
+from serving.server.engine import build_local_server
 from serving.tensors import make_tensor_proto
 
 

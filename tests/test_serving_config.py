@@ -6,8 +6,8 @@ import stat
 import pytest
 from google.protobuf import text_format
 
-from serving import engine
-from serving.config import (BatchingParameters, ConfigError, ModelEntry, batching_options, load_batching_parameters,
+from serving.server import engine
+from serving.server.config import (BatchingParameters, ConfigError, ModelEntry, batching_options, load_batching_parameters,
                             load_model_server_config, load_monitoring_config, model_entries)
 
 SERVING = os.path.join(os.path.dirname(__file__), "..", "serving")

@@ -18,7 +18,7 @@ from typing import Callable, Hashable
 
 import numpy as np
 
-from serving.config import BatchingOptions
+from serving.server.config import BatchingOptions
 
 __all__ = ["BatchScheduler", "TaskTooLarge", "QueueFull", "BatchStats"]
 

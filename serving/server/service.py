@@ -21,9 +21,9 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      predict_pb2, prediction_service_pb2_grpc)
 from tensorflow.core.framework import types_pb2
 
-from serving.batching import BatchScheduler, BatchStats, QueueFull, TaskTooLarge
-from serving.config import BatchingOptions
-from serving.models import ModelManager, ServableNotFound, UnknownLabel
+from serving.server.batching import BatchScheduler, BatchStats, QueueFull, TaskTooLarge
+from serving.server.config import BatchingOptions
+from serving.server.models import ModelManager, ServableNotFound, UnknownLabel
 from serving.tensors import UnsupportedDtype, as_proto_field, as_tensor_content, make_ndarray
 
 __all__ = ["LocalModelServer", "DEFAULT_SIGNATURE"]

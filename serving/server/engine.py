@@ -15,13 +15,13 @@ import sys
 import tempfile
 import threading
 
-from serving.config import (BatchingOptions, ConfigError, ModelEntry, batching_options, load_batching_parameters,
+from serving.server.config import (BatchingOptions, ConfigError, ModelEntry, batching_options, load_batching_parameters,
                             load_model_server_config, model_entries)
 
 __all__ = ["SERVING_DIR", "DEFAULT_BATCHING_CONFIG", "DEFAULT_MONITORING_CONFIG", "resolve_entries",
            "build_local_server", "run_local", "tfserving_command", "run_tfserving", "ServerProcess"]
 
-SERVING_DIR = os.path.dirname(os.path.abspath(__file__))
+SERVING_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the config files sit in serving/
 DEFAULT_BATCHING_CONFIG = os.path.join(SERVING_DIR, "batching.config")
 DEFAULT_MONITORING_CONFIG = os.path.join(SERVING_DIR, "monitoring.config")
 TF_SERVING_BINARY = "tensorflow_model_server"
@@ -56,8 +56,8 @@ def load_batching(path: str | None) -> BatchingOptions | None:
 
 def build_local_server(entries: list[ModelEntry], *, batching: BatchingOptions | None, host: str = "127.0.0.1",
                        port: int = 8500, tensor_content: bool = False, poll_s: float = 1.0, interceptors=()):
-    from serving.models import ModelManager
-    from serving.server import LocalModelServer
+    from serving.server.models import ModelManager
+    from serving.server.service import LocalModelServer
 
     return LocalModelServer(ModelManager(entries, poll_s=poll_s), batching=batching, host=host, port=port,
                             tensor_content=tensor_content, interceptors=interceptors)
@@ -142,7 +142,7 @@ class ServerProcess:
         self.target = ""
 
     def __enter__(self) -> "ServerProcess":
-        cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--models-dir", self.models_dir, "--port", "0"]
+        cmd = [sys.executable, "-m", "serving.server", "--models-dir", self.models_dir, "--port", "0"]
         if self.batching_config:
             cmd += ["--batching-config", self.batching_config]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 
-from serving.config import ModelEntry
+from serving.server.config import ModelEntry
 
 __all__ = ["Servable", "ModelManager", "ServableNotFound", "UnknownLabel", "versions_on_disk"]
 
