@@ -27,7 +27,7 @@ STRUCK = 10  # label of a struck-through digit in `_document_crops`
 def _document_crops(args) -> tuple[np.ndarray, np.ndarray]:
     """Crops of one rendered document: (28x28 crops, digit labels, STRUCK for a struck-through digit)."""
     seed, index, fonts, cross_out_rate = args
-    from model_export.normalize import EmptyCropError, mnist_normalize
+    from pipeline.normalize import EmptyCropError, mnist_normalize
     from pipeline.segment import SegmentError, cut_fields, register_page
     from pipeline.synth_forms import render_document
     from pipeline.templates import builtin_templates

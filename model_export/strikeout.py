@@ -32,7 +32,7 @@ def _isolated(args) -> tuple[np.ndarray, np.ndarray]:
     """One writer's digits rendered alone, every other one struck through: (28x28 crops, struck 0/1)."""
     import cv2
 
-    from model_export.normalize import EmptyCropError, mnist_normalize
+    from pipeline.normalize import EmptyCropError, mnist_normalize
     from model_export.synthetic import draw_writer
     from pipeline.synth_forms import cross_out, glyph, stamp_ink
 

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from model_export.glyphs import ALLOGRAPHS, catmull_rom
-from model_export.normalize import EmptyCropError, mnist_normalize
+from pipeline.normalize import EmptyCropError, mnist_normalize
 
 __all__ = [
     "WriterStyle",

@@ -185,7 +185,7 @@ class NormaliseDigit(beam.DoFn):
     """(field key, DigitCut) -> DigitExample (28x28, the training normalisation); blank cuts -> rejects."""
 
     def process(self, element):
-        from model_export.normalize import EmptyCropError, mnist_normalize
+        from pipeline.normalize import EmptyCropError, mnist_normalize
         from pipeline.infer import DigitExample
 
         key, digit = element

@@ -82,7 +82,7 @@ def _registered_pages(path: str, templates: list):
 def _bare_file(args) -> int:
     """decode + register + cut + normalise one file; returns its page count."""
     path, templates = args
-    from model_export.normalize import EmptyCropError, mnist_normalize
+    from pipeline.normalize import EmptyCropError, mnist_normalize
     from pipeline.segment import cut_fields
 
     pages = 0

@@ -701,7 +701,7 @@ def drop_struck(fields: list[tuple]) -> list[tuple[list[DigitCut], int]]:
         Per field, (kept digits, how many were dropped). One detector call for
         all of them: a page's crops at once cost little more than one field's.
     """
-    from model_export.normalize import EmptyCropError, mnist_normalize
+    from pipeline.normalize import EmptyCropError, mnist_normalize
     from pipeline.strikeout import load_detector
 
     detector = load_detector()
