@@ -29,8 +29,8 @@ def _document_crops(args) -> tuple[np.ndarray, np.ndarray]:
     seed, index, fonts, cross_out_rate = args
     from pipeline.normalize import EmptyCropError, mnist_normalize
     from pipeline.segment import SegmentError, cut_fields, register_page
-    from pipeline.synth_forms import render_document
-    from pipeline.templates import builtin_templates
+    from corpus.forms import render_document
+    from corpus import builtin_templates
 
     templates = builtin_templates()
     images, truth, _, rng = render_document(seed, index, "png", 1, fonts, "train", cross_out_rate=cross_out_rate)
@@ -61,7 +61,7 @@ def _document_crops(args) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _crops(n: int, seed: int, stream: int, cross_out_rate: float, workers, fonts, progress, keep_struck: bool):
-    from model_export.synthetic import find_handwriting_fonts
+    from corpus.handwriting import find_handwriting_fonts
 
     fonts = find_handwriting_fonts() if fonts is None else fonts
     workers = workers or os.cpu_count() or 1
@@ -83,7 +83,7 @@ def _crops(n: int, seed: int, stream: int, cross_out_rate: float, workers, fonts
 def generate_form_crops(n: int, seed: int, stream: int, workers: int | None = None, fonts=None,
                         progress=None) -> tuple[np.ndarray, np.ndarray]:
     """About `n` labelled digit crops cut from rendered forms (deterministic by seed and stream)."""
-    from pipeline.synth_forms import CROSS_OUT_RATE
+    from corpus.forms import CROSS_OUT_RATE
 
     return _crops(n, seed, stream, CROSS_OUT_RATE, workers, fonts, progress, keep_struck=False)
 

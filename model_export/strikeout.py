@@ -33,8 +33,8 @@ def _isolated(args) -> tuple[np.ndarray, np.ndarray]:
     import cv2
 
     from pipeline.normalize import EmptyCropError, mnist_normalize
-    from model_export.synthetic import draw_writer
-    from pipeline.synth_forms import cross_out, glyph, stamp_ink
+    from corpus.handwriting import draw_writer
+    from corpus.forms import cross_out, glyph, stamp_ink
 
     seed, stream, writer_id, count, fonts = args
     rng = np.random.default_rng(np.random.SeedSequence([seed, stream, 7000 + writer_id]))
@@ -66,7 +66,7 @@ def isolated_strike_crops(n: int, seed: int, stream: int, workers: int | None = 
     import os
     from concurrent.futures import ProcessPoolExecutor
 
-    from model_export.synthetic import SAMPLES_PER_WRITER, find_handwriting_fonts
+    from corpus.handwriting import SAMPLES_PER_WRITER, find_handwriting_fonts
 
     fonts = find_handwriting_fonts() if fonts is None else fonts
     jobs = [(seed, stream, w, SAMPLES_PER_WRITER, fonts) for w in range(math.ceil(n / SAMPLES_PER_WRITER))]
@@ -127,7 +127,7 @@ def train_detector(train, heldout, *, epochs: int = 10, max_false_rate: float = 
 
 def main(argv=None) -> int:
     from model_export.form_crops import generate_strike_crops
-    from model_export.synthetic import HELDOUT_STREAM, TRAIN_STREAM
+    from corpus.handwriting import HELDOUT_STREAM, TRAIN_STREAM
     from pipeline.strikeout import DEFAULT_WEIGHTS
 
     parser = argparse.ArgumentParser(prog="python -m model_export.strikeout", description=__doc__.split("\n")[0])

@@ -81,7 +81,7 @@ def _progress_line(label: str):
 def load_data(cfg: TrainConfig):
     """Returns ((x_train, y_train), (x_heldout, y_heldout)), images uint8 [N, 28, 28]."""
     if cfg.data == "synthetic":
-        from model_export import synthetic
+        from corpus import handwriting as synthetic
 
         fonts = synthetic.find_handwriting_fonts()
         _log(f"synthetic handwriting: {cfg.samples} training samples, {cfg.heldout_samples} held-out, "
@@ -200,7 +200,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     form_accuracy = None
     if cfg.form_crops:
         from model_export.form_crops import generate_form_crops
-        from model_export.synthetic import HELDOUT_STREAM
+        from corpus.handwriting import HELDOUT_STREAM
 
         held_crops, held_labels = generate_form_crops(max(1000, cfg.heldout_samples // 5), seed=cfg.seed,
                                                       stream=HELDOUT_STREAM, workers=cfg.workers)

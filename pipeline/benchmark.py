@@ -37,7 +37,7 @@ TESSERACT = "tesseract"
 # -- corpus -----------------------------------------------------------------------
 def make_corpus(directory: str, pages: int, seed: int) -> str:
     """A synthetic corpus of `pages` pages in every format, generated once per directory."""
-    from pipeline.synth_forms import synth_forms
+    from corpus.forms import synth_forms
 
     if not os.path.exists(os.path.join(directory, "truth.jsonl")):
         synth_forms(pages, directory, seed=seed)
@@ -197,7 +197,7 @@ def _tesseract_file(args) -> tuple[int, list[dict]]:
 
 def tesseract_baseline(files: list[str], templates: list, truth: list[dict], workers: int) -> dict:
     """Tesseract on the same registered field images, `workers` processes, scored like our results."""
-    from pipeline.evaluate import evaluate
+    from corpus.evaluate import evaluate
 
     started = time.perf_counter()
     rows, pages = [], 0
@@ -215,7 +215,7 @@ def tesseract_baseline(files: list[str], templates: list, truth: list[dict], wor
 def bench_pipeline(work_dir: str, serving: str, pages: int, workers: int, seed: int = 4242,
                    tesseract: bool = True, log=print) -> dict:
     """Pipeline vs bare loop, 1 vs N workers, RSS at N and 10 N pages, Tesseract vs ours."""
-    from pipeline.evaluate import evaluate, load_results, load_truth
+    from corpus.evaluate import evaluate, load_results, load_truth
     from pipeline.templates import load_templates
 
     log(f"corpus: {pages} pages (seed {seed})")

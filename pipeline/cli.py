@@ -145,7 +145,7 @@ def _run_serve(args, parser) -> int:
 
 
 def _formats(text: str) -> tuple[str, ...]:
-    from pipeline.synth_forms import FORMATS
+    from corpus.forms import FORMATS
 
     chosen = tuple(f.strip().lower() for f in text.split(",") if f.strip())
     for f in chosen:
@@ -172,7 +172,7 @@ def _add_synth_forms(sub) -> None:
 def _run_synth_forms(args, parser) -> int:
     import time
 
-    from pipeline.synth_forms import synth_forms
+    from corpus.forms import synth_forms
 
     last = [0.0]
 
@@ -200,7 +200,7 @@ def _add_eval(sub) -> None:
 def _run_eval(args, parser) -> int:
     import json
 
-    from pipeline.evaluate import EvalError, evaluate, format_report, load_results, load_truth
+    from corpus.evaluate import EvalError, evaluate, format_report, load_results, load_truth
 
     try:
         report = evaluate(load_results(args.results), load_truth(args.truth))

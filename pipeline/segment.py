@@ -22,7 +22,7 @@ import functools
 import cv2
 import numpy as np
 
-from pipeline.templates import Field, Template
+from pipeline.templates import Field, Template, render_blank
 
 __all__ = [
     "SegmentError",
@@ -110,8 +110,6 @@ def _find_marks(page: np.ndarray) -> list[tuple[float, float, float]]:
 @functools.lru_cache(maxsize=16)
 def _printed(template: Template) -> np.ndarray:
     """The template's printed ink (bright) at 1 px/pt, rendered once; read-only, shared by the cues below."""
-    from pipeline.synth_forms import render_blank
-
     ink = 255.0 - render_blank(template, 72, line_grey=100).astype(np.float32)
     ink.setflags(write=False)
     return ink
@@ -136,12 +134,9 @@ def _layout_signal(ink: np.ndarray, template: Template) -> np.ndarray:
     return _zero_mean(cv2.GaussianBlur(ink, (0, 0), 2.0))
 
 
-TITLE_BOX = (60, 72, 360, 32)  # points: where every template prints its title
-
-
 @functools.lru_cache(maxsize=16)
 def _title_signal(template: Template) -> np.ndarray:
-    x, y, w, h = TITLE_BOX
+    x, y, w, h = (int(v) for v in template.title_box)
     return _zero_mean(cv2.GaussianBlur(_printed(template)[y:y + h, x:x + w], (0, 0), 1.0))
 
 
@@ -151,7 +146,7 @@ def _zero_mean(a: np.ndarray) -> np.ndarray:
 
 def _title_match(ink: np.ndarray, template: Template) -> float:
     """Normalised correlation of the title region; the page may sit a few points off."""
-    x, y, w, h = TITLE_BOX
+    x, y, w, h = (int(v) for v in template.title_box)
     region = cv2.GaussianBlur(ink[y - 6:y + h + 6, x - 6:x + w + 6], (0, 0), 1.0)
     result = cv2.matchTemplate(region.astype(np.float32), _title_signal(template).astype(np.float32),
                                cv2.TM_CCOEFF_NORMED)
@@ -162,7 +157,7 @@ def _title_match(ink: np.ndarray, template: Template) -> float:
 def _guide_mask(template: Template) -> np.ndarray:
     """Where the template prints its boxes and lines at 1 px/pt, title and marks left out."""
     mask = _printed(template) > 50
-    x, y, w, h = TITLE_BOX
+    x, y, w, h = (int(v) for v in template.title_box)
     mask[y - 8:y + h + 8, x - 8:x + w + 8] = False
     _clear_marks(mask, template, False)
     return mask

@@ -18,6 +18,9 @@ import json
 import os
 import re
 
+import cv2
+import numpy as np
+
 __all__ = [
     "PAGE_SIZES",
     "Field",
@@ -25,14 +28,17 @@ __all__ = [
     "luhn_valid",
     "luhn_complete",
     "check_value",
-    "builtin_templates",
+    "render_blank",
     "load_templates",
     "save_templates",
+    "template_json",
 ]
 
 PAGE_SIZES = {"letter": (612.0, 792.0), "a4": (595.0, 842.0)}
 MARK_SIZE = 18.0   # registration marks: filled squares this many points wide
 MARK_MARGIN = 30.0
+TITLE_ORIGIN = (72.0, 95.0)           # points: where the title's baseline starts
+TITLE_BOX = (60.0, 72.0, 360.0, 32.0)  # points: the region the title is printed in (x, y, w, h)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +85,11 @@ class Template:
         w, h = self.size_pt
         m, s, big = MARK_MARGIN, MARK_SIZE, MARK_SIZE * 1.6
         return [(m, m, big), (w - m - s, m, s), (m, h - m - s, s), (w - m - s, h - m - s, s)]
+
+    @property
+    def title_box(self) -> tuple[float, float, float, float]:
+        """(x, y, w, h) in points of the region `render_blank` prints the title in; registration compares it."""
+        return TITLE_BOX
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -137,54 +148,19 @@ def check_value(field: Field, value: str) -> list[str]:
     return problems
 
 
-def _comb(name, x, y, cells, label, cell_w=24.0, cell_h=30.0, **kw) -> Field:
-    return Field(name=name, kind="comb", box=(x, y, cells * cell_w, cell_h), cells=cells,
-                 min_length=kw.pop("min_length", cells), max_length=kw.pop("max_length", cells), label=label, **kw)
-
-
-def builtin_templates() -> list[Template]:
-    """The four layouts the corpus generator fills."""
-    deposit = Template("deposit_slip", "DEPOSIT SLIP", "letter", (
-        _comb("account", 72, 150, 10, "ACCOUNT NUMBER", check="luhn", pattern=r"\d{10}"),
-        _comb("amount", 72, 240, 8, "AMOUNT", min_length=3, max_length=8, decimals=2, pattern=r"\d{3,8}"),
-        _comb("date", 72, 330, 8, "DATE (DDMMYYYY)", pattern=r"(0[1-9]|[12]\d|3[01])(0[1-9]|1[0-2])(19|20)\d\d"),
-        _comb("branch", 360, 150, 4, "BRANCH", pattern=r"\d{4}"),
-        _comb("cheques", 360, 240, 2, "NO. OF CHEQUES", min_length=1, max_length=2, pattern=r"\d{1,2}"),
-    ))
-    census_fields = []
-    columns = (("age", 2, 1, 2), ("household", 2, 1, 2), ("birth_year", 4, 4, 4), ("postcode", 5, 5, 5))
-    col_x = [150.0, 240.0, 330.0, 450.0]
-    for row in range(10):
-        y = 150.0 + row * 58.0
-        for (name, width, lo, hi), x in zip(columns, col_x):
-            census_fields.append(Field(
-                name=f"r{row + 1:02d}_{name}", kind="boxed", box=(x, y, 20.0 * width + 16.0, 34.0),
-                min_length=lo, max_length=hi, label=name.upper().replace("_", " ") if row == 0 else "",
-                pattern=r"(19|20)\d\d" if name == "birth_year" else None))
-    census = Template("census_sheet", "HOUSEHOLD CENSUS", "a4", tuple(census_fields))
-    invoice_fields = [
-        Field("invoice_no", "underline", (90, 130, 160, 30), 6, 8, label="INVOICE NO."),
-        Field("invoice_date", "underline", (340, 130, 170, 30), 8, 8, label="DATE",
-              pattern=r"(0[1-9]|[12]\d|3[01])(0[1-9]|1[0-2])(19|20)\d\d"),
-    ]
-    for i in range(6):
-        y = 250.0 + i * 60.0
-        invoice_fields.append(Field(f"item{i + 1}_qty", "underline", (250, y, 80, 30), 1, 3,
-                                    label="QTY" if i == 0 else ""))
-        invoice_fields.append(Field(f"item{i + 1}_price", "underline", (380, y, 130, 30), 3, 6, decimals=2,
-                                    label="PRICE" if i == 0 else ""))
-    invoice_fields.append(Field("total", "underline", (380, 640, 130, 30), 3, 7, decimals=2, label="TOTAL"))
-    invoice = Template("invoice", "INVOICE", "letter", tuple(invoice_fields))
-    free = Template("digit_lines", "DIGIT SHEET", "a4", tuple(
-        Field(f"line{i + 1:02d}", "free", (70, 110 + i * 62.0, 455, 44), 4, 12) for i in range(11)))
-    return [deposit, census, invoice, free]
+def template_json(template: Template) -> str:
+    """The template as JSON text a person can edit: one field per line."""
+    d = template.to_json()
+    head = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in d.items() if k != "fields")
+    fields = ",\n".join(f"    {json.dumps(f)}" for f in d["fields"])
+    return f"{{\n{head},\n  \"fields\": [\n{fields}\n  ]\n}}\n"
 
 
 def save_templates(templates: list[Template], directory: str | os.PathLike) -> None:
     os.makedirs(directory, exist_ok=True)
     for t in templates:
         with open(os.path.join(directory, f"{t.name}.json"), "w") as fh:
-            json.dump(t.to_json(), fh, indent=2)
+            fh.write(template_json(t))
 
 
 def load_templates(directory: str | os.PathLike) -> dict[str, Template]:
@@ -206,3 +182,54 @@ def load_templates(directory: str | os.PathLike) -> dict[str, Template]:
             t = Template.from_json(json.loads(fh.read()))
         templates[t.name] = t
     return templates
+
+
+# -- the printed form -------------------------------------------------------------
+PAPER = 255
+
+
+def _pt(v: float, scale: float) -> int:
+    return int(round(v * scale))
+
+
+def render_blank(template: Template, dpi: int, line_grey: int) -> np.ndarray:
+    """The printed, unfilled form at `dpi`: marks, title, labels and field guides (dark on white).
+
+    Registration compares scans with this drawing, and the corpus generator
+    prints its forms with it, so both read the same layout from the template.
+    """
+    scale = dpi / 72.0
+    w_pt, h_pt = template.size_pt
+    page = np.full((_pt(h_pt, scale), _pt(w_pt, scale)), PAPER, np.uint8)
+    for x, y, s in template.registration_marks:
+        cv2.rectangle(page, (_pt(x, scale), _pt(y, scale)), (_pt(x + s, scale), _pt(y + s, scale)), 0, -1)
+    if template.title:
+        tx, ty = TITLE_ORIGIN
+        cv2.putText(page, template.title, (_pt(tx, scale), _pt(ty, scale)), cv2.FONT_HERSHEY_DUPLEX,
+                    0.9 * scale / 4.17, 20, max(1, _pt(1.2, scale)), cv2.LINE_AA)
+    for f in template.fields:
+        _draw_field(page, f, scale, line_grey)
+    return page
+
+
+def _draw_field(page: np.ndarray, f: Field, scale: float, line_grey: int) -> None:
+    """A field's label and printed guide: a box, a comb's ticks (and decimal point) or an underline."""
+    thick = max(1, _pt(0.9, scale))
+    x, y, w, h = (_pt(v, scale) for v in f.box)
+    if f.label:
+        cv2.putText(page, f.label, (x, y - _pt(6, scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.38 * scale / 4.17 * 2,
+                    60, max(1, _pt(0.6, scale)), cv2.LINE_AA)
+    if f.kind in ("comb", "boxed"):
+        cv2.rectangle(page, (x, y), (x + w, y + h), line_grey, thick)
+    if f.kind == "comb":
+        cell = w / f.cells
+        for i in range(1, f.cells):
+            cx = int(round(x + i * cell))
+            if f.decimals and i == f.cells - f.decimals:  # printed decimal separator
+                cv2.circle(page, (cx, y + h - _pt(3, scale)), max(1, _pt(1.6, scale)), 40, -1)
+            cv2.line(page, (cx, y + h - int(h * 0.35)), (cx, y + h), line_grey, thick)
+    elif f.kind == "underline":
+        cv2.line(page, (x, y + h), (x + w, y + h), line_grey, thick)
+        if f.decimals:
+            cv2.putText(page, ".", (x + w + _pt(2, scale), y + h), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.5 * scale / 4.17 * 2, 40, max(1, _pt(0.8, scale)), cv2.LINE_AA)

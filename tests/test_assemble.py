@@ -5,7 +5,8 @@ import datetime
 import numpy as np
 
 from pipeline.assemble import FieldInfo, ReadDigit, assemble_field, best_fitting_reading
-from pipeline.templates import builtin_templates, luhn_complete, luhn_valid
+from corpus import builtin_templates
+from pipeline.templates import luhn_complete, luhn_valid
 
 TEMPLATES = {t.name: t for t in builtin_templates()}
 BIRTH_YEAR = TEMPLATES["census_sheet"].field("r01_birth_year")

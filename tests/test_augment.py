@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from model_export import synthetic
+from corpus import handwriting as synthetic
 from model_export.augment import Distortions, distort_batch
 
 

@@ -10,10 +10,10 @@ import pytest
 from pipeline.benchmark import (_tesseract_digits, bare_loop, corpus_files, markdown_table, replicate,
                                 tesseract_baseline)
 from pipeline.cli import main
-from pipeline.evaluate import load_truth
+from corpus.evaluate import load_truth
 from pipeline.read import Page, read_pages
 from pipeline.segment import field_images, register_page
-from pipeline.synth_forms import synth_forms
+from corpus.forms import synth_forms
 from pipeline.templates import load_templates
 
 needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None,

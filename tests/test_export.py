@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from model_export import export
-from model_export.synthetic import HELDOUT_STREAM, generate
+from corpus.handwriting import HELDOUT_STREAM, generate
 
 
 def _saved_model_cli():

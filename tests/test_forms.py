@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from pipeline import schema
-from pipeline.evaluate import EvalError, evaluate, load_results, load_truth
-from pipeline.synth_forms import synth_forms
-from pipeline.templates import builtin_templates, check_value, load_templates, luhn_complete, luhn_valid
+from corpus.evaluate import EvalError, evaluate, load_results, load_truth
+from corpus.forms import synth_forms
+from corpus import builtin_templates
+from pipeline.templates import check_value, load_templates, luhn_complete, luhn_valid
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +216,7 @@ def test_eval_reads_parquet_shards(tmp_path):
 
 def test_full_ink_on_a_dark_writer_stays_dark():
     # A writer's darkness may exceed 1: full ink must not wrap round to white (hollow strokes).
-    from pipeline.synth_forms import stamp_ink
+    from corpus.forms import stamp_ink
 
     page = np.full((20, 20), 230, np.uint8)
     ink = np.zeros((10, 10), np.uint8)

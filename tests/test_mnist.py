@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from model_export.mnist import MnistFileError, load_mnist_npz
-from model_export.synthetic import generate
+from corpus.handwriting import generate
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.evaluate import evaluate, load_results, load_truth
-from pipeline.synth_forms import synth_forms
+from corpus.evaluate import evaluate, load_results, load_truth
+from corpus.forms import synth_forms
 from serving.server.config import BatchingOptions, ModelEntry
 from serving.server.engine import build_local_server
 

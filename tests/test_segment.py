@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from model_export.synthetic import WriterStyle
+from corpus.handwriting import WriterStyle
 from pipeline import strikeout
 from pipeline.segment import DigitCut, drop_struck, remove_guides, split_digits
-from pipeline.synth_forms import glyph, stamp_ink
+from corpus.forms import glyph, stamp_ink
 from pipeline.templates import Field
 
 # A census-style boxed field: 136 px tall at the crop scale (34 pt at 4 px/pt), with margins around it.
@@ -232,10 +232,10 @@ def test_empty_field_gives_no_digits(spec_kind):
 
 
 def test_a_stamp_over_the_title_still_registers_the_right_form():
-    from model_export.synthetic import find_handwriting_fonts
+    from corpus.handwriting import find_handwriting_fonts
     from pipeline.segment import register_page
-    from pipeline.synth_forms import render_document
-    from pipeline.templates import builtin_templates
+    from corpus.forms import render_document
+    from corpus import builtin_templates
 
     # An invoice whose "RECEIVED" stamp landed on the printed title (corpus seed 8675309, file 89, with
     # the handwriting fonts make setup installs): on the title alone it looked more like a deposit slip.

@@ -14,7 +14,7 @@ import pytest
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from model_export.synthetic import HELDOUT_STREAM, generate
+from corpus.handwriting import HELDOUT_STREAM, generate
 from serving.client import PredictClient, get_channel, is_retriable
 from serving.server.config import BatchingOptions, ModelEntry
 from serving.server.engine import build_local_server

@@ -9,8 +9,8 @@ from model_export.strikeout import build_network, isolated_strike_crops, train_d
 from pipeline.assemble import FieldInfo, ReadDigit, assemble_field
 from pipeline.segment import DigitCut, drop_struck
 from pipeline.strikeout import WEIGHT_NAMES, StrikeDetector, load_detector
-from pipeline.synth_forms import CROSS_OUT_RATE, render_document
-from pipeline.templates import builtin_templates
+from corpus.forms import CROSS_OUT_RATE, render_document
+from corpus import builtin_templates
 
 
 @pytest.fixture(scope="module")

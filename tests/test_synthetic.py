@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from model_export import synthetic
-from model_export.glyphs import ALLOGRAPHS, catmull_rom
+from corpus import handwriting as synthetic
+from corpus.glyphs import ALLOGRAPHS, catmull_rom
 
 
 def test_same_seed_same_bytes_whatever_the_worker_count():

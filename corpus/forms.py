@@ -1,7 +1,7 @@
 """`formdigits synth-forms`: a corpus of scanned, handwritten forms with ground truth.
 
 Each document is filled by one writer (the handwriting model of
-`model_export.synthetic`), then scanned: rotation, shift, scale and
+`corpus.handwriting`), then scanned: rotation, shift, scale and
 perspective, the odd upside-down page, uneven illumination, blur, noise, JPEG
 artefacts, faint printed lines, stamps and printed text near fields. The messy
 cases real forms have are there on purpose: digits touching box lines or each
@@ -24,55 +24,15 @@ from concurrent.futures import ProcessPoolExecutor
 import cv2
 import numpy as np
 
-from model_export.synthetic import draw_writer, find_handwriting_fonts, render_digit_ink
-from pipeline.segment import box_through
-from pipeline.templates import Field, Template, builtin_templates, luhn_complete, save_templates
+from corpus import builtin_templates
+from corpus.handwriting import draw_writer, find_handwriting_fonts, render_digit_ink
+from corpus.scanner import EXTENSIONS, FORMATS, box_on_scan, jpeg_roundtrip, print_clutter, scan, write_document
+from pipeline.templates import Field, luhn_complete, render_blank, save_templates
 
-__all__ = ["FORMATS", "CROSS_OUT_RATE", "synth_forms", "render_blank", "render_document", "fill_value", "write_field",
+__all__ = ["FORMATS", "CROSS_OUT_RATE", "synth_forms", "render_document", "fill_value", "write_field",
            "glyph", "stamp_ink", "cross_out"]
 
-FORMATS = ("png", "jpeg", "tiff", "pdf")
-_EXT = {"png": "png", "jpeg": "jpg", "tiff": "tif", "pdf": "pdf"}
 DPIS = (150, 200, 300)
-PAPER = 255
-
-
-def _pt(v: float, scale: float) -> int:
-    return int(round(v * scale))
-
-
-# -- the printed form ---------------------------------------------------------
-def render_blank(template: Template, dpi: int, line_grey: int) -> np.ndarray:
-    """The printed, unfilled form at `dpi`: marks, title, labels and field guides."""
-    scale = dpi / 72.0
-    w_pt, h_pt = template.size_pt
-    page = np.full((_pt(h_pt, scale), _pt(w_pt, scale)), PAPER, np.uint8)
-    for x, y, s in template.registration_marks:
-        cv2.rectangle(page, (_pt(x, scale), _pt(y, scale)), (_pt(x + s, scale), _pt(y + s, scale)), 0, -1)
-    if template.title:
-        cv2.putText(page, template.title, (_pt(72, scale), _pt(95, scale)), cv2.FONT_HERSHEY_DUPLEX,
-                    0.9 * scale / 4.17, 20, max(1, _pt(1.2, scale)), cv2.LINE_AA)
-    thick = max(1, _pt(0.9, scale))
-    for f in template.fields:
-        x, y, w, h = (_pt(v, scale) for v in f.box)
-        if f.label:
-            cv2.putText(page, f.label, (x, y - _pt(6, scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.38 * scale / 4.17 * 2,
-                        60, max(1, _pt(0.6, scale)), cv2.LINE_AA)
-        if f.kind in ("comb", "boxed"):
-            cv2.rectangle(page, (x, y), (x + w, y + h), line_grey, thick)
-        if f.kind == "comb":
-            cell = w / f.cells
-            for i in range(1, f.cells):
-                cx = int(round(x + i * cell))
-                if f.decimals and i == f.cells - f.decimals:  # printed decimal separator
-                    cv2.circle(page, (cx, y + h - _pt(3, scale)), max(1, _pt(1.6, scale)), 40, -1)
-                cv2.line(page, (cx, y + h - int(h * 0.35)), (cx, y + h), line_grey, thick)
-        elif f.kind == "underline":
-            cv2.line(page, (x, y + h), (x + w, y + h), line_grey, thick)
-            if f.decimals:
-                cv2.putText(page, ".", (x + w + _pt(2, scale), y + h), cv2.FONT_HERSHEY_SIMPLEX,
-                            0.5 * scale / 4.17 * 2, 40, max(1, _pt(0.8, scale)), cv2.LINE_AA)
-    return page
 
 
 # -- values ------------------------------------------------------------------
@@ -186,93 +146,12 @@ def write_field(page: np.ndarray, field: Field, value: str, writer, rng: np.rand
     return crossed if crossed >= 0 else None
 
 
-# -- the scanner --------------------------------------------------------------
-_STAMPS = ("PAID", "RECEIVED", "COPY", "VERIFIED")
-
-
-def _print_clutter(page: np.ndarray, template: Template, rng: np.random.Generator, scale: float) -> None:
-    """A rubber stamp and printed reference numbers near fields, as forms collect them."""
-    f = template.fields[int(rng.integers(len(template.fields)))]
-    x, y, w, h = (int(v * scale) for v in f.box)
-    if rng.random() < 0.5:
-        cv2.putText(page, f"REF {int(rng.integers(1000, 99999))}", (x + w + int(12 * scale), y + int(h * 0.7)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale / 4.17 * 2, 70, max(1, int(0.7 * scale)), cv2.LINE_AA)
-    if rng.random() < 0.35:
-        text = _STAMPS[int(rng.integers(len(_STAMPS)))]
-        size = 0.9 * scale / 4.17 * 2
-        stroke = max(1, int(1.5 * scale))
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, size, stroke)
-        boxes = [tuple(int(v * scale) for v in other.box) for other in template.fields]
-        # Near the field, but not over any field's writing (a stamp over digits makes the truth unreadable).
-        for _ in range(20):
-            cx = x + int(rng.uniform(-0.5, 1.3) * w)
-            cy = y + int(rng.uniform(-1.5, 2.5) * h)
-            rect = (cx - 30, cy - th - 30, tw + 60, th + 60)
-            inside = 0 <= rect[0] and 0 <= rect[1] and rect[0] + rect[2] < page.shape[1] and rect[1] + rect[3] < page.shape[0]
-            if inside and not any(_overlap(rect, b) for b in boxes):
-                break
-        else:
-            return
-        layer = np.zeros_like(page)
-        cv2.rectangle(layer, (cx - 8, cy - th - 8), (cx + tw + 8, cy + 8), 255, stroke)
-        cv2.putText(layer, text, (cx, cy), cv2.FONT_HERSHEY_DUPLEX, size, 255, stroke, cv2.LINE_AA)
-        m = cv2.getRotationMatrix2D((cx + tw / 2, cy - th / 2), rng.uniform(-12, 12), 1.0)
-        layer = cv2.warpAffine(layer, m, (page.shape[1], page.shape[0]))
-        np.minimum(page, (255 - layer.astype(np.float32) * rng.uniform(0.35, 0.6)).astype(np.uint8), out=page)
-
-
-def _overlap(a, b) -> bool:
-    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
-
-
-def _scan_transform(shape, rng: np.random.Generator, upside_down: bool) -> np.ndarray:
-    """Homography from the printed page to the scan: rotation, scale, shift, slight perspective."""
-    h, w = shape
-    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    angle = np.deg2rad(rng.uniform(-3, 3))
-    s = rng.uniform(0.97, 1.03)
-    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * s
-    centre = np.float32([w / 2, h / 2])
-    shift = rng.uniform(-0.015, 0.015, 2) * [w, h]
-    dst = (src - centre) @ rot.T + centre + shift + rng.uniform(-0.006, 0.006, (4, 2)) * [w, h]
-    if upside_down:
-        dst = np.float32([w, h]) - dst
-    return cv2.getPerspectiveTransform(src, dst.astype(np.float32))
-
-
-def _scan(page: np.ndarray, rng: np.random.Generator, dpi: int, upside_down: bool) -> tuple[np.ndarray, np.ndarray]:
-    h, w = page.shape
-    matrix = _scan_transform(page.shape, rng, upside_down)
-    lid = int(rng.integers(225, 250))  # the scanner lid shows where the paper does not reach
-    scanned = cv2.warpPerspective(page, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=lid)
-    # Paper tone and uneven illumination: a smooth multiplicative field.
-    light = cv2.resize(rng.uniform(0.8, 1.0, (4, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
-    tone = rng.uniform(0.9, 0.98)
-    scanned = scanned.astype(np.float32) * (light * tone)
-    sigma = rng.uniform(0.0, 1.0) * dpi / 300.0
-    if sigma > 0.25:
-        scanned = cv2.GaussianBlur(scanned, (0, 0), sigma)
-    noise = np.empty((h, w), np.float32)
-    cv2.randn(noise, 0.0, float(rng.uniform(2.0, 7.0)))
-    scanned = np.clip(scanned + noise, 0, 255).astype(np.uint8)
-    return scanned, matrix
-
-
-def _box_on_scan(field: Field, scale: float, matrix: np.ndarray) -> list[int]:
-    return list(box_through(matrix, tuple(v * scale for v in field.box)))
-
-
-def _jpeg_roundtrip(page: np.ndarray, quality: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
-
-
 # -- documents ----------------------------------------------------------------
 def _make_document(args) -> list[dict]:
     seed, index, fmt, pages, out_dir, fonts = args
-    name = f"scan_{index + 1:05d}.{_EXT[fmt]}"
+    name = f"scan_{index + 1:05d}.{EXTENSIONS[fmt]}"
     images, truth, dpi, rng = render_document(seed, index, fmt, pages, fonts, name)
-    _write(os.path.join(out_dir, name), fmt, images, dpi, rng)
+    write_document(os.path.join(out_dir, name), fmt, images, dpi, rng)
     return truth
 
 
@@ -299,38 +178,17 @@ def render_document(seed: int, index: int, fmt: str, pages: int, fonts: list[str
             value = "" if rng.random() < 0.04 else fill_value(field, rng)
             struck[field.name] = write_field(page, field, value, writer, rng, scale, cross_out_rate)
             values[field.name] = value
-        _print_clutter(page, template, rng, scale)
+        print_clutter(page, template, rng, scale)
         upside_down = bool(rng.random() < 0.04)
-        scanned, matrix = _scan(page, rng, dpi, upside_down)
+        scanned, matrix = scan(page, rng, dpi, upside_down)
         if fmt == "png" and rng.random() < 0.2:  # scanned once as JPEG, then converted
-            scanned = _jpeg_roundtrip(scanned, int(rng.integers(55, 85)))
+            scanned = jpeg_roundtrip(scanned, int(rng.integers(55, 85)))
         images.append(scanned)
         for field in template.fields:
             truth.append({"source": name, "page": page_no, "template": template.name, "field": field.name,
-                          "value": values[field.name], "box": _box_on_scan(field, scale, matrix), "dpi": dpi,
+                          "value": values[field.name], "box": box_on_scan(field, scale, matrix), "dpi": dpi,
                           "upside_down": upside_down, "struck": struck[field.name]})
     return images, truth, dpi, rng
-
-
-def _write(path: str, fmt: str, images: list[np.ndarray], dpi: int, rng: np.random.Generator) -> None:
-    if fmt == "png":
-        cv2.imwrite(path, images[0], [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        return
-    if fmt == "jpeg":
-        cv2.imwrite(path, images[0], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(60, 92))])
-        return
-    from PIL import Image
-
-    pil = [Image.fromarray(img) for img in images]
-    tmp = path + ".part"
-    if fmt == "tiff":
-        pil[0].save(tmp, format="TIFF", save_all=True, append_images=pil[1:], compression="tiff_deflate",
-                    dpi=(dpi, dpi))
-    else:  # pdf: each scanned page embedded as a JPEG image, as scanners write them
-        fixed = time.gmtime(1767225600)  # 2026-01-01: the same seed gives the same bytes
-        pil[0].save(tmp, format="PDF", save_all=True, append_images=pil[1:], resolution=float(dpi),
-                    quality=int(rng.integers(70, 92)), creationDate=fixed, modDate=fixed)
-    os.replace(tmp, path)
 
 
 def synth_forms(count: int, out_dir: str, seed: int = 0, formats=FORMATS, workers: int | None = None,

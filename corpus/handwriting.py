@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 import cv2
 import numpy as np
 
-from model_export.glyphs import ALLOGRAPHS, catmull_rom
+from corpus.glyphs import ALLOGRAPHS, catmull_rom
 from pipeline.normalize import EmptyCropError, mnist_normalize
 
 __all__ = [

@@ -1,0 +1,126 @@
+"""The scanner: what happens to a filled form between the paper and the file.
+
+Rotation, shift, scale and perspective, the odd upside-down page, uneven
+light, blur, noise, JPEG artefacts, rubber stamps and printed reference
+numbers near fields; then the file formats scanners write (PNG, JPEG,
+multi-page TIFF, PDF with each page embedded as a JPEG).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import cv2
+import numpy as np
+
+from pipeline.segment import box_through
+from pipeline.templates import Field, Template
+
+__all__ = ["FORMATS", "EXTENSIONS", "print_clutter", "scan", "box_on_scan", "jpeg_roundtrip", "write_document"]
+
+FORMATS = ("png", "jpeg", "tiff", "pdf")
+EXTENSIONS = {"png": "png", "jpeg": "jpg", "tiff": "tif", "pdf": "pdf"}
+
+
+_STAMPS = ("PAID", "RECEIVED", "COPY", "VERIFIED")
+
+
+def print_clutter(page: np.ndarray, template: Template, rng: np.random.Generator, scale: float) -> None:
+    """A rubber stamp and printed reference numbers near fields, as forms collect them."""
+    f = template.fields[int(rng.integers(len(template.fields)))]
+    x, y, w, h = (int(v * scale) for v in f.box)
+    if rng.random() < 0.5:
+        cv2.putText(page, f"REF {int(rng.integers(1000, 99999))}", (x + w + int(12 * scale), y + int(h * 0.7)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale / 4.17 * 2, 70, max(1, int(0.7 * scale)), cv2.LINE_AA)
+    if rng.random() < 0.35:
+        text = _STAMPS[int(rng.integers(len(_STAMPS)))]
+        size = 0.9 * scale / 4.17 * 2
+        stroke = max(1, int(1.5 * scale))
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, size, stroke)
+        boxes = [tuple(int(v * scale) for v in other.box) for other in template.fields]
+        # Near the field, but not over any field's writing (a stamp over digits makes the truth unreadable).
+        for _ in range(20):
+            cx = x + int(rng.uniform(-0.5, 1.3) * w)
+            cy = y + int(rng.uniform(-1.5, 2.5) * h)
+            rect = (cx - 30, cy - th - 30, tw + 60, th + 60)
+            inside = 0 <= rect[0] and 0 <= rect[1] and rect[0] + rect[2] < page.shape[1] and rect[1] + rect[3] < page.shape[0]
+            if inside and not any(_overlap(rect, b) for b in boxes):
+                break
+        else:
+            return
+        layer = np.zeros_like(page)
+        cv2.rectangle(layer, (cx - 8, cy - th - 8), (cx + tw + 8, cy + 8), 255, stroke)
+        cv2.putText(layer, text, (cx, cy), cv2.FONT_HERSHEY_DUPLEX, size, 255, stroke, cv2.LINE_AA)
+        m = cv2.getRotationMatrix2D((cx + tw / 2, cy - th / 2), rng.uniform(-12, 12), 1.0)
+        layer = cv2.warpAffine(layer, m, (page.shape[1], page.shape[0]))
+        np.minimum(page, (255 - layer.astype(np.float32) * rng.uniform(0.35, 0.6)).astype(np.uint8), out=page)
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _scan_transform(shape, rng: np.random.Generator, upside_down: bool) -> np.ndarray:
+    """Homography from the printed page to the scan: rotation, scale, shift, slight perspective."""
+    h, w = shape
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    angle = np.deg2rad(rng.uniform(-3, 3))
+    s = rng.uniform(0.97, 1.03)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * s
+    centre = np.float32([w / 2, h / 2])
+    shift = rng.uniform(-0.015, 0.015, 2) * [w, h]
+    dst = (src - centre) @ rot.T + centre + shift + rng.uniform(-0.006, 0.006, (4, 2)) * [w, h]
+    if upside_down:
+        dst = np.float32([w, h]) - dst
+    return cv2.getPerspectiveTransform(src, dst.astype(np.float32))
+
+
+def scan(page: np.ndarray, rng: np.random.Generator, dpi: int, upside_down: bool) -> tuple[np.ndarray, np.ndarray]:
+    h, w = page.shape
+    matrix = _scan_transform(page.shape, rng, upside_down)
+    lid = int(rng.integers(225, 250))  # the scanner lid shows where the paper does not reach
+    scanned = cv2.warpPerspective(page, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=lid)
+    # Paper tone and uneven illumination: a smooth multiplicative field.
+    light = cv2.resize(rng.uniform(0.8, 1.0, (4, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    tone = rng.uniform(0.9, 0.98)
+    scanned = scanned.astype(np.float32) * (light * tone)
+    sigma = rng.uniform(0.0, 1.0) * dpi / 300.0
+    if sigma > 0.25:
+        scanned = cv2.GaussianBlur(scanned, (0, 0), sigma)
+    noise = np.empty((h, w), np.float32)
+    cv2.randn(noise, 0.0, float(rng.uniform(2.0, 7.0)))
+    scanned = np.clip(scanned + noise, 0, 255).astype(np.uint8)
+    return scanned, matrix
+
+
+def box_on_scan(field: Field, scale: float, matrix: np.ndarray) -> list[int]:
+    return list(box_through(matrix, tuple(v * scale for v in field.box)))
+
+
+def jpeg_roundtrip(page: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+
+
+def write_document(path: str, fmt: str, images: list[np.ndarray], dpi: int, rng: np.random.Generator) -> None:
+    if fmt == "png":
+        cv2.imwrite(path, images[0], [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        return
+    if fmt == "jpeg":
+        cv2.imwrite(path, images[0], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(60, 92))])
+        return
+    from PIL import Image
+
+    pil = [Image.fromarray(img) for img in images]
+    tmp = path + ".part"
+    if fmt == "tiff":
+        pil[0].save(tmp, format="TIFF", save_all=True, append_images=pil[1:], compression="tiff_deflate",
+                    dpi=(dpi, dpi))
+    else:  # pdf: each scanned page embedded as a JPEG image, as scanners write them
+        fixed = time.gmtime(1767225600)  # 2026-01-01: the same seed gives the same bytes
+        pil[0].save(tmp, format="PDF", save_all=True, append_images=pil[1:], resolution=float(dpi),
+                    quality=int(rng.integers(70, 92)), creationDate=fixed, modDate=fixed)
+    os.replace(tmp, path)
+
+
