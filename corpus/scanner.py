@@ -14,7 +14,7 @@ import time
 import cv2
 import numpy as np
 
-from pipeline.segment import box_through
+from pipeline.register import box_through
 from pipeline.templates import Field, Template
 
 __all__ = ["FORMATS", "EXTENSIONS", "print_clutter", "scan", "box_on_scan", "jpeg_roundtrip", "write_document"]

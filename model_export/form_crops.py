@@ -27,8 +27,9 @@ STRUCK = 10  # label of a struck-through digit in `_document_crops`
 def _document_crops(args) -> tuple[np.ndarray, np.ndarray]:
     """Crops of one rendered document: (28x28 crops, digit labels, STRUCK for a struck-through digit)."""
     seed, index, fonts, cross_out_rate = args
-    from pipeline.normalize import EmptyCropError, mnist_normalize
-    from pipeline.segment import SegmentError, cut_fields, register_page
+    from pipeline.register import register_page
+    from pipeline.segment import cut_fields
+    from pipeline.types import SegmentError
     from corpus.forms import render_document
     from corpus import builtin_templates
 
@@ -52,11 +53,9 @@ def _document_crops(args) -> tuple[np.ndarray, np.ndarray]:
         if not value or len(cut.digits) != len(value):
             continue
         for digit, label in zip(cut.digits, value):
-            try:
-                crops.append(mnist_normalize(digit.image))
-            except EmptyCropError:
-                continue
-            labels.append(int(label))
+            if digit.crop is not None:
+                crops.append(digit.crop)
+                labels.append(int(label))
     return np.array(crops, np.uint8).reshape(-1, 28, 28), np.array(labels, np.uint8)
 
 

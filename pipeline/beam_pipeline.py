@@ -159,7 +159,10 @@ class SegmentPage(beam.DoFn):
         import cv2
 
         from pipeline.assemble import FieldInfo
-        from pipeline.segment import SegmentError, cut_fields, find_lines, register_page
+        from pipeline.lines import find_lines
+        from pipeline.register import register_page
+        from pipeline.segment import cut_fields
+        from pipeline.types import SegmentError
 
         (uri, page), image = element
         try:
@@ -185,16 +188,15 @@ class NormaliseDigit(beam.DoFn):
     """(field key, DigitCut) -> DigitExample (28x28, the training normalisation); blank cuts -> rejects."""
 
     def process(self, element):
-        from pipeline.normalize import EmptyCropError, mnist_normalize
         from pipeline.infer import DigitExample
 
         key, digit = element
-        try:
-            yield DigitExample(key, digit.position, mnist_normalize(digit.image), digit.bbox)
-        except (EmptyCropError, ValueError) as exc:
+        if digit.crop is not None:
+            yield DigitExample(key, digit.position, digit.crop, digit.bbox)
+        else:
             uri, page, field = key
             yield beam.pvalue.TaggedOutput(
-                "rejects", _reject(uri, page, "normalise", f"{field} position {digit.position}: {exc}"))
+                "rejects", _reject(uri, page, "normalise", f"{field} position {digit.position}: crop has no ink"))
 
 
 def _prediction_to_read(result):

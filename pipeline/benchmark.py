@@ -67,7 +67,8 @@ def replicate(directory: str, copies: int, out_dir: str) -> str:
 def _registered_pages(path: str, templates: list):
     """(page number, upright page, registration or None when it does not register) for each page of a file."""
     from pipeline.read import Page, read_pages
-    from pipeline.segment import SegmentError, register_page
+    from pipeline.register import register_page
+    from pipeline.types import SegmentError
 
     with open(path, "rb") as fh:
         data = fh.read()
@@ -82,18 +83,13 @@ def _registered_pages(path: str, templates: list):
 def _bare_file(args) -> int:
     """decode + register + cut + normalise one file; returns its page count."""
     path, templates = args
-    from pipeline.normalize import EmptyCropError, mnist_normalize
     from pipeline.segment import cut_fields
 
     pages = 0
     for _, upright, registration in _registered_pages(path, templates):
         pages += 1
-        for cut in cut_fields(upright, registration) if registration else []:
-            for digit in cut.digits:
-                try:
-                    mnist_normalize(digit.image)
-                except EmptyCropError:
-                    pass
+        if registration:
+            cut_fields(upright, registration)  # normalises each digit too
     return pages
 
 

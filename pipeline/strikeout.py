@@ -1,5 +1,8 @@
 """Struck-through digits: people cross out a wrong digit and write the right one next to it.
 
+`drop_struck` decides which digits of a page's fields to leave out, from the
+detector's scores and each field's length rules.
+
 Read as a digit, the struck one becomes an extra digit in the field. The
 detector is a small convolutional network over the MNIST-normalised crop
 (conv 16@5x5, pool, conv 32@5x5, pool, dense 64, 1 output; 46,145 weights). It
@@ -12,6 +15,7 @@ segmenter scores a page's free-field crops in one call.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -19,7 +23,9 @@ import os
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["DEFAULT_WEIGHTS", "StrikeDetector", "load_detector"]
+from pipeline.types import DigitCut
+
+__all__ = ["DEFAULT_WEIGHTS", "OVERFULL_STRIKE_SCORE", "StrikeDetector", "load_detector", "drop_struck"]
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(__file__), "data", "strikeout.npz")
 WEIGHT_NAMES = ("conv1_w", "conv1_b", "conv2_w", "conv2_b", "dense_w", "dense_b", "out_w", "out_b")
@@ -79,3 +85,46 @@ def load_detector(path: str = DEFAULT_WEIGHTS) -> StrikeDetector | None:
         return None
     with np.load(path) as w:
         return StrikeDetector({n: w[n] for n in w.files if n != "threshold"}, float(w["threshold"]))
+
+
+# A field holding more digits than its template allows has an extra piece for sure: a struck-through
+# digit there needs much less evidence than one among the right number of digits.
+OVERFULL_STRIKE_SCORE = 0.5
+
+
+def drop_struck(fields: list[tuple[list[DigitCut], int, int]]) -> list[tuple[list[DigitCut], int]]:
+    """Leaves out digits that were struck through, renumbering the rest.
+
+    Args:
+        fields: per field, (its digits, the fewest digits it may keep, the most
+            it may hold). The fewest is its template's minimum length (at least
+            1, so a field is never emptied); the likeliest struck digits go
+            first, and a field already at that minimum has no extra digit to
+            drop. Digits beyond the most are dropped on a weaker score
+            (`OVERFULL_STRIKE_SCORE`). A digit is scored by its normalised
+            `crop`; one without (no ink) is never dropped here.
+
+    Returns:
+        Per field, (kept digits, how many were dropped). One detector call for
+        all of them: a page's crops at once cost little more than one field's.
+    """
+    detector = load_detector()
+    rooms = [len(digits) - max(1, fewest) for digits, fewest, _ in fields]
+    extra = [max(0, len(digits) - most) for digits, _, most in fields]
+    owners = [(f, i) for f, (digits, _, _) in enumerate(fields) if detector is not None and rooms[f] > 0
+              for i, d in enumerate(digits) if d.crop is not None]
+    scores: dict[int, list[tuple[float, int]]] = {}
+    if owners:
+        crops = np.stack([fields[f][0][i].crop for f, i in owners])
+        for (f, i), score in zip(owners, detector.scores(crops)):
+            scores.setdefault(f, []).append((float(score), i))
+    out = []
+    for f, (digits, _, _) in enumerate(fields):
+        ranked = sorted(scores.get(f, []), reverse=True)[:max(0, rooms[f])]
+        struck = {i for n, (score, i) in enumerate(ranked)
+                  if score > detector.threshold or (n < extra[f] and score > OVERFULL_STRIKE_SCORE)}
+        if struck:
+            digits = [dataclasses.replace(d, position=n)
+                      for n, d in enumerate(d for i, d in enumerate(digits) if i not in struck)]
+        out.append((digits, len(struck)))
+    return out

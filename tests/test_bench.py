@@ -12,7 +12,8 @@ from pipeline.benchmark import (_tesseract_digits, bare_loop, corpus_files, mark
 from pipeline.cli import main
 from corpus.evaluate import load_truth
 from pipeline.read import Page, read_pages
-from pipeline.segment import field_images, register_page
+from pipeline.register import register_page
+from pipeline.segment import field_images
 from corpus.forms import synth_forms
 from pipeline.templates import load_templates
 

@@ -10,7 +10,10 @@ import pytest
 
 from corpus.handwriting import WriterStyle
 from pipeline import strikeout
-from pipeline.segment import DigitCut, drop_struck, remove_guides, split_digits
+from pipeline.guides import remove_guides
+from pipeline.split import split_digits
+from pipeline.strikeout import drop_struck
+from pipeline.types import DigitCut
 from corpus.forms import glyph, stamp_ink
 from pipeline.templates import Field
 
@@ -211,7 +214,7 @@ def test_an_overfull_field_drops_its_likeliest_struck_digit_on_weaker_evidence(m
     scores = shipped.scores(crops)
     crossed = max((s, i) for i, (s, y) in enumerate(zip(scores, struck)) if y == 1)[1]
     plain = [i for i, (s, y) in enumerate(zip(scores, struck)) if y == 0 and s < 0.01][:2]
-    digits = [DigitCut(n, crops[i], (30 * n, 0, 28, 28)) for n, i in enumerate([plain[0], crossed, plain[1]])]
+    digits = [DigitCut(n, crops[i], (30 * n, 0, 28, 28), crops[i]) for n, i in enumerate([plain[0], crossed, plain[1]])]
     # A detector that needs more certainty than any crop gives: only the overfull rule can drop.
     cautious = strikeout.StrikeDetector(shipped.weights, threshold=1.0)
     monkeypatch.setattr(strikeout, "load_detector", lambda: cautious)
@@ -233,7 +236,7 @@ def test_empty_field_gives_no_digits(spec_kind):
 
 def test_a_stamp_over_the_title_still_registers_the_right_form():
     from corpus.handwriting import find_handwriting_fonts
-    from pipeline.segment import register_page
+    from pipeline.register import register_page
     from corpus.forms import render_document
     from corpus import builtin_templates
 

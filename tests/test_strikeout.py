@@ -7,7 +7,8 @@ import pytest
 
 from model_export.strikeout import build_network, isolated_strike_crops, train_detector
 from pipeline.assemble import FieldInfo, ReadDigit, assemble_field
-from pipeline.segment import DigitCut, drop_struck
+from pipeline.strikeout import drop_struck
+from pipeline.types import DigitCut
 from pipeline.strikeout import WEIGHT_NAMES, StrikeDetector, load_detector
 from corpus.forms import CROSS_OUT_RATE, render_document
 from corpus import builtin_templates
@@ -42,7 +43,7 @@ def test_shipped_detector_tells_struck_from_ordinary(rendered):
 
 
 def _cut(position, crop):
-    return DigitCut(position, crop, (position * 30, 0, 28, 28))
+    return DigitCut(position, crop, (position * 30, 0, 28, 28), crop)
 
 
 def test_drop_struck_leaves_out_the_struck_digit_and_renumbers(rendered):
@@ -52,13 +53,13 @@ def test_drop_struck_leaves_out_the_struck_digit_and_renumbers(rendered):
     crossed = next(c for c, s, y in zip(crops, scores, struck) if y == 1 and s > 0.9999)
     digits = [_cut(0, ordinary[0]), _cut(1, crossed), _cut(2, ordinary[1]), _cut(3, ordinary[2])]
 
-    [(kept, dropped)] = drop_struck([(digits, 1)])
+    [(kept, dropped)] = drop_struck([(digits, 1, 4)])
     assert dropped == 1
     assert [d.position for d in kept] == [0, 1, 2]
     assert [d.bbox[0] for d in kept] == [0, 60, 90]
 
     # A field already at its template's minimum length has no extra digit to drop.
-    [(kept, dropped)] = drop_struck([(digits, 4)])
+    [(kept, dropped)] = drop_struck([(digits, 4, 4)])
     assert dropped == 0 and len(kept) == 4
 
 
@@ -66,7 +67,7 @@ def test_drop_struck_never_empties_a_field(rendered):
     crops, struck = rendered
     scores = load_detector().scores(crops)
     crossed = [c for c, s, y in zip(crops, scores, struck) if y == 1 and s > 0.9999][:2]
-    [(kept, dropped)] = drop_struck([([_cut(0, crossed[0]), _cut(1, crossed[1])], 0)])
+    [(kept, dropped)] = drop_struck([([_cut(0, crossed[0]), _cut(1, crossed[1])], 0, 2)])
     assert len(kept) == 1 and dropped == 1
 
 

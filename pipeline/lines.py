@@ -1,0 +1,62 @@
+"""No template: lines of handwriting on a page become fields `line01`, `line02`, ...
+
+Long printed rules and frames are taken out, the remaining ink is grouped into
+rows, and each row is split into digits like a free field.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pipeline.guides import ink_mask, ink_strength
+from pipeline.segment import digit_image, normalise_cuts
+from pipeline.split import Blob, components, digit_region, join_bows, merge_pieces, split_blobs
+from pipeline.strikeout import drop_struck
+from pipeline.types import DigitCut, FieldCut
+
+__all__ = ["find_lines"]
+
+
+def find_lines(page: np.ndarray) -> list[FieldCut]:
+    """Finds lines of handwriting on a page without a template; each line becomes a field."""
+    ink = ink_strength(page)
+    binary = ink_mask(ink)
+    H, W = page.shape
+    # Long printed rules and frames are not writing.
+    for kernel in ((max(40, W // 8), 1), (1, max(40, H // 8))):
+        lines = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel))
+        binary = cv2.bitwise_and(binary, cv2.bitwise_not(cv2.dilate(lines, np.ones((3, 3), np.uint8))))
+    labels, comps = components(binary, min_height=max(8.0, H / 250))
+    comps = [c for c in comps if c.h < H / 8 and c.w < W / 4 and c.area > 0.1 * c.w * c.h * 0.3]
+    out = []
+    for row in _rows(comps):
+        heights = np.median([c.h for c in row])
+        row = [c for c in row if c.h > 0.4 * heights]
+        groups = split_blobs(join_bows(merge_pieces(row), labels), labels, binary)
+        digits = []
+        for pos, g in enumerate(sorted(groups, key=lambda g: g.x)):
+            bbox, mask = digit_region(g, labels, binary)
+            digits.append(DigitCut(pos, digit_image(ink, bbox, mask), bbox))
+        x0, y0 = min(c.x for c in row), min(c.y for c in row)
+        x1, y1 = max(c.x + c.w for c in row), max(c.y + c.h for c in row)
+        out.append(FieldCut("", f"line{len(out) + 1:02d}", None, (int(x0), int(y0), int(x1 - x0), int(y1 - y0)),
+                            normalise_cuts(digits)))
+    for cut, (digits, struck) in zip(out, drop_struck([(c.digits, 1, len(c.digits)) for c in out])):
+        cut.digits, cut.struck = digits, struck
+    return out
+
+
+def _rows(comps: list[Blob]) -> list[list[Blob]]:
+    """Components grouped into rows of writing, top to bottom; a row needs two pieces at least."""
+    rows: list[list[Blob]] = []
+    for c in sorted(comps, key=lambda c: c.cy):
+        if rows:
+            last = rows[-1]
+            top = min(r.y for r in last)
+            bottom = max(r.y + r.h for r in last)
+            if min(bottom, c.y + c.h) - max(top, c.y) > 0.4 * c.h:
+                last.append(c)
+                continue
+        rows.append([c])
+    return [r for r in rows if len(r) >= 2]

@@ -1,0 +1,181 @@
+"""Register stage: which template a scanned page is, which way up, and where its fields lie.
+
+A page is found by its four corner marks (the larger top-left one tells an
+upside-down scan), then compared with each template of the same shape: the
+printed title, the printed layout, and how much of the template's printed
+lines carry ink on the page. The result maps template points to page pixels.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+from pipeline.templates import Template, render_blank
+from pipeline.types import Registration, SegmentError
+
+__all__ = ["register_page", "box_through"]
+
+
+def _find_marks(page: np.ndarray) -> list[tuple[float, float, float]]:
+    """Solid square blobs near the four corners: (cx, cy, area) per corner, TL, TR, BL, BR."""
+    h, w = page.shape
+    f = 800.0 / max(h, w)
+    small = cv2.resize(page, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    # Against the local paper level, not one global threshold: uneven scanner light
+    # darkens whole corners of the page, right where the marks are.
+    paper = cv2.GaussianBlur(cv2.dilate(small, np.ones((61, 61), np.uint8)), (0, 0), 10)
+    ink = cv2.subtract(paper, small)
+    binary = ((ink > max(50.0, 0.45 * float(ink.max()))) * 255).astype(np.uint8)
+    n, _, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    sh, sw = small.shape
+    min_side = 0.008 * max(sh, sw)
+    corners = {0: [], 1: [], 2: [], 3: []}
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        if bw < min_side or bh < min_side or not 0.6 < bw / bh < 1.6 or area < 0.75 * bw * bh:
+            continue
+        cx, cy = centroids[i]
+        if bw > 0.1 * sw:
+            continue
+        near_x = cx < 0.2 * sw or cx > 0.8 * sw
+        near_y = cy < 0.2 * sh or cy > 0.8 * sh
+        if near_x and near_y:
+            corners[(cy > sh / 2) * 2 + (cx > sw / 2)].append((cx / f, cy / f, area / f / f))
+    marks = []
+    for k in range(4):
+        if not corners[k]:
+            raise SegmentError("registration marks not found (is this page one of the templates?)")
+        ox, oy = (w if k % 2 else 0), (h if k >= 2 else 0)
+        marks.append(min(corners[k], key=lambda m: (m[0] - ox) ** 2 + (m[1] - oy) ** 2))
+    return marks
+
+
+@functools.lru_cache(maxsize=16)
+def _printed(template: Template) -> np.ndarray:
+    """The template's printed ink (bright) at 1 px/pt, rendered once; read-only, shared by the cues below."""
+    ink = 255.0 - render_blank(template, 72, line_grey=100).astype(np.float32)
+    ink.setflags(write=False)
+    return ink
+
+
+def _clear_marks(image: np.ndarray, template: Template, value) -> None:
+    """Sets the registration marks (and 4 points around them) of a 1 px/pt image to `value`, in place."""
+    for x, y, s in template.registration_marks:
+        image[max(0, int(y) - 4):int(y + s) + 4, max(0, int(x) - 4):int(x + s) + 4] = value
+
+
+@functools.lru_cache(maxsize=16)
+def _blank(template: Template) -> np.ndarray:
+    """The template's printed layout at 1 px/pt, blurred, zero-mean: for matching."""
+    return _layout_signal(_printed(template), template)
+
+
+def _layout_signal(ink: np.ndarray, template: Template) -> np.ndarray:
+    """Blurred, zero-mean ink at 1 px/pt with the marks masked: what tells one layout from another."""
+    ink = ink.copy()
+    _clear_marks(ink, template, 0)
+    return _zero_mean(cv2.GaussianBlur(ink, (0, 0), 2.0))
+
+
+@functools.lru_cache(maxsize=16)
+def _title_signal(template: Template) -> np.ndarray:
+    x, y, w, h = (int(v) for v in template.title_box)
+    return _zero_mean(cv2.GaussianBlur(_printed(template)[y:y + h, x:x + w], (0, 0), 1.0))
+
+
+def _zero_mean(a: np.ndarray) -> np.ndarray:
+    return (a - a.mean()) / (a.std() + 1e-6)
+
+
+def _title_match(ink: np.ndarray, template: Template) -> float:
+    """Normalised correlation of the title region; the page may sit a few points off."""
+    x, y, w, h = (int(v) for v in template.title_box)
+    region = cv2.GaussianBlur(ink[y - 6:y + h + 6, x - 6:x + w + 6], (0, 0), 1.0)
+    result = cv2.matchTemplate(region.astype(np.float32), _title_signal(template).astype(np.float32),
+                               cv2.TM_CCOEFF_NORMED)
+    return float(result.max())
+
+
+@functools.lru_cache(maxsize=16)
+def _guide_mask(template: Template) -> np.ndarray:
+    """Where the template prints its boxes and lines at 1 px/pt, title and marks left out."""
+    mask = _printed(template) > 50
+    x, y, w, h = (int(v) for v in template.title_box)
+    mask[y - 8:y + h + 8, x - 8:x + w + 8] = False
+    _clear_marks(mask, template, False)
+    return mask
+
+
+def _guide_cover(ink: np.ndarray, template: Template) -> float:
+    """Share of the template's printed lines that have ink on the page within a point (1.0: no lines)."""
+    mask = _guide_mask(template)
+    if not mask.any():
+        return 1.0
+    near = cv2.dilate((ink > 40).astype(np.uint8), np.ones((3, 3), np.uint8))
+    return float(near[mask].mean())
+
+
+def _aspect(centres: np.ndarray) -> float:
+    """Height over width of the marks' rectangle (TL, TR, BL, BR centres)."""
+    width = np.linalg.norm(centres[1] - centres[0]) + np.linalg.norm(centres[3] - centres[2])
+    height = np.linalg.norm(centres[2] - centres[0]) + np.linalg.norm(centres[3] - centres[1])
+    return float(height / width)
+
+
+def _mark_centres(template: Template) -> np.ndarray:
+    return np.float32([[x + s / 2, y + s / 2] for x, y, s in template.registration_marks])
+
+
+def register_page(page: np.ndarray, templates: list[Template]) -> tuple[np.ndarray, Registration]:
+    """Finds orientation, template and homography for a scanned page.
+
+    Returns:
+        (the page upright, its registration).
+
+    Raises:
+        SegmentError: no marks, or no template matches.
+    """
+    marks = _find_marks(page)
+    areas = [m[2] for m in marks]
+    upside_down = int(np.argmax(areas)) == 3
+    if upside_down:
+        page = cv2.rotate(page, cv2.ROTATE_180)
+        marks = _find_marks(page)
+    elif int(np.argmax(areas)) != 0:
+        raise SegmentError("page is rotated by 90 degrees or its top-left mark is damaged")
+    found = np.float32([[m[0], m[1]] for m in marks])
+    best, best_rank = None, 0.0
+    for template in templates:
+        expected = _mark_centres(template)
+        if abs(_aspect(found) / _aspect(expected) - 1.0) > 0.04:  # letter vs A4 differ by 10%
+            continue
+        homography = cv2.getPerspectiveTransform(expected, found)
+        w_pt, h_pt = template.size_pt
+        # The page seen in template coordinates at 1 px/pt, compared with the printed layout.
+        seen = cv2.warpPerspective(page, homography, (int(w_pt), int(h_pt)),
+                                   flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP, borderValue=255)
+        ink = 255.0 - seen.astype(np.float32)
+        layout = float((_layout_signal(ink, template) * _blank(template)).mean())
+        # The printed title sits in the same place on every form and differs between forms: the strongest
+        # cue, unless a rubber stamp lands on it; then whether the template's own lines are on the page
+        # tells the forms apart.
+        score = _title_match(ink, template) + 0.5 * layout
+        rank = score + _guide_cover(ink, template)
+        if best is None or rank > best_rank:
+            best, best_rank = Registration(template, homography, upside_down, score), rank
+    if best is None or best.score < 0.3:
+        raise SegmentError(f"no template matches this page (best score {best.score if best else 0:.2f})")
+    return page, best
+
+
+def box_through(matrix: np.ndarray, box) -> tuple[int, int, int, int]:
+    """The axis-aligned box (x, y, w, h) around rectangle `box` after the homography `matrix`."""
+    x, y, w, h = box
+    pts = np.float32([[[x, y]], [[x + w, y]], [[x + w, y + h]], [[x, y + h]]])
+    moved = cv2.perspectiveTransform(pts, np.asarray(matrix, np.float64)).reshape(-1, 2)
+    x0, y0 = np.floor(moved.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(moved.max(axis=0)).astype(int)
+    return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
