@@ -14,8 +14,10 @@ import datetime
 import numpy as np
 
 from pipeline.templates import Field, check_value
+from pipeline.types import PageCut
 
-__all__ = ["FieldInfo", "ReadDigit", "assemble_field", "best_fitting_reading", "DEFAULT_REVIEW_THRESHOLD"]
+__all__ = ["FieldInfo", "ReadDigit", "assemble_field", "assemble_page", "best_fitting_reading",
+           "DEFAULT_REVIEW_THRESHOLD"]
 
 DEFAULT_REVIEW_THRESHOLD = 0.9
 # Readings kept per position while looking for one that fits the field's rules, and how much less
@@ -79,19 +81,8 @@ def assemble_field(info: FieldInfo, digits: list[ReadDigit], *, review_threshold
     """Builds the `fields` row and the `digits` rows for one field."""
     source_uri, page, field = info.key
     digits = sorted(digits, key=lambda d: d.position)
-    digit_rows, value, reasons = [], [], []
-    for d in digits:
-        order = np.argsort(d.probabilities)[::-1]
-        best, second = int(order[0]), int(order[1])
-        digit_rows.append({
-            "source_uri": source_uri, "page": page, "field": field, "position": d.position,
-            "digit": best, "confidence": float(d.probabilities[best]),
-            "second_digit": second, "second_confidence": float(d.probabilities[second]),
-            "bbox_x": d.bbox[0], "bbox_y": d.bbox[1], "bbox_w": d.bbox[2], "bbox_h": d.bbox[3],
-            "model_name": d.model_name, "model_version": d.model_version,
-        })
-        value.append(str(best))
-    text = "".join(value)
+    digit_rows = [_digit_row(info.key, d) for d in digits]
+    text = "".join(str(r["digit"]) for r in digit_rows)
     problems = check_value(info.spec, text) if info.spec is not None else []
     fitting = best_fitting_reading(info.spec, np.stack([d.probabilities for d in digits])) if (
         problems and digits and len(digits) == info.digits_cut and (info.spec.pattern or info.spec.check)) else None
@@ -104,7 +95,36 @@ def assemble_field(info: FieldInfo, digits: list[ReadDigit], *, review_threshold
                 r["second_digit"], r["second_confidence"] = r["digit"], r["confidence"]
                 r["digit"], r["confidence"] = int(ch), float(d.probabilities[int(ch)])
         text = fitting
-    confidence = min((r["confidence"] for r in digit_rows), default=None)
+    reasons = _review_reasons(info, digits, digit_rows, review_threshold) + problems
+    field_row = {
+        "source_uri": source_uri, "page": page, "template": info.template or None, "field": field,
+        "value": text, "confidence": min((r["confidence"] for r in digit_rows), default=None),
+        "digit_count": len(digit_rows), "needs_review": bool(reasons), "review_reason": "; ".join(reasons) or None,
+        "bbox_x": info.bbox[0], "bbox_y": info.bbox[1], "bbox_w": info.bbox[2], "bbox_h": info.bbox[3],
+        "model_name": digit_rows[0]["model_name"] if digit_rows else None,
+        "model_version": digit_rows[0]["model_version"] if digit_rows else None,
+        "run_id": run_id, "processed_at": processed_at,
+    }
+    return field_row, digit_rows
+
+
+def _digit_row(key: tuple, d: ReadDigit) -> dict:
+    source_uri, page, field = key
+    order = np.argsort(d.probabilities)[::-1]
+    best, second = int(order[0]), int(order[1])
+    return {
+        "source_uri": source_uri, "page": page, "field": field, "position": d.position,
+        "digit": best, "confidence": float(d.probabilities[best]),
+        "second_digit": second, "second_confidence": float(d.probabilities[second]),
+        "bbox_x": d.bbox[0], "bbox_y": d.bbox[1], "bbox_w": d.bbox[2], "bbox_h": d.bbox[3],
+        "model_name": d.model_name, "model_version": d.model_version,
+    }
+
+
+def _review_reasons(info: FieldInfo, digits: list[ReadDigit], digit_rows: list[dict],
+                    review_threshold: float) -> list[str]:
+    """Why a person should look at the field, apart from its rules: struck, unreadable, unsure digits."""
+    reasons = []
     if info.struck:
         # A correction on the form, and the detector's call: worth a person's look.
         reasons.append(f"{info.struck} struck-through digit(s) left out")
@@ -114,18 +134,33 @@ def assemble_field(info: FieldInfo, digits: list[ReadDigit], *, review_threshold
     if low:
         worst = min(low, key=lambda r: r["confidence"])
         reasons.append(f"low confidence {worst['confidence']:.2f} at position {worst['position']}")
-    reasons.extend(problems)
-    model_name = digit_rows[0]["model_name"] if digit_rows else None
-    model_version = digit_rows[0]["model_version"] if digit_rows else None
-    field_row = {
-        "source_uri": source_uri, "page": page, "template": info.template or None, "field": field,
-        "value": text, "confidence": confidence, "digit_count": len(digit_rows),
-        "needs_review": bool(reasons), "review_reason": "; ".join(reasons) or None,
-        "bbox_x": info.bbox[0], "bbox_y": info.bbox[1], "bbox_w": info.bbox[2], "bbox_h": info.bbox[3],
-        "model_name": model_name, "model_version": model_version,
-        "run_id": run_id, "processed_at": processed_at,
-    }
-    return field_row, digit_rows
+    return reasons
+
+
+def assemble_page(page: PageCut, reads, *, review_threshold: float, run_id: str,
+                  processed_at: datetime.datetime) -> dict[str, list[dict]]:
+    """The `fields` and `digits` rows of one page, from its cuts and the model's reads of its crops.
+
+    Args:
+        page: the page's fields and digits as segmentation cut them.
+        reads: `pipeline.infer.PageReads`, row i for the page's i-th crop.
+    """
+    rows: dict[str, list[dict]] = {"fields": [], "digits": []}
+    k = 0
+    for cut in page.fields:
+        info = FieldInfo((page.source_uri, page.page, cut.field), cut.template, cut.spec, cut.bbox,
+                         len(cut.digits), cut.struck)
+        digits = []
+        for d in cut.digits:
+            if d.crop is not None:
+                digits.append(ReadDigit(d.position, d.bbox, reads.probabilities[k], reads.model_name,
+                                        reads.model_versions[k]))
+                k += 1
+        field_row, digit_rows = assemble_field(info, digits, review_threshold=review_threshold, run_id=run_id,
+                                               processed_at=processed_at)
+        rows["fields"].append(field_row)
+        rows["digits"].extend(digit_rows)
+    return rows
 
 
 def _rules(spec: Field) -> str:

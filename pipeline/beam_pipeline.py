@@ -1,9 +1,14 @@
 """The Beam pipeline: scans -> pages -> digit crops -> TF Serving -> results tables.
 
     MatchFiles / MatchContinuously / Pub/Sub -> ReadMatches
-      -> Read (pages)  -> Segment (fields, digit cuts) -> Normalise (28x28)
-      -> RunInference(TFServingModelHandler) -> Assemble (per field) -> Write
-    Every stage sends what it cannot handle to `rejects`, one row per element.
+      -> Read (pages) -> Segment (a PageCut: fields and normalised crops)
+      -> RunInference(TFServingModelHandler over pages) -> Assemble (per page) -> Write
+
+A page is one element from segmentation to the write: nothing is shuffled
+after the files are spread over the workers, so the stages fuse and a
+worker's memory does not grow with the corpus. Every stage sends what it
+cannot handle to `rejects`, one row per element; every element after the read
+is a `{table: rows}` dict, written in one transaction per batch of pages.
 """
 
 from __future__ import annotations
@@ -38,8 +43,7 @@ class RunConfig:
     model_label: str | None = None
     templates_dir: str | None = None
     review_threshold: float = 0.9
-    min_batch_size: int = 16
-    max_batch_size: int = 256
+    max_batch_size: int = 256            # crops per Predict request
     streaming: bool = False
     poll_seconds: float = 2.0
     stop_after: float | None = None     # local streaming: stop after this many seconds
@@ -136,7 +140,7 @@ def _malloc_trim():
 
 
 class SegmentPage(beam.DoFn):
-    """(key, page) -> FieldInfo (tag "fields") and (field key, DigitCut); failures -> rejects."""
+    """(key, page) -> PageCut; a page that cannot be registered or cut -> rejects."""
 
     def __init__(self, templates: list | None):
         # Parsed in the driver and shipped with the DoFn: workers need no access to the templates' folder.
@@ -158,11 +162,10 @@ class SegmentPage(beam.DoFn):
     def _segment(self, element):
         import cv2
 
-        from pipeline.assemble import FieldInfo
         from pipeline.lines import find_lines
         from pipeline.register import register_page
         from pipeline.segment import cut_fields
-        from pipeline.types import SegmentError
+        from pipeline.types import PageCut, SegmentError
 
         (uri, page), image = element
         try:
@@ -173,89 +176,60 @@ class SegmentPage(beam.DoFn):
                 cuts = find_lines(image)
         except (SegmentError, ValueError, cv2.error) as exc:
             self.rejected.inc()
-            yield beam.pvalue.TaggedOutput("rejects", _reject(uri, page, "segment", exc))
+            yield beam.pvalue.TaggedOutput("rejects", {"rejects": [_reject(uri, page, "segment", exc)]})
             return
-        for cut in cuts:
-            key = (uri, page, cut.field)
-            self.fields.inc()
-            yield beam.pvalue.TaggedOutput("fields", (key, FieldInfo(key, cut.template, cut.spec, cut.bbox,
-                                                                     len(cut.digits), cut.struck)))
-            for digit in cut.digits:
-                yield key, digit
+        self.fields.inc(len(cuts))
+        blank = [_reject(uri, page, "normalise", f"{cut.field} position {d.position}: crop has no ink")
+                 for cut in cuts for d in cut.digits if d.crop is None]
+        if blank:
+            yield beam.pvalue.TaggedOutput("rejects", {"rejects": blank})
+        yield PageCut(uri, page, cuts)
 
 
-class NormaliseDigit(beam.DoFn):
-    """(field key, DigitCut) -> DigitExample (28x28, the training normalisation); blank cuts -> rejects."""
+class AssemblePage(beam.DoFn):
+    """PredictionResult(PageCut, PageReads) -> {"fields": rows, "digits": rows}; a refused page -> rejects."""
 
-    def process(self, element):
-        from pipeline.infer import DigitExample
-
-        key, digit = element
-        if digit.crop is not None:
-            yield DigitExample(key, digit.position, digit.crop, digit.bbox)
-        else:
-            uri, page, field = key
-            yield beam.pvalue.TaggedOutput(
-                "rejects", _reject(uri, page, "normalise", f"{field} position {digit.position}: crop has no ink"))
-
-
-def _prediction_to_read(result):
-    """PredictionResult -> (field key, ReadDigit) or a reject for a crop the model refused."""
-    from pipeline.assemble import ReadDigit
-    from pipeline.infer import InferenceFailed
-
-    example, inference = result.example, result.inference
-    if isinstance(inference, InferenceFailed):
-        uri, page, field = example.key
-        return beam.pvalue.TaggedOutput("rejects", _reject(
-            uri, page, "infer", f"{field} position {example.position}: {inference.message}", inference.error_type))
-    return example.key, ReadDigit(example.position, example.bbox, inference.probabilities, inference.model_name,
-                                  inference.model_version)
-
-
-def _failed_batch_to_rejects(failed):
-    batch, exc = failed
-    for example in batch:
-        uri, page, field = example.key
-        yield _reject(uri, page, "infer", f"{field} position {example.position}: {exc}")
-
-
-class AssembleField(beam.DoFn):
-    """(field key, {info, digits}) -> ("fields", row) and ("digits", row)."""
-
-    def __init__(self, review_threshold: float, run_id: str):
+    def __init__(self, review_threshold: float, run_id: str, target: str):
         self.review_threshold = review_threshold
         self.run_id = run_id
+        self.target = target
         self.digits_counter = Metrics.counter("formdigits", "digits")
         self.review_counter = Metrics.counter("formdigits", "needs_review")
+        self.rejected = Metrics.counter("formdigits", "rejects")
 
-    def process(self, element):
-        from pipeline.assemble import assemble_field
+    def process(self, result):
+        from pipeline.assemble import assemble_page
+        from pipeline.infer import InferenceFailed
 
-        key, grouped = element
-        infos, digits = list(grouped["info"]), list(grouped["digits"])
-        if not infos:  # digits whose field record was lost cannot be placed
-            uri, page, field = key
-            yield beam.pvalue.TaggedOutput("rejects", _reject(uri, page, "assemble", f"{field}: no field record",
-                                                              "MissingField"))
+        page, reads = result.example, result.inference
+        if isinstance(reads, InferenceFailed):
+            self.rejected.inc()
+            yield {"rejects": [_reject(page.source_uri, page.page, "infer",
+                                       f"TF Serving at {self.target}: {reads.message}", reads.error_type)]}
             return
-        field_row, digit_rows = assemble_field(infos[0], digits, review_threshold=self.review_threshold,
-                                               run_id=self.run_id, processed_at=_now())
-        self.digits_counter.inc(len(digit_rows))
-        if field_row["needs_review"]:
-            self.review_counter.inc()
-        yield "fields", field_row
-        for row in digit_rows:
-            yield "digits", row
+        rows = assemble_page(page, reads, review_threshold=self.review_threshold, run_id=self.run_id,
+                             processed_at=_now())
+        self.digits_counter.inc(len(rows["digits"]))
+        self.review_counter.inc(sum(1 for r in rows["fields"] if r["needs_review"]))
+        yield rows
+
+
+def _failed_batch_to_rejects(failed, target: str):
+    """A batch of pages whose inference failed past its retries: one rejects row per page."""
+    from pipeline.infer import describe_failure
+
+    batch, exc = failed
+    error_type, message = describe_failure(exc)
+    return {"rejects": [_reject(page.source_uri, page.page, "infer", f"TF Serving at {target}: {message}",
+                                error_type) for page in batch]}
 
 
 class WriteLocalRows(beam.DoFn):
-    """("fields" | "digits" | "rejects", row) -> Parquet shards + DuckDB upserts, in batches of rows.
+    """{table: rows} per page -> Parquet shards + DuckDB upserts, in batches of pages.
 
     Written where they are made, without a shuffle first: the DirectRunner holds
     every shuffled collection in memory, which made memory grow with the corpus.
-    A field's row and its digits arrive together (AssembleField emits them in a
-    run) and a batch is only cut before a field row, so they land in one transaction.
+    A batch is cut between elements, so a page's fields and digits land in one transaction.
     """
 
     def __init__(self, output_dir: str, run_id: str, batch_rows: int = WRITE_BATCH_ROWS):
@@ -268,11 +242,11 @@ class WriteLocalRows(beam.DoFn):
         self.count = 0
 
     def process(self, element):
-        table, row = element
-        if table != "digits" and self.count >= self.batch_rows:
+        for table, rows in element.items():
+            self.buffer[table].extend(rows)
+            self.count += len(rows)
+        if self.count >= self.batch_rows:
             self._flush()
-        self.buffer[table].append(row)
-        self.count += 1
 
     def finish_bundle(self):
         self._flush()
@@ -285,60 +259,50 @@ class WriteLocalRows(beam.DoFn):
             self.start_bundle()  # an empty buffer again
 
 
+def _files(p: beam.Pipeline, cfg: RunConfig):
+    """The input files' metadata: matched once, watched, or named by GCS notifications."""
+    if cfg.input_subscription:
+        # Dataflow streaming: GCS object notifications on Pub/Sub name the new files.
+        return (p
+                | "ReadNotifications" >> beam.io.ReadFromPubSub(subscription=cfg.input_subscription,
+                                                               with_attributes=True)
+                | "NotificationToPath" >> beam.Map(
+                    lambda m: f"gs://{m.attributes['bucketId']}/{m.attributes['objectId']}")
+                | "MatchNew" >> fileio.MatchAll())
+    if cfg.streaming:
+        return p | "Watch" >> fileio.MatchContinuously(cfg.input, interval=cfg.poll_seconds,
+                                                       has_deduplication=True,
+                                                       start_timestamp=beam.utils.timestamp.Timestamp.now())
+    if isinstance(cfg.input, (list, tuple)):  # a micro-batch of files found by the local watcher
+        return p | "Files" >> beam.Create(list(cfg.input)) | "MatchNew" >> fileio.MatchAll()
+    return p | "Match" >> fileio.MatchFiles(cfg.input)
+
+
 def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:
     """Adds the whole flow to `p`; returns the main PCollections (for tests and metrics)."""
     from pipeline.infer import TFServingModelHandler
-
-    if cfg.input_subscription:
-        # Dataflow streaming: GCS object notifications on Pub/Sub name the new files.
-        files = (p
-                 | "ReadNotifications" >> beam.io.ReadFromPubSub(subscription=cfg.input_subscription,
-                                                                with_attributes=True)
-                 | "NotificationToPath" >> beam.Map(
-                     lambda m: f"gs://{m.attributes['bucketId']}/{m.attributes['objectId']}")
-                 | "MatchNew" >> fileio.MatchAll())
-    elif cfg.streaming:
-        files = p | "Watch" >> fileio.MatchContinuously(cfg.input, interval=cfg.poll_seconds,
-                                                        has_deduplication=True,
-                                                        start_timestamp=beam.utils.timestamp.Timestamp.now())
-    elif isinstance(cfg.input, (list, tuple)):  # a micro-batch of files found by the local watcher
-        files = p | "Files" >> beam.Create(list(cfg.input)) | "MatchNew" >> fileio.MatchAll()
-    else:
-        files = p | "Match" >> fileio.MatchFiles(cfg.input)
-    # Spread the matched files over the workers: without the shuffle, one bundle (one worker)
-    # would read and segment every file that one glob matched.
-    files = files | "SpreadFiles" >> beam.Reshuffle() | "ReadMatches" >> fileio.ReadMatches()
-    if cfg.streaming or cfg.input_subscription:
-        files = files | "Window" >> beam.WindowInto(beam.window.FixedWindows(cfg.window_seconds))
-
-    pages = files | "Read" >> beam.ParDo(ReadPages(cfg.progress_dir)).with_outputs("rejects", main="pages")
     from pipeline.templates import load_templates
 
+    # Spread the matched files over the workers: without the shuffle, one bundle (one worker)
+    # would read and segment every file that one glob matched.
+    files = _files(p, cfg) | "SpreadFiles" >> beam.Reshuffle() | "ReadMatches" >> fileio.ReadMatches()
+    if cfg.streaming or cfg.input_subscription:
+        files = files | "Window" >> beam.WindowInto(beam.window.FixedWindows(cfg.window_seconds))
+    pages = files | "Read" >> beam.ParDo(ReadPages(cfg.progress_dir)).with_outputs("rejects", main="pages")
     templates = list(load_templates(cfg.templates_dir).values()) if cfg.templates_dir else None
-    segmented = (pages.pages
-                 | "Segment" >> beam.ParDo(SegmentPage(templates)).with_outputs("fields", "rejects",
-                                                                                        main="digits"))
-    normalised = (segmented.digits
-                  | "Normalise" >> beam.ParDo(NormaliseDigit()).with_outputs("rejects", main="examples"))
+    cut = pages.pages | "Segment" >> beam.ParDo(SegmentPage(templates)).with_outputs("rejects", main="pages")
     handler = TFServingModelHandler(cfg.serving, cfg.model, version=cfg.model_version,
-                                    version_label=cfg.model_label, min_batch_size=cfg.min_batch_size,
-                                    max_batch_size=cfg.max_batch_size)
-    inferred, failed = normalised.examples | "RunInference" >> RunInference(handler).with_exception_handling()
-    reads = inferred | "ToDigits" >> beam.Map(_prediction_to_read).with_outputs("rejects", main="digits")
-    assembled = ({"info": segmented.fields, "digits": reads.digits}
-                 | "JoinFields" >> beam.CoGroupByKey()
-                 | "Assemble" >> beam.ParDo(AssembleField(cfg.review_threshold, cfg.run_id))
-                 .with_outputs("rejects", main="rows"))
-    infer_failed = failed.failed_inferences | "FailedBatches" >> beam.FlatMap(_failed_batch_to_rejects)
-    rejects = ((pages.rejects, segmented.rejects, normalised.rejects, reads.rejects, infer_failed, assembled.rejects)
-               | "AllRejects" >> beam.Flatten())
-    rows = ((assembled.rows, rejects | "TagRejects" >> beam.Map(lambda r: ("rejects", r)))
-            | "AllRows" >> beam.Flatten())
+                                    version_label=cfg.model_label, max_batch_size=cfg.max_batch_size)
+    inferred, failed = cut.pages | "RunInference" >> RunInference(handler).with_exception_handling()
+    assembled = inferred | "Assemble" >> beam.ParDo(AssemblePage(cfg.review_threshold, cfg.run_id, cfg.serving))
+    infer_failed = failed.failed_inferences | "FailedBatches" >> beam.Map(_failed_batch_to_rejects, cfg.serving)
+    read_rejects = pages.rejects | "ReadRejects" >> beam.Map(lambda row: {"rejects": [row]})
+    rows = ((assembled, read_rejects, cut.rejects, infer_failed) | "AllRows" >> beam.Flatten())
     if cfg.bigquery:
         _write_bigquery(rows, cfg)
     else:
         rows | "WriteLocal" >> beam.ParDo(WriteLocalRows(cfg.output, cfg.run_id))
-    return {"rows": rows, "rejects": rejects}
+    return {"rows": rows}
 
 
 def _write_bigquery(rows, cfg: RunConfig) -> None:
@@ -350,8 +314,7 @@ def _write_bigquery(rows, cfg: RunConfig) -> None:
               else beam.io.WriteToBigQuery.Method.FILE_LOADS)
     for table in ("fields", "digits", "rejects"):
         (rows
-         | f"Select_{table}" >> beam.Filter(lambda tr, t=table: tr[0] == t)
-         | f"ToJson_{table}" >> beam.Map(lambda tr: to_json_row(tr[1]))
+         | f"ToJson_{table}" >> beam.FlatMap(lambda tables, t=table: [to_json_row(r) for r in tables.get(t, [])])
          | f"WriteToBigQuery_{table}" >> beam.io.WriteToBigQuery(
              table=f"{project}:{dataset}.{table}", schema=bigquery_schema(table),
              create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,

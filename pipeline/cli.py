@@ -273,7 +273,7 @@ def _run_run(args, parser, beam_args) -> int:
     cfg = RunConfig(input=args.input, output=args.output, serving=args.serving or "", run_id=new_run_id(),
                     model=args.model, model_version=args.model_version, model_label=args.model_label,
                     templates_dir=args.templates, review_threshold=args.review_threshold,
-                    max_batch_size=args.batch_size, min_batch_size=min(16, args.batch_size),
+                    max_batch_size=args.batch_size,
                     streaming=args.streaming, poll_seconds=args.poll_seconds, stop_after=args.stop_after,
                     window_seconds=args.window_seconds, input_subscription=args.input_subscription)
     try:

@@ -1,7 +1,10 @@
-"""Infer stage: digit crops to TF Serving in batches, through Beam's RemoteModelHandler.
+"""Infer stage: a batch of pages' digit crops to TF Serving, through Beam's RemoteModelHandler.
 
-The handler knows gRPC only through `serving.client`; it never sees pixels
-beyond the normalised 28x28 crops it forwards.
+Elements are whole pages (`PageCut`). Beam's BatchElements groups pages by how
+many crops they hold, and each batch goes to the server in requests of at most
+`max_batch_size` crops (the server's own batch size); the answers are split
+back per page. The handler knows gRPC only through `serving.client` and pixels
+only as the normalised 28x28 crops it forwards.
 """
 
 from __future__ import annotations
@@ -12,61 +15,62 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 from apache_beam.ml.inference.base import PredictionResult, RemoteModelHandler
 
+from pipeline.types import PageCut
 from serving.client import PredictClient, is_retriable
 
-__all__ = ["DigitExample", "DigitPrediction", "InferenceFailed", "TFServingModelHandler"]
+__all__ = ["PageReads", "InferenceFailed", "TFServingModelHandler", "describe_failure"]
 
 
 @dataclasses.dataclass
-class DigitExample:
-    """One normalised digit on its way to the model."""
+class PageReads:
+    """The model's answer for one page's crops, row i for `PageCut.crops()[i]`."""
 
-    key: tuple                       # (source_uri, page, field)
-    position: int
-    image: np.ndarray                # uint8 [28, 28], 0 = paper
-    bbox: tuple[int, int, int, int]
-
-
-@dataclasses.dataclass
-class DigitPrediction:
-    probabilities: np.ndarray        # float32 [10]
-    model_name: str
-    model_version: int
+    probabilities: np.ndarray        # float32 [N, 10]
+    model_name: str | None
+    model_versions: list[int]        # per crop: a new version may come up between two requests
 
 
 @dataclasses.dataclass
 class InferenceFailed:
-    """The model refused this one crop (e.g. INVALID_ARGUMENT); the rest of its batch went through."""
+    """The server refused this page's request (e.g. INVALID_ARGUMENT); the other pages went through."""
 
-    error_type: str
+    error_type: str                  # the gRPC status code's name, or the exception's type
     message: str
 
 
-class TFServingModelHandler(RemoteModelHandler[DigitExample, PredictionResult, PredictClient]):
-    """Calls TF Serving's Predict (or the local server) with batches of digit crops.
+def _crop_count(page: PageCut) -> int:
+    """A page's weight in a batch: its crops (at least 1, so empty pages still move)."""
+    return max(1, len(page.digits_with_ink()))
+
+
+class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, PredictClient]):
+    """Reads pages' digit crops with TF Serving's Predict (or the local server).
 
     Args:
         target: `host:port` or `dns:///host:port`.
         model_name: served model name.
         version / version_label: pin a version or a label from models.config.
-        min_batch_size / max_batch_size: Beam's BatchElements bounds; keep the
-            maximum within the server's max_batch_size.
+        max_batch_size: crops per Predict request, and about how many crops a
+            batch of pages holds; keep it within the server's max_batch_size.
         timeout_s: deadline per Predict call.
         num_retries: retries of a retriable failure (UNAVAILABLE, DEADLINE_EXCEEDED...).
         ca_file / auth_token: TLS and auth for a remote endpoint.
     """
 
     def __init__(self, target: str, model_name: str = "lenet5", *, version: int | None = None,
-                 version_label: str | None = None, min_batch_size: int = 16, max_batch_size: int = 256,
-                 timeout_s: float = 30.0, num_retries: int = 5, throttle_delay_secs: int = 5,
-                 ca_file: str | None = None, auth_token: str | None = None):
+                 version_label: str | None = None, max_batch_size: int = 256, timeout_s: float = 30.0,
+                 num_retries: int = 5, throttle_delay_secs: int = 5, ca_file: str | None = None,
+                 auth_token: str | None = None):
         super().__init__(namespace="formdigits", num_retries=num_retries, throttle_delay_secs=throttle_delay_secs,
                          retry_filter=is_retriable)
+        self.target = target
+        self.max_batch_size = max_batch_size
         # What each worker's PredictClient is built from (the client validates them).
         self._client_args = dict(target=target, model_name=model_name, version=version, version_label=version_label,
                                  timeout_s=timeout_s, ca_file=ca_file, auth_token=auth_token)
         # RemoteModelHandler does not call ModelHandler.__init__, so batching is set here.
-        self._batching_kwargs = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
+        self._batching_kwargs = {"min_batch_size": 1, "max_batch_size": max_batch_size,
+                                 "element_size_fn": _crop_count}
 
     def batch_elements_kwargs(self):
         return self._batching_kwargs
@@ -76,39 +80,51 @@ class TFServingModelHandler(RemoteModelHandler[DigitExample, PredictionResult, P
         # it shares the process's one channel to the target.
         return PredictClient(**self._client_args)
 
-    def request(self, batch: Sequence[DigitExample], model: PredictClient,
+    def request(self, batch: Sequence[PageCut], model: PredictClient,
                 inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
-        images = np.stack([e.image for e in batch])
+        crops = [page.crops() for page in batch]
         try:
-            return self._predict(batch, images, model)
+            return self._read_pages(batch, crops, model)
         except Exception as exc:
             if is_retriable(exc) or len(batch) == 1:
-                raise  # the base class retries, then the batch fails as a whole
-            # A request-level refusal: find the crop(s) responsible, keep the others.
+                raise  # the base class retries; past that the batch goes to the failed output
+            # A request-level refusal: find the page(s) responsible, keep the others.
             results = []
-            for example, image in zip(batch, images):
+            for page, page_crops in zip(batch, crops):
                 try:
-                    results.extend(self._predict([example], image[None], model))
-                except Exception as one:  # noqa: BLE001 - reported per element
+                    results.extend(self._read_pages([page], [page_crops], model))
+                except Exception as one:  # noqa: BLE001 - reported per page
                     if is_retriable(one):
                         raise
-                    results.append(PredictionResult(example, InferenceFailed(type(one).__name__, _describe(one))))
+                    results.append(PredictionResult(page, InferenceFailed(*describe_failure(one))))
             return results
 
-    @staticmethod
-    def _predict(batch, images: np.ndarray, model: PredictClient) -> list[PredictionResult]:
-        result = model.predict(images)
-        probabilities = result.outputs["probabilities"]
-        return [PredictionResult(example, DigitPrediction(probabilities[i], result.model_name, result.model_version))
-                for i, example in enumerate(batch)]
+    def _read_pages(self, pages: Sequence[PageCut], crops: list[np.ndarray],
+                    model: PredictClient) -> list[PredictionResult]:
+        flat = np.concatenate(crops) if crops else np.zeros((0, 28, 28), np.uint8)
+        probabilities, versions, name = [], [], None
+        for start in range(0, len(flat), self.max_batch_size):
+            result = model.predict(flat[start:start + self.max_batch_size])
+            chunk = result.outputs["probabilities"]
+            probabilities.append(chunk)
+            versions += [result.model_version] * len(chunk)
+            name = result.model_name
+        probabilities = np.concatenate(probabilities) if probabilities else np.zeros((0, 10), np.float32)
+        out, start = [], 0
+        for page, page_crops in zip(pages, crops):
+            end = start + len(page_crops)
+            out.append(PredictionResult(page, PageReads(probabilities[start:end], name, versions[start:end])))
+            start = end
+        return out
 
     def get_metrics_namespace(self) -> str:
         return "formdigits"
 
 
-def _describe(exc: Exception) -> str:
+def describe_failure(exc: BaseException) -> tuple[str, str]:
+    """(error type, message) of a failed call: the gRPC status code and details where there are some."""
     details = getattr(exc, "details", None)
     code = getattr(exc, "code", None)
     if callable(details) and callable(code):
-        return f"{code().name}: {details()}"
-    return str(exc)
+        return code().name, f"{code().name}: {details()}"
+    return type(exc).__name__, str(exc)

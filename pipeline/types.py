@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline.templates import Field, Template
 
-__all__ = ["SegmentError", "DigitCut", "FieldCut", "Registration"]
+__all__ = ["SegmentError", "DigitCut", "FieldCut", "PageCut", "Registration"]
 
 
 class SegmentError(ValueError):
@@ -38,6 +38,28 @@ class FieldCut:
     bbox: tuple[int, int, int, int]   # the field's box on the page as scanned
     digits: list[DigitCut]
     struck: int = 0                   # struck-through digits left out of `digits`
+
+
+@dataclasses.dataclass
+class PageCut:
+    """A page's fields and their normalised digit crops: one element from segmentation to assembly.
+
+    A page travels the graph whole, so its digits are read together and its
+    rows are written together: no join between stages, no page half written.
+    """
+
+    source_uri: str
+    page: int                         # 1-based
+    fields: list[FieldCut]
+
+    def digits_with_ink(self) -> list[DigitCut]:
+        """The digits the model reads, in field and position order (blank cuts have no crop)."""
+        return [d for f in self.fields for d in f.digits if d.crop is not None]
+
+    def crops(self) -> np.ndarray:
+        """uint8 [N, 28, 28]: the normalised crops of `digits_with_ink()`, in that order."""
+        crops = [d.crop for d in self.digits_with_ink()]
+        return np.stack(crops) if crops else np.zeros((0, 28, 28), np.uint8)
 
 
 @dataclasses.dataclass

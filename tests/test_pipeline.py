@@ -267,43 +267,51 @@ class RefusesDarkCrops:
         return _Result(len(images))
 
 
-def _examples(n, bad=()):
-    from pipeline.infer import DigitExample
+def _pages(n, bad=()):
+    """n one-field pages of two crops each; a page in `bad` holds an all-ink crop."""
+    from pipeline.types import DigitCut, FieldCut, PageCut
 
-    return [DigitExample(("s.png", 1, "f"), i, np.full((28, 28), 255 if i in bad else 0, np.uint8), (0, 0, 1, 1))
-            for i in range(n)]
+    pages = []
+    for i in range(n):
+        crops = [np.full((28, 28), 255 if i in bad else 0, np.uint8), np.zeros((28, 28), np.uint8)]
+        digits = [DigitCut(k, c, (k, 0, 1, 1), c) for k, c in enumerate(crops)]
+        pages.append(PageCut("s.png", i + 1, [FieldCut("t", "f", None, (0, 0, 1, 1), digits)]))
+    return pages
 
 
 def test_handler_retries_a_transient_failure():
-    from pipeline.infer import DigitPrediction, TFServingModelHandler
+    from pipeline.infer import PageReads, TFServingModelHandler
 
     handler = TFServingModelHandler("127.0.0.1:1", num_retries=2)
     client = FailsOnce()
-    results = list(handler.run_inference(_examples(3), client))
+    results = list(handler.run_inference(_pages(3), client))
     assert client.calls == 2
-    assert all(isinstance(r.inference, DigitPrediction) and r.inference.model_version == 7 for r in results)
+    assert all(isinstance(r.inference, PageReads) and r.inference.model_versions == [7, 7] for r in results)
 
 
-def test_handler_rejects_only_the_bad_crop():
-    from pipeline.infer import DigitPrediction, InferenceFailed, TFServingModelHandler
+def test_handler_rejects_only_the_page_with_the_bad_crop():
+    from pipeline.infer import InferenceFailed, PageReads, TFServingModelHandler
 
     handler = TFServingModelHandler("127.0.0.1:1", num_retries=0)
-    results = list(handler.run_inference(_examples(4, bad={2}), RefusesDarkCrops()))
-    assert [type(r.inference) for r in results] == [DigitPrediction, DigitPrediction, InferenceFailed, DigitPrediction]
-    assert "INVALID_ARGUMENT: bad crop" == results[2].inference.message
+    results = list(handler.run_inference(_pages(4, bad={2}), RefusesDarkCrops()))
+    assert [type(r.inference) for r in results] == [PageReads, PageReads, InferenceFailed, PageReads]
+    assert results[2].inference.error_type == "INVALID_ARGUMENT"
+    assert results[2].inference.message == "INVALID_ARGUMENT: bad crop"
 
 
-def test_handler_batching_and_weakref_client(server):
+def test_handler_batches_pages_by_crops_and_splits_requests(server):
     import weakref
 
     from pipeline.infer import TFServingModelHandler
 
-    handler = TFServingModelHandler(server.target, max_batch_size=128)
-    assert handler.batch_elements_kwargs() == {"min_batch_size": 16, "max_batch_size": 128}
+    handler = TFServingModelHandler(server.target, max_batch_size=3)
+    kwargs = handler.batch_elements_kwargs()
+    assert kwargs["max_batch_size"] == 3 and kwargs["element_size_fn"](_pages(1)[0]) == 2
     client = handler.create_client()
     weakref.ref(client)  # RemoteModelHandler keeps the client by weak reference
-    results = list(handler.run_inference(_examples(5), client))
-    assert len(results) == 5 and results[0].inference.probabilities.shape == (10,)
+    results = list(handler.run_inference(_pages(5), client))  # 10 crops: requests of 3, 3, 3, 1
+    assert [r.example.page for r in results] == [1, 2, 3, 4, 5]
+    assert all(r.inference.probabilities.shape == (2, 10) for r in results)
 
 
 def test_writer_waits_for_a_reader(tmp_path):
