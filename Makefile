@@ -54,13 +54,11 @@ TRAIN_IF_NEEDED := ls models/lenet5/[0-9]* >/dev/null 2>&1 || $(BIN)/formdigits 
 
 bench: setup
 	@$(TRAIN_IF_NEEDED)
-	@mkdir -p bench
-	$(BIN)/formdigits bench --out bench/latest.json
+	$(BIN)/formdigits bench --out bench/results/latest.json
 
 bench-quick: setup
 	@$(TRAIN_IF_NEEDED)
-	@mkdir -p bench
-	$(BIN)/formdigits bench --quick --out bench/quick.json
+	$(BIN)/formdigits bench --quick --out bench/results/quick.json
 
 # Re-resolve the pins after editing pyproject.toml's versions.
 lock:

@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory):
     """A models directory holding a small LeNet-5 trained by `formdigits train` (version 1)."""
-    from pipeline.cli import main
+    from formdigits.cli import main
 
     out = tmp_path_factory.mktemp("models")
     rc = main(["train", "--arch", "lenet5", "--data", "synthetic", "--samples", "3000",

@@ -7,9 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.benchmark import (_tesseract_digits, bare_loop, corpus_files, markdown_table, replicate,
-                                tesseract_baseline)
-from pipeline.cli import main
+from bench.corpora import corpus_files, replicate
+from bench.pipeline import bare_loop
+from bench.suite import markdown_table
+from bench.tesseract import tesseract_baseline, tesseract_digits as _tesseract_digits
+from formdigits.cli import main
 from corpus.evaluate import load_truth
 from pipeline.read import Page, read_pages
 from pipeline.register import register_page

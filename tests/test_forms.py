@@ -196,7 +196,7 @@ def test_empty_or_unrelated_results_are_errors(tmp_path, corpus):
     _write_results(tmp_path / "other", [{"source_uri": "file:///x/other.png", "page": 1, "field": "f", "value": "1"}])
     with pytest.raises(EvalError, match="same corpus"):
         evaluate(load_results(tmp_path / "other"), load_truth(out / "truth.jsonl"))
-    res = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", "--results", str(tmp_path / "empty"),
+    res = subprocess.run([sys.executable, "-m", "formdigits", "eval", "--results", str(tmp_path / "empty"),
                           "--truth", str(out / "truth.jsonl")], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "holds no results" in res.stderr
 

@@ -54,7 +54,7 @@ def test_not_an_archive(tmp_path):
 
 
 def test_train_on_mnist_file(tiny_mnist, tmp_path):
-    from pipeline.cli import main
+    from formdigits.cli import main
 
     rc = main(["train", "--data", "mnist", "--mnist-path", str(tiny_mnist), "--epochs", "1",
                "--export-dir", str(tmp_path / "models")])
@@ -65,7 +65,7 @@ def test_train_on_mnist_file(tiny_mnist, tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "formdigits", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_cli_missing_mnist_path_is_one_line(tmp_path):

@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 
-from pipeline.cli import main
+from formdigits.cli import main
 from corpus.evaluate import evaluate, load_results, load_truth
 from corpus.forms import synth_forms
 from serving.server.config import BatchingOptions, ModelEntry
@@ -151,7 +151,7 @@ def test_streaming_picks_up_new_files(corpus, models_dir, tmp_path):
     out = tmp_path / "out"
     log = open(tmp_path / "run.log", "w")  # a file, not a pipe nobody reads: a full pipe would block the job
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", "--input", str(watched / "*"), "--output", str(out),
+        [sys.executable, "-m", "formdigits", "run", "--input", str(watched / "*"), "--output", str(out),
          "--templates", str(corpus / "templates"), "--models-dir", str(models_dir), "--streaming",
          "--poll-seconds", "1", "--stop-after", "240"],
         stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -161,14 +161,14 @@ def test_streaming_picks_up_new_files(corpus, models_dir, tmp_path):
         seen = []
         while time.monotonic() < deadline and not seen:
             time.sleep(1)
-            res = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", "--db", str(out), "--format", "csv",
+            res = subprocess.run([sys.executable, "-m", "formdigits", "query", "--db", str(out), "--format", "csv",
                                   "SELECT DISTINCT source_uri FROM fields"], capture_output=True, text=True)
             seen = [l for l in res.stdout.splitlines()[1:] if "first.png" in l]
         assert seen, "a file added while the job runs reaches the table:\n" + (tmp_path / "run.log").read_text()[-3000:]
         shutil.copy(corpus / "scan_00002.jpg", watched / "second.jpg")
         while time.monotonic() < deadline + 30:
             time.sleep(1)
-            res = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", "--db", str(out), "--format", "csv",
+            res = subprocess.run([sys.executable, "-m", "formdigits", "query", "--db", str(out), "--format", "csv",
                                   "SELECT count(DISTINCT source_uri) FROM fields"], capture_output=True, text=True)
             if res.stdout.splitlines()[-1:] == ["2"]:
                 break
@@ -196,7 +196,7 @@ def test_dataflow_dry_run_translates_offline(corpus, tmp_path):
 
 
 def _one_line(args):
-    res = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-m", "formdigits", *args], capture_output=True, text=True, timeout=120)
     lines = [l for l in res.stderr.splitlines() if l.startswith("formdigits")]
     return res.returncode, lines
 
@@ -217,12 +217,12 @@ def test_wrong_flags_fail_fast(tmp_path):
 def test_query_is_read_only_and_formats(batch_output):
     rc, lines = _one_line(["query", "--db", str(batch_output), "DROP TABLE fields"])
     assert rc == 2 and "read-only" in lines[0]
-    res = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", "--db", str(batch_output), "--format", "json",
+    res = subprocess.run([sys.executable, "-m", "formdigits", "query", "--db", str(batch_output), "--format", "json",
                           "SELECT field, value FROM fields ORDER BY source_uri, page, field LIMIT 3"],
                          capture_output=True, text=True, timeout=60)
     rows = json.loads(res.stdout)
     assert len(rows) == 3 and set(rows[0]) == {"field", "value"}
-    res = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", "--db", str(batch_output),
+    res = subprocess.run([sys.executable, "-m", "formdigits", "query", "--db", str(batch_output),
                           "SELECT count(*) AS n FROM digits"], capture_output=True, text=True, timeout=60)
     assert res.stdout.splitlines()[0].strip() == "n" and res.stdout.strip().endswith("(1 row)")
 

@@ -238,7 +238,7 @@ def test_sigterm_finishes_in_flight_requests(models_dir, tmp_path, crops):
     batching = tmp_path / "batching.config"
     batching.write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 1500000 }\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", "--models-dir", str(models_dir), "--port", "0",
+        [sys.executable, "-m", "formdigits", "serve", "--models-dir", str(models_dir), "--port", "0",
          "--batching-config", str(batching)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

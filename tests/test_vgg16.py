@@ -42,7 +42,7 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
 
 
 def test_short_fine_tune_and_export(tmp_path):
-    from pipeline.cli import main
+    from formdigits.cli import main
 
     rc = main(["train", "--arch", "vgg16", "--vgg-weights", "none", "--samples", "300",
                "--heldout-samples", "100", "--epochs", "1", "--batch-size", "50",

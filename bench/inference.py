@@ -2,7 +2,7 @@
 
 Both sides are measured in one run on the same machine, so the ratios hold on
 a noisy, shared machine where absolute figures drift. The server runs in its
-own process (as in production), started with `formdigits serve` on a free
+own process (as in production), started by `ServerProcess` on a free
 loopback port; clients are threads of this process.
 """
 
@@ -13,6 +13,10 @@ import threading
 import time
 
 import numpy as np
+
+from serving.client import PredictClient
+from serving.server.engine import ServerProcess
+from serving.server.models import versions_on_disk
 
 __all__ = ["bench_inference"]
 
@@ -27,6 +31,19 @@ def _rate(fn, batch: int, seconds: float, min_calls: int = 3) -> float:
     return calls * batch / (time.perf_counter() - start)
 
 
+def _in_process(path: str, images: np.ndarray, batch_sizes, seconds: float, log) -> dict[int, float]:
+    """Images/s of the SavedModel's serving_default called in this process."""
+    import tensorflow as tf  # only this part of the suite runs TensorFlow in the benchmark's own process
+
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    rates = {}
+    for b in batch_sizes:
+        x = tf.constant(images[:b])
+        rates[b] = _rate(lambda: signature(images=x)["probabilities"].numpy(), b, seconds)
+        log(f"  in-process  batch {b:>4}: {rates[b]:>9,.0f} images/s")
+    return rates
+
+
 def bench_inference(models_dir: str, model: str = "lenet5", batch_sizes=(1, 16, 64, 256), clients=(1, 4),
                     seconds: float = 2.0, log=print) -> dict:
     """Measures images/s in-process and through gRPC.
@@ -36,26 +53,12 @@ def bench_inference(models_dir: str, model: str = "lenet5", batch_sizes=(1, 16, 
         `grpc_vs_inprocess_ratio` (largest batch) and
         `batched_vs_unbatched_speedup` (largest batch vs batch 1, through gRPC).
     """
-    import tensorflow as tf
-
-    from model_export.export import list_versions
-    from serving.client import PredictClient
-    from serving.server.engine import ServerProcess
-
-    versions = list_versions(os.path.join(models_dir, model))
+    versions = versions_on_disk(os.path.join(models_dir, model))
     if not versions:
         raise FileNotFoundError(f"no {model} under {models_dir}; train one: formdigits train --export-dir {models_dir}")
     path = os.path.join(models_dir, model, str(versions[-1]))
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(max(batch_sizes), 28, 28, 1), dtype=np.uint8)
-
-    signature = tf.saved_model.load(path).signatures["serving_default"]
-    in_process = {}
-    for b in batch_sizes:
-        x = tf.constant(images[:b])
-        in_process[b] = _rate(lambda: signature(images=x)["probabilities"].numpy(), b, seconds)
-        log(f"  in-process  batch {b:>4}: {in_process[b]:>9,.0f} images/s")
-
+    images = np.random.default_rng(0).integers(0, 256, size=(max(batch_sizes), 28, 28, 1), dtype=np.uint8)
+    in_process = _in_process(path, images, batch_sizes, seconds, log)
     with ServerProcess(models_dir) as server:
         client = PredictClient(server.target, model, timeout_s=60)
         client.wait_until_available(60)
@@ -69,7 +72,6 @@ def bench_inference(models_dir: str, model: str = "lenet5", batch_sizes=(1, 16, 
         for n in clients:
             concurrent[n] = _concurrent_rate(client, images[:b], n, seconds)
             log(f"  gRPC {n} clients batch {b:>4}: {concurrent[n]:>9,.0f} images/s")
-
     big, small = max(batch_sizes), min(batch_sizes)
     return {
         "model": model,

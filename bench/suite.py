@@ -1,0 +1,147 @@
+"""The whole suite: run the parts, check the targets, write `FILE.json` and `FILE.md`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+
+from bench.corpora import corpus_files, make_corpus
+from bench.inference import bench_inference
+from bench.pipeline import bench_pipeline
+from bench.tesseract import tesseract_available, tesseract_baseline
+from corpus.evaluate import evaluate, load_results, load_truth
+from pipeline.templates import load_templates
+from serving.server.engine import ServerProcess
+
+__all__ = ["SuiteOptions", "TARGETS", "run_suite", "markdown_table", "write_results", "DEFAULT_RESULTS"]
+
+DEFAULT_RESULTS = os.path.join("bench", "results", "latest.json")
+CORPUS_SEED = 4242
+
+TARGETS = {
+    "pipeline_vs_bare_ratio": (">=", 0.9),
+    "grpc_vs_inprocess_ratio": (">=", 0.6),
+    "batched_vs_unbatched_speedup": (">=", 20),
+    "rss_growth_ratio": ("<=", 1.1),
+    "speed_vs_tesseract": (">=", 10),
+}
+
+
+@dataclasses.dataclass
+class SuiteOptions:
+    quick: bool = False
+    models_dir: str = "models"
+    model: str = "lenet5"
+    pages: int | None = None            # corpus pages for the pipeline figures (default 100; quick 20)
+    work_dir: str = os.path.join("bench", "work")
+    only: str | None = None             # "inference" | "pipeline"
+    tesseract: bool = True
+
+    @property
+    def corpus_pages(self) -> int:
+        return self.pages or (20 if self.quick else 100)
+
+
+def run_suite(opts: SuiteOptions, log=print) -> dict:
+    """Runs the chosen parts of the suite; returns every figure measured."""
+    started = time.monotonic()
+    workers = os.cpu_count() or 1
+    results = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": f"{platform.machine()}, {workers} cores, Python {platform.python_version()}",
+        "quick": opts.quick,
+    }
+    if opts.only != "pipeline":
+        seconds = 1.0 if opts.quick else 3.0
+        log(f"== inference: {opts.model} through gRPC vs in-process ({seconds:.0f}s per point)")
+        results["inference"] = bench_inference(opts.models_dir, opts.model, seconds=seconds, log=log)
+    if opts.only != "inference":
+        log(f"== pipeline ({workers} cores)")
+        results["pipeline"] = _pipeline_part(opts, workers, log)
+    results["wall_s"] = round(time.monotonic() - started, 1)
+    return results
+
+
+def _pipeline_part(opts: SuiteOptions, workers: int, log) -> dict:
+    pages = opts.corpus_pages
+    log(f"corpus: {pages} pages (seed {CORPUS_SEED})")
+    corpus = make_corpus(os.path.join(opts.work_dir, f"corpus-{pages}-{CORPUS_SEED}"), pages, CORPUS_SEED)
+    templates = list(load_templates(os.path.join(corpus, "templates")).values())
+    files = corpus_files(corpus)
+    truth = load_truth(os.path.join(corpus, "truth.jsonl"))
+    with ServerProcess(opts.models_dir) as server:
+        results = bench_pipeline(corpus, files, templates, opts.work_dir, server.target, workers, log)
+    report = evaluate(load_results(os.path.join(opts.work_dir, f"out-{workers}")), truth)
+    results["ours"] = {"field_accuracy": report["field_exact_match"], "digit_accuracy": report["digit_accuracy"],
+                       "pages_per_s": results["pipeline_10x"]["pages_per_s"],
+                       "pages_per_s_at_n": results["pipeline"][str(workers)]["pages_per_s"]}
+    if opts.tesseract:
+        if not tesseract_available():
+            raise FileNotFoundError("tesseract is not installed: make bench installs Debian's tesseract-ocr "
+                                    "(or: sudo apt-get install tesseract-ocr)")
+        log(f"tesseract (digits only, one line per field), {workers} processes")
+        tess = tesseract_baseline(files, templates, truth, workers)
+        log(f"    {tess['pages_per_s']} pages/s, field accuracy {tess['field_accuracy']}")
+        results["tesseract"] = tess
+        results["speed_vs_tesseract"] = round(results["ours"]["pages_per_s"] / tess["pages_per_s"], 2)
+        results["speed_vs_tesseract_at_n"] = round(results["ours"]["pages_per_s_at_n"] / tess["pages_per_s"], 2)
+    return results
+
+
+def _met(value, op, target) -> str:
+    if value is None or target is None:
+        return "-"
+    ok = value >= target if op == ">=" else value <= target if op == "<=" else value > target
+    return "yes" if ok else "**no**"
+
+
+def _rows(results: dict) -> list[tuple[str, object, str]]:
+    inf, pipe = results.get("inference", {}), results.get("pipeline", {})
+    tess, ours = pipe.get("tesseract", {}), pipe.get("ours", {})
+    grpc, local = inf.get("grpc_images_per_s", {}), inf.get("inprocess_images_per_s", {})
+    return [
+        ("grpc_vs_inprocess_ratio", inf.get("grpc_vs_inprocess_ratio"),
+         f"gRPC {grpc.get('256')} vs in-process {local.get('256')} images/s, batch 256"),
+        ("batched_vs_unbatched_speedup", inf.get("batched_vs_unbatched_speedup"),
+         f"gRPC batch 256 vs batch 1 ({grpc.get('1')} images/s)"),
+        ("pipeline_vs_bare_ratio", pipe.get("pipeline_vs_bare_ratio"),
+         f"formdigits run {ours.get('pages_per_s')} pages/s over {10 * (pipe.get('pages') or 0)} pages vs bare loop "
+         f"{pipe.get('bare_loop', {}).get('pages_per_s')}; at {pipe.get('pages')} pages, start-up included: "
+         f"{pipe.get('pipeline_vs_bare_ratio_at_n')}"),
+        ("worker_scaling", pipe.get("worker_scaling"),
+         f"{pipe.get('workers')} workers vs 1 ({pipe.get('pipeline', {}).get('1', {}).get('pages_per_s')} pages/s)"),
+        ("rss_growth_ratio", pipe.get("rss_growth_ratio"),
+         "peak RSS MB at " + ", ".join(f"{k} pages: {v}" for k, v in pipe.get("rss_mb", {}).items())),
+        ("speed_vs_tesseract", pipe.get("speed_vs_tesseract"),
+         f"ours {ours.get('pages_per_s')} vs tesseract {tess.get('pages_per_s')} pages/s "
+         f"(at {pipe.get('pages')} pages: {pipe.get('speed_vs_tesseract_at_n')})"),
+        ("ours.field_accuracy", ours.get("field_accuracy"), f"tesseract.field_accuracy {tess.get('field_accuracy')}"),
+    ]
+
+
+def markdown_table(results: dict) -> str:
+    """The headline figures as a markdown table (what the README shows)."""
+    tess = results.get("pipeline", {}).get("tesseract", {})
+    lines = ["| key | value | target | met | detail |", "|---|---|---|---|---|"]
+    for key, value, detail in _rows(results):
+        op, target = TARGETS.get(key, ("", None))
+        if key == "ours.field_accuracy":
+            op, target = ">", tess.get("field_accuracy")
+        met = _met(value, op, target)
+        lines.append(f"| `{key}` | {value} | {op} {target if target is not None else ''} | {met} | {detail} |")
+    return "\n".join(lines)
+
+
+def write_results(results: dict, path: str) -> tuple[str, str]:
+    """Writes the results as JSON at `path` and the table as markdown beside it; returns both paths."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(results, fh, indent=2)
+    md = os.path.splitext(path)[0] + ".md"
+    with open(md, "w") as fh:
+        fh.write(f"Measured {results['date']} on {results['machine']}"
+                 f"{' (--quick)' if results['quick'] else ''}; {results['wall_s']}s.\n\n{markdown_table(results)}\n")
+    return path, md

@@ -1,0 +1,48 @@
+"""The `formdigits` command: one entry point, one subcommand per job.
+
+This module only parses, calls and prints: each command's parser and the call
+it makes live in `formdigits/commands/`, and the work in the packages they
+call (`pipeline`, `serving`, `model_export`, `corpus`, `bench`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from formdigits.args import OneLineParser
+from formdigits.commands import bench, data, jobs, models
+
+__all__ = ["main", "build_parser"]
+
+COMMAND_GROUPS = (models, data, jobs, bench)
+# Commands whose unknown flags are passed on (`run` hands them to Beam: --direct_num_workers, --machine_type...).
+PASS_THROUGH = {"run"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="formdigits", description="Read handwritten digits from scanned forms at scale.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub.required = True
+    for group in COMMAND_GROUPS:
+        group.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ start-up chatter is noise for a command-line user.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    args, extra = parser.parse_known_args(argv)
+    command_parser = parser._subparsers._group_actions[0].choices[args.command]  # for one-line errors
+    if args.command in PASS_THROUGH:
+        return args.func(args, command_parser, extra)
+    if extra:
+        command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args.func(args, command_parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per group of `formdigits` commands: each adds its parsers and runs them."""

@@ -1,0 +1,82 @@
+"""`formdigits synth-forms` and `formdigits eval`: test corpora and their scores."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from formdigits.args import positive_int
+
+__all__ = ["add_parsers"]
+
+
+def add_parsers(sub) -> None:
+    _add_synth_forms(sub)
+    _add_eval(sub)
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    from corpus.forms import FORMATS
+
+    chosen = tuple(f.strip().lower() for f in text.split(",") if f.strip())
+    for f in chosen:
+        if f not in FORMATS:
+            raise argparse.ArgumentTypeError(f"unknown format {f!r}; choose from {','.join(FORMATS)}")
+    if not chosen:
+        raise argparse.ArgumentTypeError("give at least one format")
+    return chosen
+
+
+def _add_synth_forms(sub) -> None:
+    p = sub.add_parser("synth-forms", help="generate scanned handwritten forms with ground truth",
+                       description="Fill form templates with synthetic handwriting, scan them (skew, noise, "
+                                   "blur, stamps...) and write PNG/JPEG/TIFF/PDF files, DIR/templates/ and "
+                                   "DIR/truth.jsonl.")
+    p.add_argument("--count", type=positive_int, required=True, help="number of form pages")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--formats", type=_formats, default=("png", "jpeg", "tiff", "pdf"),
+                   help="comma-separated, from png,jpeg,tiff,pdf (default: all)")
+    p.set_defaults(func=_run_synth_forms)
+
+
+def _run_synth_forms(args, parser) -> int:
+    import time
+
+    from corpus.forms import synth_forms
+
+    last = [0.0]
+
+    def progress(done, total):
+        if time.monotonic() - last[0] > 2 or done == total:
+            last[0] = time.monotonic()
+            print(f"  {done}/{total} pages", file=sys.stderr, flush=True)
+
+    summary = synth_forms(args.count, args.out, seed=args.seed, formats=args.formats, progress=progress)
+    print(f"{summary['pages']} pages in {summary['files']} files, {summary['fields']} fields, "
+          f"{summary['seconds']}s -> {args.out} (truth: {os.path.join(args.out, 'truth.jsonl')})")
+    return 0
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="score results against a corpus's truth",
+                       description="Digit accuracy, field exact match, review flags, rejects, per-template "
+                                   "scores and the confusion matrix of a results directory.")
+    p.add_argument("--results", required=True, metavar="DIR", help="the --output DIR of formdigits run")
+    p.add_argument("--truth", required=True, metavar="FILE", help="truth.jsonl from formdigits synth-forms")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args, parser) -> int:
+    import json
+
+    from corpus.evaluate import EvalError, evaluate, format_report, load_results, load_truth
+
+    try:
+        report = evaluate(load_results(args.results), load_truth(args.truth))
+    except EvalError as exc:
+        print(f"formdigits eval: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0

@@ -1,0 +1,120 @@
+"""`formdigits run` and `formdigits query`: the Beam job and the tables it writes."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from formdigits.args import positive_int, share
+
+__all__ = ["add_parsers"]
+
+
+def add_parsers(sub) -> None:
+    _add_run(sub)
+    _add_query(sub)
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="the Beam job: scans -> digits -> results tables",
+                       description="Read scans, segment digit fields, classify the digits through TF Serving "
+                                   "and write fields/digits/rejects tables. Unknown flags go to Beam.")
+    p.add_argument("--input", required=True, metavar="GLOB", help="files to read: local glob or gs://bucket/path/*")
+    p.add_argument("--output", required=True, metavar="DIR_OR_BQ",
+                   help="a directory (DuckDB + Parquet) or bq:PROJECT:DATASET")
+    p.add_argument("--serving", metavar="HOST:PORT", help="TF Serving endpoint (default: start the local server)")
+    p.add_argument("--model", default="lenet5")
+    version = p.add_mutually_exclusive_group()
+    version.add_argument("--model-version", type=positive_int, help="pin a model version")
+    version.add_argument("--model-label", help="a version label from models.config, e.g. stable")
+    p.add_argument("--models-dir", default="models", help="models for the embedded server (default: models)")
+    p.add_argument("--templates", metavar="DIR", help="form templates (e.g. CORPUS/templates); without them, "
+                                                      "lines of digits are found on each page")
+    p.add_argument("--review-threshold", type=share, default=0.9,
+                   help="flag fields whose weakest digit is below this probability (default: 0.9)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="largest batch sent to the server")
+    p.add_argument("--streaming", action="store_true", help="keep watching --input for new files")
+    p.add_argument("--poll-seconds", type=float, default=2.0, help="streaming: how often to look for new files")
+    p.add_argument("--window-seconds", type=float, default=5.0, help="streaming: how often results are written")
+    p.add_argument("--stop-after", type=float, metavar="SECONDS", help="streaming: stop watching after this long")
+    p.add_argument("--input-subscription", metavar="SUB",
+                   help="Dataflow streaming: Pub/Sub subscription of GCS notifications for new scans")
+    p.add_argument("--runner", choices=("DirectRunner", "DataflowRunner"), default="DirectRunner")
+    p.add_argument("--dry-run", action="store_true",
+                   help="translate the Dataflow job offline and write its description (implies DataflowRunner)")
+    p.add_argument("--job-file", default="dataflow-job.json", help="where --dry-run writes the job description")
+    p.add_argument("--project", help="Google Cloud project (DataflowRunner)")
+    p.add_argument("--region", help="Dataflow region, e.g. europe-west1")
+    p.add_argument("--temp-location", help="gs:// path for Dataflow's temporary files")
+    p.set_defaults(func=_run_run)
+
+
+def _run_run(args, parser, beam_args) -> int:
+    import glob
+    import json
+
+    runner = "DataflowRunner" if args.dry_run else args.runner
+    if args.output.startswith("bq:") and len(args.output[3:].split(":")) != 2:
+        parser.error(f"--output {args.output!r}: BigQuery output is bq:PROJECT:DATASET")
+    if runner == "DataflowRunner":
+        missing = [f for f in ("project", "region", "temp_location") if not getattr(args, f)]
+        if missing:
+            parser.error(f"DataflowRunner needs --{missing[0].replace('_', '-')}")
+        if not args.temp_location.startswith("gs://"):
+            parser.error("--temp-location must be a gs:// path")
+        if not args.serving:
+            parser.error("DataflowRunner needs --serving HOST:PORT (TF Serving reachable from the workers)")
+        beam_args = beam_args + [f"--project={args.project}", f"--region={args.region}",
+                                 f"--temp_location={args.temp_location}"]
+    elif not args.input.startswith("gs://") and not args.streaming and not glob.glob(args.input):
+        parser.error(f"--input {args.input!r} matches no files")
+    if args.templates and not os.path.isdir(args.templates):
+        parser.error(f"--templates {args.templates!r} is not a directory")
+
+    from pipeline.beam_pipeline import RunConfig
+    from pipeline.run import RunError, new_run_id, run_job
+
+    cfg = RunConfig(input=args.input, output=args.output, serving=args.serving or "", run_id=new_run_id(),
+                    model=args.model, model_version=args.model_version, model_label=args.model_label,
+                    templates_dir=args.templates, review_threshold=args.review_threshold,
+                    max_batch_size=args.batch_size,
+                    streaming=args.streaming, poll_seconds=args.poll_seconds, stop_after=args.stop_after,
+                    window_seconds=args.window_seconds, input_subscription=args.input_subscription)
+    try:
+        summary = run_job(cfg, beam_args, runner=runner, dry_run=args.dry_run, models_dir=args.models_dir,
+                          job_file=args.job_file)
+    except RunError as exc:
+        print(f"formdigits run: {exc}", file=sys.stderr)
+        return 2
+    if summary.get("dry_run"):
+        print(f"Dataflow dry run: {summary['state']}, {summary['transforms']} transforms, "
+              f"{summary['steps']} job steps -> {summary['job_file']}")
+    elif "pages" in summary:
+        print(f"run {summary['run_id']}: {summary['pages']} pages, {summary['fields']} fields, "
+              f"{summary['digits']} digits, {summary['needs_review']} need review, {summary['rejects']} rejects; "
+              f"{summary['wall_s']}s ({summary['pages_per_s']} pages/s) -> {args.output}")
+    else:
+        print(json.dumps(summary))
+    return 0
+
+
+def _add_query(sub) -> None:
+    p = sub.add_parser("query", help="read-only SQL over the results tables",
+                       description="Run SQL on DIR/results.duckdb (tables fields, digits, rejects), read-only.")
+    p.add_argument("--db", required=True, metavar="DIR", help="the --output DIR of formdigits run")
+    p.add_argument("sql", help='e.g. "SELECT field, value, confidence FROM fields WHERE needs_review"')
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=_run_query)
+
+
+def _run_query(args, parser) -> int:
+    from pipeline.query import QueryError, format_rows, run_query
+
+    try:
+        names, rows = run_query(args.db, args.sql)
+    except QueryError as exc:
+        print(f"formdigits query: {exc}", file=sys.stderr)
+        return 2
+    if names:
+        print(format_rows(names, rows, args.format))
+    return 0
