@@ -11,6 +11,7 @@ import collections
 import json
 import os
 
+import duckdb
 import numpy as np
 
 __all__ = ["EvalError", "load_truth", "load_results", "evaluate", "format_report"]
@@ -49,8 +50,6 @@ def load_results(results_dir: str | os.PathLike) -> dict[str, list[dict]]:
     Reads `DIR/results.duckdb`, or the Parquet shards `DIR/<table>/*.parquet` when
     there is no database file.
     """
-    import duckdb
-
     results_dir = os.fspath(results_dir)
     if not os.path.isdir(results_dir):
         raise EvalError(f"results directory {results_dir!r} does not exist")
@@ -86,66 +85,68 @@ def _rate(num: int, den: int) -> float | None:
     return round(num / den, 6) if den else None
 
 
-def evaluate(results: dict[str, list[dict]], truth: list[dict]) -> dict:
-    """Scores results against truth; see the module docstring for the matching rules."""
-    predicted = {}
-    for row in results["fields"]:
-        key = (_source_key(str(row["source_uri"])), int(row["page"]), row["field"])
-        predicted[key] = row
+def _match(results: dict[str, list[dict]], truth: list[dict]) -> tuple[dict, dict]:
+    """(results' fields by key, truth by key), keyed (file name, page, field); refuses unrelated sets."""
+    predicted = {(_source_key(str(row["source_uri"])), int(row["page"]), row["field"]): row
+                 for row in results["fields"]}
     truth_by_key = {(t["source"], t["page"], t["field"]): t for t in truth}
-    matched = [k for k in truth_by_key if k in predicted]
-    if predicted and not matched:
+    if not predicted:
+        raise EvalError("the results hold no fields")
+    if not any(k in predicted for k in truth_by_key):
         raise EvalError(f"none of the {len(predicted)} result fields match the truth's "
                         f"{len(truth_by_key)} fields on (source, page, field): are --results and --truth "
                         "from the same corpus?")
-    if not predicted:
-        raise EvalError("the results hold no fields")
+    return predicted, truth_by_key
 
+
+def _score_field(tally: collections.Counter, template: collections.Counter, confusion: np.ndarray,
+                 truth_value: str, row: dict | None) -> None:
+    """Adds one truth field (and the row read for it, if any) to the tallies."""
+    template["fields"] += 1
+    template["digits"] += len(truth_value)
+    tally["digits"] += len(truth_value)
+    if row is None:
+        return
+    value = "" if row.get("value") is None else str(row["value"])
+    ok = value == truth_value
+    tally["exact"] += ok
+    template["exact"] += ok
+    for i, ch in enumerate(truth_value):
+        if i < len(value) and value[i].isdigit():
+            confusion[int(ch), int(value[i])] += 1
+            if value[i] == ch:
+                tally["digits_ok"] += 1
+                template["digits_ok"] += 1
+    if row.get("needs_review"):
+        tally["flagged"] += 1
+        tally["flagged_errors"] += not ok
+    else:
+        tally["unflagged"] += 1
+        tally["unflagged_ok"] += ok
+
+
+def evaluate(results: dict[str, list[dict]], truth: list[dict]) -> dict:
+    """Scores results against truth; see the module docstring for the matching rules."""
+    predicted, truth_by_key = _match(results, truth)
     confusion = np.zeros((10, 10), np.int64)
-    exact = digits_ok = digits_total = flagged = flagged_errors = unflagged = unflagged_ok = 0
-    per_template = collections.defaultdict(lambda: collections.Counter())
-    for key in truth_by_key:
-        t = truth_by_key[key]
-        tmpl = per_template[t["template"]]
-        tmpl["fields"] += 1
-        tmpl["digits"] += len(t["value"])
-        digits_total += len(t["value"])
-        if key not in predicted:
-            continue
-        p = predicted[key]
-        value = "" if p.get("value") is None else str(p["value"])
-        ok = value == t["value"]
-        exact += ok
-        tmpl["exact"] += ok
-        tmpl["matched"] += 1
-        for i, ch in enumerate(t["value"]):
-            if i < len(value) and value[i].isdigit():
-                confusion[int(ch), int(value[i])] += 1
-                if value[i] == ch:
-                    digits_ok += 1
-                    tmpl["digits_ok"] += 1
-        if p.get("needs_review"):
-            flagged += 1
-            flagged_errors += not ok
-        else:
-            unflagged += 1
-            unflagged_ok += ok
-    errors = len(matched) - exact
-    missing = len(truth_by_key) - len(matched)
-    extra = len([k for k in predicted if k not in truth_by_key])
+    tally = collections.Counter()
+    per_template = collections.defaultdict(collections.Counter)
+    for key, t in truth_by_key.items():
+        _score_field(tally, per_template[t["template"]], confusion, t["value"], predicted.get(key))
+    matched = sum(1 for k in truth_by_key if k in predicted)
     rejects = collections.Counter(r.get("stage", "?") for r in results["rejects"])
     return {
         "truth_fields": len(truth_by_key),
         "result_fields": len(predicted),
-        "matched_fields": len(matched),
-        "missing_fields": missing,
-        "extra_fields": extra,
-        "field_exact_match": _rate(exact, len(truth_by_key)),
-        "digit_accuracy": _rate(digits_ok, digits_total),
-        "digits": digits_total,
-        "needs_review_rate": _rate(flagged, len(matched)),
-        "unflagged_field_accuracy": _rate(unflagged_ok, unflagged),
-        "errors_flagged_share": _rate(flagged_errors, errors),
+        "matched_fields": matched,
+        "missing_fields": len(truth_by_key) - matched,
+        "extra_fields": len([k for k in predicted if k not in truth_by_key]),
+        "field_exact_match": _rate(tally["exact"], len(truth_by_key)),
+        "digit_accuracy": _rate(tally["digits_ok"], tally["digits"]),
+        "digits": tally["digits"],
+        "needs_review_rate": _rate(tally["flagged"], matched),
+        "unflagged_field_accuracy": _rate(tally["unflagged_ok"], tally["unflagged"]),
+        "errors_flagged_share": _rate(tally["flagged_errors"], matched - tally["exact"]),
         "rejects": sum(rejects.values()),
         "rejects_by_stage": dict(sorted(rejects.items())),
         "per_template": {

@@ -99,21 +99,33 @@ def write_field(page: np.ndarray, field: Field, value: str, writer, rng: np.rand
     """
     if not value:
         return None
-    x, y, w, h = (v * scale for v in field.box)
+    box = tuple(v * scale for v in field.box)
     darkness = writer.darkness * rng.uniform(0.9, 1.05)
-    pen = max(1, int(round(writer.pen * h * 0.7)))
     if field.kind == "comb":
-        cell = w / field.cells
-        first = field.cells - len(value)  # right-aligned, like amounts on paper
-        for i, ch in enumerate(value):
-            g = glyph(int(ch), writer, rng, cell * 1.2 * rng.uniform(0.55, 0.8) * (h / (cell * 1.25)))
-            cx = x + (first + i + 0.5) * cell + rng.normal(0, cell * 0.06)
-            cy = y + h * 0.55 + rng.normal(0, h * 0.05)
-            if rng.random() < 0.06:          # crosses the box line below or beside
-                cy += h * rng.uniform(0.18, 0.3) * rng.choice([-1, 1])
-            stamp_ink(page, g, int(cx - g.shape[1] / 2), int(cy - g.shape[0] / 2), darkness)
+        _write_comb(page, field, box, value, writer, rng, darkness)
         return None
-    # boxed / underline / free: a run of digits from the left, sized to fit the box.
+    return _write_run(page, field, box, value, writer, rng, darkness, cross_out_rate)
+
+
+def _write_comb(page, field: Field, box, value: str, writer, rng: np.random.Generator, darkness: float) -> None:
+    """One digit a cell, right-aligned like amounts on paper; now and then one crosses the box line."""
+    x, y, w, h = box
+    cell = w / field.cells
+    first = field.cells - len(value)
+    for i, ch in enumerate(value):
+        g = glyph(int(ch), writer, rng, cell * 1.2 * rng.uniform(0.55, 0.8) * (h / (cell * 1.25)))
+        cx = x + (first + i + 0.5) * cell + rng.normal(0, cell * 0.06)
+        cy = y + h * 0.55 + rng.normal(0, h * 0.05)
+        if rng.random() < 0.06:          # crosses the box line below or beside
+            cy += h * rng.uniform(0.18, 0.3) * rng.choice([-1, 1])
+        stamp_ink(page, g, int(cx - g.shape[1] / 2), int(cy - g.shape[0] / 2), darkness)
+
+
+def _write_run(page, field: Field, box, value: str, writer, rng: np.random.Generator, darkness: float,
+               cross_out_rate: float) -> int | None:
+    """boxed / underline / free: a run of digits from the left, sized to fit the box (see `write_field`)."""
+    x, y, w, h = box
+    pen = max(1, int(round(writer.pen * h * 0.7)))
     height = h * (rng.uniform(0.6, 0.8) if field.kind == "boxed" else rng.uniform(0.7, 0.95))
     gap_share = rng.uniform(0.15, 0.45) * (0.3 if rng.random() < 0.12 else 1.0)  # tight: digits touch
     crossed = int(rng.integers(len(value))) if field.kind in ("underline", "free") and rng.random() < cross_out_rate else -1

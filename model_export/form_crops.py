@@ -19,6 +19,13 @@ from concurrent.futures import ProcessPoolExecutor
 import cv2
 import numpy as np
 
+from corpus import builtin_templates
+from corpus.forms import CROSS_OUT_RATE, render_document
+from corpus.handwriting import find_handwriting_fonts
+from pipeline.register import register_page
+from pipeline.segment import cut_fields
+from pipeline.types import SegmentError
+
 __all__ = ["generate_form_crops", "generate_strike_crops"]
 
 STRUCK = 10  # label of a struck-through digit in `_document_crops`
@@ -27,12 +34,6 @@ STRUCK = 10  # label of a struck-through digit in `_document_crops`
 def _document_crops(args) -> tuple[np.ndarray, np.ndarray]:
     """Crops of one rendered document: (28x28 crops, digit labels, STRUCK for a struck-through digit)."""
     seed, index, fonts, cross_out_rate = args
-    from pipeline.register import register_page
-    from pipeline.segment import cut_fields
-    from pipeline.types import SegmentError
-    from corpus.forms import render_document
-    from corpus import builtin_templates
-
     templates = builtin_templates()
     images, truth, _, rng = render_document(seed, index, "png", 1, fonts, "train", cross_out_rate=cross_out_rate)
     page = images[0]
@@ -60,8 +61,6 @@ def _document_crops(args) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _crops(n: int, seed: int, stream: int, cross_out_rate: float, workers, fonts, progress, keep_struck: bool):
-    from corpus.handwriting import find_handwriting_fonts
-
     fonts = find_handwriting_fonts() if fonts is None else fonts
     workers = workers or os.cpu_count() or 1
     parts, total, index = [], 0, 0
@@ -82,8 +81,6 @@ def _crops(n: int, seed: int, stream: int, cross_out_rate: float, workers, fonts
 def generate_form_crops(n: int, seed: int, stream: int, workers: int | None = None, fonts=None,
                         progress=None) -> tuple[np.ndarray, np.ndarray]:
     """About `n` labelled digit crops cut from rendered forms (deterministic by seed and stream)."""
-    from corpus.forms import CROSS_OUT_RATE
-
     return _crops(n, seed, stream, CROSS_OUT_RATE, workers, fonts, progress, keep_struck=False)
 
 

@@ -16,10 +16,21 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
+import cv2
+import keras
 import numpy as np
+from keras import layers
+
+from corpus.forms import cross_out, glyph, stamp_ink
+from corpus.handwriting import HELDOUT_STREAM, SAMPLES_PER_WRITER, TRAIN_STREAM, draw_writer, find_handwriting_fonts
+from model_export.form_crops import generate_strike_crops
+from pipeline.normalize import EmptyCropError, mnist_normalize
+from pipeline.strikeout import DEFAULT_WEIGHTS, WEIGHT_NAMES, StrikeDetector
 
 __all__ = ["train_detector", "main"]
 
@@ -30,12 +41,6 @@ def _log(msg: str) -> None:
 
 def _isolated(args) -> tuple[np.ndarray, np.ndarray]:
     """One writer's digits rendered alone, every other one struck through: (28x28 crops, struck 0/1)."""
-    import cv2
-
-    from pipeline.normalize import EmptyCropError, mnist_normalize
-    from corpus.handwriting import draw_writer
-    from corpus.forms import cross_out, glyph, stamp_ink
-
     seed, stream, writer_id, count, fonts = args
     rng = np.random.default_rng(np.random.SeedSequence([seed, stream, 7000 + writer_id]))
     writer = draw_writer(rng, fonts)
@@ -63,11 +68,6 @@ def isolated_strike_crops(n: int, seed: int, stream: int, workers: int | None = 
 
     They add struck examples of every writer style and size; forms have few.
     """
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
-    from corpus.handwriting import SAMPLES_PER_WRITER, find_handwriting_fonts
-
     fonts = find_handwriting_fonts() if fonts is None else fonts
     jobs = [(seed, stream, w, SAMPLES_PER_WRITER, fonts) for w in range(math.ceil(n / SAMPLES_PER_WRITER))]
     with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
@@ -80,9 +80,6 @@ NETWORK_WIDTH = (16, 32, 64)  # conv1 filters, conv2 filters, dense units (8, 16
 
 def build_network(width: tuple[int, int, int] = NETWORK_WIDTH):
     """The detector's network in Keras; `pipeline.strikeout.StrikeDetector` runs the same in numpy."""
-    import keras
-    from keras import layers
-
     conv1, conv2, dense = width
     return keras.Sequential([
         keras.Input((28, 28, 1)), layers.Rescaling(1 / 255),
@@ -100,10 +97,6 @@ def train_detector(train, heldout, *, epochs: int = 10, max_false_rate: float = 
         train, heldout: (crops uint8 [N, 28, 28], struck 0/1 [N]).
         max_false_rate: the largest share of held-out ordinary digits allowed above the threshold.
     """
-    import keras
-
-    from pipeline.strikeout import WEIGHT_NAMES, StrikeDetector
-
     keras.utils.set_random_seed(seed)
     model = build_network(width)
     model.compile(keras.optimizers.Adam(2e-3), "binary_crossentropy")
@@ -126,10 +119,6 @@ def train_detector(train, heldout, *, epochs: int = 10, max_false_rate: float = 
 
 
 def main(argv=None) -> int:
-    from model_export.form_crops import generate_strike_crops
-    from corpus.handwriting import HELDOUT_STREAM, TRAIN_STREAM
-    from pipeline.strikeout import DEFAULT_WEIGHTS
-
     parser = argparse.ArgumentParser(prog="python -m model_export.strikeout", description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=40000, help="crops cut from forms (default 40000)")
     parser.add_argument("--isolated", type=int, default=60000, help="digits rendered alone (default 60000)")

@@ -13,6 +13,8 @@ is a `{table: rows}` dict, written in one transaction per batch of pages.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import datetime
 import json
@@ -21,13 +23,28 @@ import os
 import time
 
 import apache_beam as beam
+import cv2
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
-__all__ = ["RunConfig", "build_pipeline"]
+from pipeline.assemble import assemble_page
+from pipeline.infer import InferenceFailed, TFServingModelHandler, describe_failure
+from pipeline.lines import find_lines
+from pipeline.progress import WorkerProgress
+from pipeline.read import Page, ReadError, read_pages
+from pipeline.register import register_page
+from pipeline.schema import bigquery_schema
+from pipeline.segment import cut_fields
+from pipeline.templates import load_templates
+from pipeline.types import PageCut, SegmentError
+from pipeline.write import to_json_row, write_local_tables
+
+__all__ = ["RunConfig", "build_pipeline", "SUMMARY_COUNTERS"]
 
 log = logging.getLogger("formdigits.run")
+# Beam counters (namespace "formdigits") of what a run writes: its summary, locally and on Dataflow.
+SUMMARY_COUNTERS = ("pages", "fields", "digits", "needs_review", "rejects")
 # Rows per local write (Parquet shard + DuckDB transaction); bounds a worker's memory.
 WRITE_BATCH_ROWS = 20000
 
@@ -68,45 +85,17 @@ def _reject(source_uri: str, page, stage: str, exc: BaseException | str, error_t
             "error_type": error_type or type(exc).__name__, "message": str(exc)[:2000], "processed_at": _now()}
 
 
-class _Progress:
-    """Counts pages in this worker process and leaves a small file the driver sums up."""
-
-    def __init__(self, directory: str | None):
-        self.directory = directory
-        self.pages = 0
-        self.last = 0.0
-
-    def add(self, n: int = 1) -> None:
-        self.pages += n
-        now = time.monotonic()
-        if self.directory and now - self.last > 1.0:
-            self.last = now
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.directory:
-            return
-        os.makedirs(self.directory, exist_ok=True)
-        path = os.path.join(self.directory, f"{os.getpid()}-{id(self):x}.json")
-        with open(path + ".part", "w") as fh:
-            json.dump({"pages": self.pages}, fh)
-        os.replace(path + ".part", path)
-
-
 class ReadPages(beam.DoFn):
     """ReadableFile -> (key, page image); unreadable files and pages -> rejects."""
 
     def __init__(self, progress_dir: str | None):
         self.progress_dir = progress_dir
-        self.pages = Metrics.counter("formdigits", "pages")
-        self.rejected = Metrics.counter("formdigits", "rejects")
+        self.pages = Metrics.counter("formdigits", "pages_read")
 
     def setup(self):
-        self.progress = _Progress(self.progress_dir)
+        self.progress = WorkerProgress(self.progress_dir)
 
     def process(self, readable):
-        from pipeline.read import Page, ReadError, read_pages
-
         uri = readable.metadata.path
         try:
             data = readable.read()
@@ -117,10 +106,8 @@ class ReadPages(beam.DoFn):
                     yield (uri, item.page), item.image
                 else:
                     exc, page = item
-                    self.rejected.inc()
                     yield beam.pvalue.TaggedOutput("rejects", _reject(uri, page, "read", exc))
         except (ReadError, OSError, ValueError, MemoryError) as exc:
-            self.rejected.inc()
             yield beam.pvalue.TaggedOutput("rejects", _reject(uri, None, "read", exc))
 
     def teardown(self):
@@ -129,9 +116,6 @@ class ReadPages(beam.DoFn):
 
 def _malloc_trim():
     """glibc's malloc_trim, or a no-op elsewhere."""
-    import ctypes
-    import ctypes.util
-
     try:
         trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
     except (OSError, AttributeError):
@@ -145,8 +129,6 @@ class SegmentPage(beam.DoFn):
     def __init__(self, templates: list | None):
         # Parsed in the driver and shipped with the DoFn: workers need no access to the templates' folder.
         self.templates = templates
-        self.fields = Metrics.counter("formdigits", "fields")
-        self.rejected = Metrics.counter("formdigits", "rejects")
 
     def setup(self):
         self.release_free_memory = _malloc_trim()
@@ -160,12 +142,6 @@ class SegmentPage(beam.DoFn):
             self.release_free_memory()
 
     def _segment(self, element):
-        import cv2
-
-        from pipeline.lines import find_lines
-        from pipeline.register import register_page
-        from pipeline.segment import cut_fields
-        from pipeline.types import PageCut, SegmentError
 
         (uri, page), image = element
         try:
@@ -175,10 +151,8 @@ class SegmentPage(beam.DoFn):
             else:
                 cuts = find_lines(image)
         except (SegmentError, ValueError, cv2.error) as exc:
-            self.rejected.inc()
             yield beam.pvalue.TaggedOutput("rejects", {"rejects": [_reject(uri, page, "segment", exc)]})
             return
-        self.fields.inc(len(cuts))
         blank = [_reject(uri, page, "normalise", f"{cut.field} position {d.position}: crop has no ink")
                  for cut in cuts for d in cut.digits if d.crop is None]
         if blank:
@@ -193,35 +167,41 @@ class AssemblePage(beam.DoFn):
         self.review_threshold = review_threshold
         self.run_id = run_id
         self.target = target
-        self.digits_counter = Metrics.counter("formdigits", "digits")
-        self.review_counter = Metrics.counter("formdigits", "needs_review")
-        self.rejected = Metrics.counter("formdigits", "rejects")
 
     def process(self, result):
-        from pipeline.assemble import assemble_page
-        from pipeline.infer import InferenceFailed
-
         page, reads = result.example, result.inference
         if isinstance(reads, InferenceFailed):
-            self.rejected.inc()
             yield {"rejects": [_reject(page.source_uri, page.page, "infer",
                                        f"TF Serving at {self.target}: {reads.message}", reads.error_type)]}
             return
-        rows = assemble_page(page, reads, review_threshold=self.review_threshold, run_id=self.run_id,
-                             processed_at=_now())
-        self.digits_counter.inc(len(rows["digits"]))
-        self.review_counter.inc(sum(1 for r in rows["fields"] if r["needs_review"]))
-        yield rows
+        yield assemble_page(page, reads, review_threshold=self.review_threshold, run_id=self.run_id,
+                            processed_at=_now())
 
 
 def _failed_batch_to_rejects(failed, target: str):
     """A batch of pages whose inference failed past its retries: one rejects row per page."""
-    from pipeline.infer import describe_failure
-
     batch, exc = failed
     error_type, message = describe_failure(exc)
     return {"rejects": [_reject(page.source_uri, page.page, "infer", f"TF Serving at {target}: {message}",
                                 error_type) for page in batch]}
+
+
+class CountRows(beam.DoFn):
+    """Counts what is about to be written (Beam counters, namespace formdigits): the run's summary."""
+
+    def __init__(self):
+        self.counters = {name: Metrics.counter("formdigits", name) for name in SUMMARY_COUNTERS}
+
+    def process(self, tables: dict[str, list[dict]]):
+        if "fields" in tables:  # one assembled page
+            self.counters["pages"].inc()
+        for table in ("fields", "digits", "rejects"):
+            if tables.get(table):
+                self.counters[table].inc(len(tables[table]))
+        review = sum(1 for row in tables.get("fields", ()) if row["needs_review"])
+        if review:
+            self.counters["needs_review"].inc(review)
+        yield tables
 
 
 class WriteLocalRows(beam.DoFn):
@@ -252,8 +232,6 @@ class WriteLocalRows(beam.DoFn):
         self._flush()
 
     def _flush(self):
-        from pipeline.write import write_local_tables
-
         if self.count:
             write_local_tables(self.output_dir, self.buffer, self.run_id)
             self.start_bundle()  # an empty buffer again
@@ -280,9 +258,6 @@ def _files(p: beam.Pipeline, cfg: RunConfig):
 
 def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:
     """Adds the whole flow to `p`; returns the main PCollections (for tests and metrics)."""
-    from pipeline.infer import TFServingModelHandler
-    from pipeline.templates import load_templates
-
     # Spread the matched files over the workers: without the shuffle, one bundle (one worker)
     # would read and segment every file that one glob matched.
     files = _files(p, cfg) | "SpreadFiles" >> beam.Reshuffle() | "ReadMatches" >> fileio.ReadMatches()
@@ -297,7 +272,8 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:
     assembled = inferred | "Assemble" >> beam.ParDo(AssemblePage(cfg.review_threshold, cfg.run_id, cfg.serving))
     infer_failed = failed.failed_inferences | "FailedBatches" >> beam.Map(_failed_batch_to_rejects, cfg.serving)
     read_rejects = pages.rejects | "ReadRejects" >> beam.Map(lambda row: {"rejects": [row]})
-    rows = ((assembled, read_rejects, cut.rejects, infer_failed) | "AllRows" >> beam.Flatten())
+    rows = ((assembled, read_rejects, cut.rejects, infer_failed)
+            | "AllRows" >> beam.Flatten() | "Count" >> beam.ParDo(CountRows()))
     if cfg.bigquery:
         _write_bigquery(rows, cfg)
     else:
@@ -306,9 +282,6 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:
 
 
 def _write_bigquery(rows, cfg: RunConfig) -> None:
-    from pipeline.schema import bigquery_schema
-    from pipeline.write import to_json_row
-
     project, dataset = cfg.bigquery
     method = (beam.io.WriteToBigQuery.Method.STORAGE_WRITE_API if cfg.streaming or cfg.input_subscription
               else beam.io.WriteToBigQuery.Method.FILE_LOADS)

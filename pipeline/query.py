@@ -9,6 +9,10 @@ import json
 import os
 import time
 
+import duckdb
+
+from pipeline.write import DB_NAME
+
 __all__ = ["QueryError", "run_query", "format_rows"]
 
 
@@ -18,10 +22,6 @@ class QueryError(RuntimeError):
 
 def run_query(db_dir: str, sql: str, wait_s: float = 10.0) -> tuple[list[str], list[tuple]]:
     """Runs `sql` on DIR/results.duckdb opened read-only; writes are refused by DuckDB itself."""
-    import duckdb
-
-    from pipeline.write import DB_NAME
-
     path = os.path.join(db_dir, DB_NAME)
     if not os.path.isfile(path):
         raise QueryError(f"no results database at {path}; run formdigits run --output {db_dir} first")

@@ -14,6 +14,9 @@ from typing import Iterator
 
 import cv2
 import numpy as np
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_raw
+from PIL import Image, UnidentifiedImageError
 
 __all__ = ["Page", "ReadError", "read_pages", "MAX_PAGE_PIXELS", "PDF_DPI"]
 
@@ -55,8 +58,6 @@ def _kind(uri: str, data: bytes) -> str:
 
 
 def _tiff_pages(uri: str, data: bytes) -> Iterator[Page]:
-    from PIL import Image, UnidentifiedImageError
-
     try:
         img = Image.open(io.BytesIO(data))
         count = getattr(img, "n_frames", 1)
@@ -71,8 +72,6 @@ def _tiff_pages(uri: str, data: bytes) -> Iterator[Page]:
 
 
 def _pdf_pages(uri: str, data: bytes) -> Iterator[Page]:
-    import pypdfium2 as pdfium
-
     try:
         pdf = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
@@ -89,10 +88,8 @@ def _pdf_pages(uri: str, data: bytes) -> Iterator[Page]:
 
 def _pdf_page_image(page) -> np.ndarray:
     """A scanned PDF page is one embedded image: take it as it is (no resampling); render anything else."""
-    import pypdfium2.raw as raw
-
     objects = list(page.get_objects())
-    images = [o for o in objects if o.type == raw.FPDF_PAGEOBJ_IMAGE]
+    images = [o for o in objects if o.type == pdfium_raw.FPDF_PAGEOBJ_IMAGE]
     if len(images) == 1 and len(objects) == 1:
         bitmap = images[0].get_bitmap(render=False)
         return np.asarray(bitmap.to_pil().convert("L"))

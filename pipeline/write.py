@@ -14,13 +14,18 @@ import contextlib
 import datetime
 import fcntl
 import os
+import time
 import uuid
 
+import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline import schema
 
-__all__ = ["DB_NAME", "arrow_schema", "write_local_batch", "write_local_tables", "to_json_row", "ensure_tables"]
+__all__ = ["DB_NAME", "arrow_schema", "write_local_batch", "write_local_tables", "to_json_row", "ensure_tables",
+           "remove_partial_files"]
 
 DB_NAME = "results.duckdb"
 _ARROW = {"VARCHAR": "string", "INTEGER": "int32", "BIGINT": "int64", "DOUBLE": "float64", "BOOLEAN": "bool_",
@@ -28,8 +33,6 @@ _ARROW = {"VARCHAR": "string", "INTEGER": "int32", "BIGINT": "int64", "DOUBLE": 
 
 
 def arrow_schema(table: str):
-    import pyarrow as pa
-
     fields = []
     for name, sql, _, nullable in schema.TABLES[table]:
         kind = _ARROW[sql]
@@ -74,9 +77,6 @@ def write_local_tables(output_dir: str, tables: dict[str, list[dict]], run_id: s
     Fields are upserted before their digits, so the clean-up of digits a shorter
     re-read no longer has sees this run's digit counts. Returns {table: shard path}.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     order = [t for t in ("fields", "digits", "rejects") if tables.get(t)]
     data = {}
     for table in order:
@@ -136,10 +136,6 @@ def _upsert(con, table: str, batch) -> None:
 
 def _connect_for_write(path: str, wait_s: float = 120.0):
     """Opens the database for writing, waiting while a reader (formdigits query) holds it."""
-    import time
-
-    import duckdb
-
     deadline = time.monotonic() + wait_s
     delay = 0.05
     while True:
@@ -161,3 +157,13 @@ def to_json_row(row: dict) -> dict:
             v = v.isoformat()
         out[k] = v
     return out
+
+
+def remove_partial_files(output_dir: str) -> None:
+    """Deletes Parquet shards a stopped writer left half-written (`*.part`)."""
+    for table in schema.TABLES:
+        directory = os.path.join(output_dir, table)
+        if os.path.isdir(directory):
+            for name in os.listdir(directory):
+                if name.endswith(".part"):
+                    os.remove(os.path.join(directory, name))
