@@ -14,6 +14,8 @@ import os
 import duckdb
 import numpy as np
 
+from pipeline.store import snapshot
+
 __all__ = ["EvalError", "load_truth", "load_results", "evaluate", "format_report"]
 
 
@@ -47,38 +49,40 @@ def load_truth(path: str | os.PathLike) -> list[dict]:
 def load_results(results_dir: str | os.PathLike) -> dict[str, list[dict]]:
     """The fields, digits and rejects tables of a results directory, as lists of dicts.
 
-    Reads `DIR/results.duckdb`, or the Parquet shards `DIR/<table>/*.parquet` when
-    there is no database file.
+    Reads a snapshot of `DIR/results.duckdb` (a run may be writing it), or the
+    Parquet files `DIR/<table>/*.parquet` when there is no database file.
     """
     results_dir = os.fspath(results_dir)
     if not os.path.isdir(results_dir):
         raise EvalError(f"results directory {results_dir!r} does not exist")
-    db = os.path.join(results_dir, "results.duckdb")
-    tables = {}
-    if os.path.isfile(db):
-        con = duckdb.connect(db, read_only=True)
+    with snapshot(results_dir) as db:
+        con = duckdb.connect(db, read_only=True) if db else duckdb.connect()
+        try:
+            return _read_tables(con, results_dir, from_database=db is not None)
+        finally:
+            con.close()
+
+
+def _read_tables(con, results_dir: str, from_database: bool) -> dict[str, list[dict]]:
+    tables = ("fields", "digits", "rejects")
+    if from_database:
         present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        source = {t: t for t in ("fields", "digits", "rejects") if t in present}
+        source = {t: t for t in tables if t in present}
     else:
-        con = duckdb.connect()
         source = {}
-        for t in ("fields", "digits", "rejects"):
+        for t in tables:
             shard_dir = os.path.join(results_dir, t)
             if os.path.isdir(shard_dir) and any(n.endswith(".parquet") for n in os.listdir(shard_dir)):
                 source[t] = f"read_parquet('{shard_dir}/*.parquet', union_by_name=true)"
     if "fields" not in source:
         raise EvalError(f"{results_dir!r} holds no results: no results.duckdb with a fields table and no "
                         "fields/*.parquet (run formdigits run --output DIR first)")
-    try:
-        for t, expr in source.items():
-            cur = con.execute(f"SELECT * FROM {expr}")
-            names = [d[0] for d in cur.description]
-            tables[t] = [dict(zip(names, r)) for r in cur.fetchall()]
-    finally:
-        con.close()
-    tables.setdefault("digits", [])
-    tables.setdefault("rejects", [])
-    return tables
+    out = {t: [] for t in tables}
+    for t, expr in source.items():
+        cur = con.execute(f"SELECT * FROM {expr}")
+        names = [d[0] for d in cur.description]
+        out[t] = [dict(zip(names, r)) for r in cur.fetchall()]
+    return out
 
 
 def _rate(num: int, den: int) -> float | None:

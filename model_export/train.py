@@ -212,12 +212,24 @@ def train(cfg: TrainConfig) -> TrainResult:
     _log(f"held-out accuracy {accuracy:.4%} on {len(y_held)} samples "
          f"({'unseen writers' if cfg.data == 'synthetic' else 'MNIST test split'})")
 
-    card = {
+    card = _model_card(cfg, len(x_train), len(y_held), accuracy, form_accuracy, confusion, params,
+                       time.monotonic() - started, data_seconds, fit_seconds)
+    # Warm up with real crops the model has not trained on.
+    version, path = export_model(model, cfg.export_dir, cfg.model_name, x_held[:64], model_card=card)
+    card.update(name=cfg.model_name, version=version)
+    _log(f"exported {cfg.model_name} version {version} to {path}")
+    return TrainResult(version=version, path=path, heldout_accuracy=accuracy, confusion=confusion.tolist(), card=card)
+
+
+def _model_card(cfg: TrainConfig, samples: int, heldout: int, accuracy: float, form_accuracy: float | None,
+                confusion: np.ndarray, params: int, seconds: float, data_seconds: float, fit_seconds: float) -> dict:
+    """What the export records about the model (assets.extra/model_card.json)."""
+    return {
         "arch": cfg.arch,
         "data": cfg.data,
         "mnist_path": cfg.mnist_path if cfg.data == "mnist" else None,
-        "samples": int(len(x_train)),
-        "heldout_samples": int(len(y_held)),
+        "samples": int(samples),
+        "heldout_samples": int(heldout),
         "epochs": cfg.epochs,
         "augment": cfg.augment,
         "batch_size": cfg.batch_size,
@@ -228,13 +240,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         "heldout_form_crop_accuracy": None if form_accuracy is None else round(form_accuracy, 6),
         "confusion_matrix": confusion.tolist(),
         "parameters": params,
-        "training_seconds": round(time.monotonic() - started, 1),
+        "training_seconds": round(seconds, 1),
         "data_seconds": round(data_seconds, 1),
         "fit_seconds": round(fit_seconds, 1),
         "input": "uint8 [N,28,28,1], 0 = paper, 255 = ink (MNIST-normalised)",
     }
-    # Warm up with real crops the model has not trained on.
-    version, path = export_model(model, cfg.export_dir, cfg.model_name, x_held[:64], model_card=card)
-    card.update(name=cfg.model_name, version=version)
-    _log(f"exported {cfg.model_name} version {version} to {path}")
-    return TrainResult(version=version, path=path, heldout_accuracy=accuracy, confusion=confusion.tolist(), card=card)

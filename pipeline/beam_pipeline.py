@@ -38,15 +38,15 @@ from pipeline.schema import bigquery_schema
 from pipeline.segment import cut_fields
 from pipeline.templates import load_templates
 from pipeline.types import PageCut, SegmentError
-from pipeline.write import to_json_row, write_local_tables
+from pipeline.write import stage_rows, to_json_row
 
 __all__ = ["RunConfig", "build_pipeline", "SUMMARY_COUNTERS"]
 
 log = logging.getLogger("formdigits.run")
 # Beam counters (namespace "formdigits") of what a run writes: its summary, locally and on Dataflow.
 SUMMARY_COUNTERS = ("pages", "fields", "digits", "needs_review", "rejects")
-# Rows per local write (Parquet shard + DuckDB transaction); bounds a worker's memory.
-WRITE_BATCH_ROWS = 20000
+# Rows per staged batch (a Parquet file per table); bounds a worker's memory.
+WRITE_BATCH_ROWS = 5000
 
 
 @dataclasses.dataclass
@@ -114,13 +114,20 @@ class ReadPages(beam.DoFn):
         self.progress.flush()
 
 
-def _malloc_trim():
-    """glibc's malloc_trim, or a no-op elsewhere."""
+# glibc's mallopt parameter: allocations at least this big are mmap()ed and handed back to the system
+# when freed. By default the threshold rises to the largest block freed so far (up to 32 MB), after
+# which page-sized buffers stay in the heap, fragment it, and a worker's memory keeps rising through
+# its first hundred pages. Fixed at 4 MB, a page image comes and goes; field crops stay fast.
+_M_MMAP_THRESHOLD = -3
+PAGE_BUFFER_BYTES = 4 << 20
+
+
+def _return_page_buffers_to_the_system() -> None:
+    """Fixes glibc's mmap threshold in this process (a no-op where libc has no mallopt)."""
     try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError):
-        return lambda: None
-    return lambda: trim(0)
+        ctypes.CDLL(ctypes.util.find_library("c")).mallopt(_M_MMAP_THRESHOLD, PAGE_BUFFER_BYTES)
+    except (OSError, AttributeError, TypeError):
+        pass
 
 
 class SegmentPage(beam.DoFn):
@@ -131,18 +138,9 @@ class SegmentPage(beam.DoFn):
         self.templates = templates
 
     def setup(self):
-        self.release_free_memory = _malloc_trim()
+        _return_page_buffers_to_the_system()
 
     def process(self, element):
-        try:
-            yield from self._segment(element)
-        finally:
-            # A page's buffers are megabytes; freed, glibc keeps them resident in its
-            # heap, and a worker's memory grew with the pages it had read. Hand them back.
-            self.release_free_memory()
-
-    def _segment(self, element):
-
         (uri, page), image = element
         try:
             if self.templates:
@@ -205,11 +203,11 @@ class CountRows(beam.DoFn):
 
 
 class WriteLocalRows(beam.DoFn):
-    """{table: rows} per page -> Parquet shards + DuckDB upserts, in batches of pages.
+    """{table: rows} per page -> staged Parquet batches for the driver's committer (`pipeline.store`).
 
     Written where they are made, without a shuffle first: the DirectRunner holds
     every shuffled collection in memory, which made memory grow with the corpus.
-    A batch is cut between elements, so a page's fields and digits land in one transaction.
+    A batch is cut between elements, so a page's rows are staged, and merged, together.
     """
 
     def __init__(self, output_dir: str, run_id: str, batch_rows: int = WRITE_BATCH_ROWS):
@@ -233,7 +231,7 @@ class WriteLocalRows(beam.DoFn):
 
     def _flush(self):
         if self.count:
-            write_local_tables(self.output_dir, self.buffer, self.run_id)
+            stage_rows(self.output_dir, self.buffer, self.run_id)
             self.start_bundle()  # an empty buffer again
 
 
@@ -272,13 +270,19 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:
     assembled = inferred | "Assemble" >> beam.ParDo(AssemblePage(cfg.review_threshold, cfg.run_id, cfg.serving))
     infer_failed = failed.failed_inferences | "FailedBatches" >> beam.Map(_failed_batch_to_rejects, cfg.serving)
     read_rejects = pages.rejects | "ReadRejects" >> beam.Map(lambda row: {"rejects": [row]})
-    rows = ((assembled, read_rejects, cut.rejects, infer_failed)
-            | "AllRows" >> beam.Flatten() | "Count" >> beam.ParDo(CountRows()))
+    branches = {"Pages": assembled, "ReadRejects": read_rejects, "SegmentRejects": cut.rejects,
+                "InferRejects": infer_failed}
     if cfg.bigquery:
+        rows = tuple(branches.values()) | "AllRows" >> beam.Flatten() | "Count" >> beam.ParDo(CountRows())
         _write_bigquery(rows, cfg)
-    else:
-        rows | "WriteLocal" >> beam.ParDo(WriteLocalRows(cfg.output, cfg.run_id))
-    return {"rows": rows}
+        return {"rows": rows}
+    # Locally each branch gets its own writer: the DirectRunner materialises a Flatten's inputs in the
+    # driver and writes them in a stage of their own, so every row of the run would wait there.
+    for name, branch in branches.items():
+        (branch
+         | f"Count{name}" >> beam.ParDo(CountRows())
+         | f"Write{name}" >> beam.ParDo(WriteLocalRows(cfg.output, cfg.run_id)))
+    return {"rows": branches}
 
 
 def _write_bigquery(rows, cfg: RunConfig) -> None:

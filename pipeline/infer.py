@@ -10,6 +10,7 @@ only as the normalised 28x28 crops it forwards.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
@@ -19,6 +20,17 @@ from pipeline.types import PageCut
 from serving.client import PredictClient, is_retriable
 
 __all__ = ["PageReads", "InferenceFailed", "TFServingModelHandler", "describe_failure"]
+
+
+class _NoMemoryProbeWarning(logging.Filter):
+    """RunInference warns on every batch that it cannot read memory use here; people take it for a fault."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Resource module is not available")
+
+
+# Installed wherever this module is imported: the driver, and each worker as it unpickles the handler.
+logging.getLogger("apache_beam.ml.inference.base").addFilter(_NoMemoryProbeWarning())
 
 
 @dataclasses.dataclass

@@ -1,4 +1,11 @@
-"""`formdigits query`: read-only SQL over the results tables."""
+"""`formdigits query`: read-only SQL over the results tables.
+
+A query runs on a private copy of the database (`pipeline.store.snapshot`), so
+it never holds the file a run is writing, and inside DuckDB's own sandbox:
+external access off (no COPY TO, EXPORT, read_csv of other files, ATTACH,
+INSTALL or LOAD), the configuration locked, the database read-only. What
+DuckDB refuses there becomes one line saying the command is read-only.
+"""
 
 from __future__ import annotations
 
@@ -7,45 +14,47 @@ import datetime
 import io
 import json
 import os
-import time
 
 import duckdb
 
-from pipeline.write import DB_NAME
+from pipeline.store import DB_NAME, snapshot
 
-__all__ = ["QueryError", "run_query", "format_rows"]
+__all__ = ["QueryError", "run_query", "format_rows", "SANDBOX"]
+
+# DuckDB settings that make a connection a reader of its one database file and nothing more.
+SANDBOX = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
 
 
 class QueryError(RuntimeError):
     pass
 
 
-def run_query(db_dir: str, sql: str, wait_s: float = 10.0) -> tuple[list[str], list[tuple]]:
-    """Runs `sql` on DIR/results.duckdb opened read-only; writes are refused by DuckDB itself."""
-    path = os.path.join(db_dir, DB_NAME)
-    if not os.path.isfile(path):
-        raise QueryError(f"no results database at {path}; run formdigits run --output {db_dir} first")
-    deadline = time.monotonic() + wait_s
-    while True:
+def run_query(db_dir: str, sql: str) -> tuple[list[str], list[tuple]]:
+    """Runs `sql` over a snapshot of DIR/results.duckdb in DuckDB's sandbox; returns (column names, rows)."""
+    if not os.path.isfile(os.path.join(db_dir, DB_NAME)):
+        raise QueryError(f"no results database at {os.path.join(db_dir, DB_NAME)}; "
+                         f"run formdigits run --output {db_dir} first")
+    with snapshot(db_dir) as copy:
+        con = duckdb.connect(copy, read_only=True, config=SANDBOX)
         try:
-            con = duckdb.connect(path, read_only=True)
-            break
-        except duckdb.IOException as exc:  # a running job holds the write lock for a moment
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                raise QueryError(f"cannot open {path}: {exc}") from None
-            time.sleep(0.2)
-    try:
-        cur = con.execute(sql)
-        names = [d[0] for d in cur.description] if cur.description else []
-        return names, cur.fetchall() if names else []
-    except duckdb.Error as exc:
-        message = str(exc).splitlines()[0]
-        if "read-only" in message.lower():
-            raise QueryError("the results are read-only here: formdigits query runs SELECTs "
-                             f"({message})") from None
-        raise QueryError(message) from None
-    finally:
-        con.close()
+            cur = con.execute(sql)
+            names = [d[0] for d in cur.description] if cur.description else []
+            return names, cur.fetchall() if names else []
+        except duckdb.Error as exc:
+            message = str(exc).splitlines()[0]
+            refused = isinstance(exc, duckdb.PermissionException) or any(
+                s in message for s in ("read-only", "configuration has been locked"))
+            if refused:
+                raise QueryError("formdigits query is read-only: it runs SELECT-style reads of the results "
+                                 f"tables and nothing else ({message})") from None
+            raise QueryError(message) from None
+        finally:
+            con.close()
 
 
 def _cell(v) -> str:

@@ -22,7 +22,7 @@ from pipeline.beam_pipeline import SUMMARY_COUNTERS, RunConfig, build_pipeline
 from pipeline.dataflow import job_description, pipeline_options
 from pipeline.progress import ProgressPrinter
 from pipeline.streaming import watch_micro_batches
-from pipeline.write import remove_partial_files
+from pipeline.store import Committer, RunLock, StoreBusy, commit_staged
 from serving.client import PredictClient
 from serving.server.config import ConfigError
 from serving.server.engine import ServerProcess
@@ -95,36 +95,43 @@ def _run_dataflow(cfg: RunConfig, options, dry_run: bool, job_file: str | None) 
 
 def _run_local(cfg: RunConfig, options, models_dir: str, quiet: bool) -> dict:
     started = time.monotonic()
-    os.makedirs(cfg.output, exist_ok=True)
+    try:
+        lock = RunLock(cfg.output).__enter__()
+    except StoreBusy as exc:
+        raise RunError(str(exc)) from None
     cfg.progress_dir = os.path.join(cfg.output, ".progress", cfg.run_id)
     printer = None if quiet else ProgressPrinter(cfg.progress_dir)
     counts = dict.fromkeys(SUMMARY_COUNTERS, 0)
-
-    def add(batch_counts: dict) -> None:
-        for name, n in batch_counts.items():
-            counts[name] += n
-
+    commit_staged(cfg.output)  # what a run that was killed left staged: whole pages, worth keeping
+    committer = Committer(cfg.output)
     server = None
     try:
         if not cfg.serving:
             server = EmbeddedServer(models_dir, cfg.model).__enter__()
             cfg.serving = server.target
+        committer.start()
         if printer:
             printer.start()
         if cfg.streaming:
-            watch_micro_batches(cfg, lambda batch: _run_bounded(batch, options), add)
+            watch_micro_batches(cfg, lambda batch: _run_bounded(batch, options), lambda c: _add(counts, c))
         else:
-            add(_run_bounded(cfg, options))
+            _add(counts, _run_bounded(cfg, options))
     finally:
         if printer:
             printer.stop.set()
         if server:
             server.__exit__(None, None, None)
         shutil.rmtree(cfg.progress_dir, ignore_errors=True)  # the workers' page counters served their purpose
-        remove_partial_files(cfg.output)
+        committer.close()
+        lock.__exit__(None, None, None)
     wall = time.monotonic() - started
     return {"run_id": cfg.run_id, **counts, "wall_s": round(wall, 1),
             "pages_per_s": round(counts["pages"] / wall, 2) if wall else 0.0}
+
+
+def _add(counts: dict, more: dict) -> None:
+    for name, n in more.items():
+        counts[name] += n
 
 
 def _run_bounded(cfg: RunConfig, options) -> dict:

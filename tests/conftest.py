@@ -1,4 +1,4 @@
-"""Shared fixtures: real models trained and exported once per test session."""
+"""Shared fixtures, made once per test session: a real model, real corpora, a real server on loopback."""
 
 from __future__ import annotations
 
@@ -24,3 +24,46 @@ def models_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def lenet_v1(models_dir):
     return models_dir / "lenet5" / "1"
+
+
+@pytest.fixture(scope="session")
+def forms_corpus(tmp_path_factory):
+    """(directory, summary) of a 9-page corpus in every format and layout (seed 5)."""
+    from corpus.forms import synth_forms
+
+    out = tmp_path_factory.mktemp("forms")
+    return out, synth_forms(9, str(out), seed=5, workers=2)
+
+
+@pytest.fixture(scope="session")
+def scans(tmp_path_factory):
+    """A 6-page corpus (png, jpeg, tiff, pdf; all four layouts; seed 36) for the pipeline's tests."""
+    from corpus.forms import synth_forms
+
+    out = tmp_path_factory.mktemp("scans")
+    synth_forms(6, str(out), seed=36, workers=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def server(models_dir):
+    """The local model server over `models_dir`, on a free loopback port."""
+    from serving.server.config import BatchingOptions, ModelEntry
+    from serving.server.engine import build_local_server
+
+    entries = [ModelEntry(name="lenet5", base_path=str(models_dir / "lenet5"), policy="latest")]
+    srv = build_local_server(entries, batching=BatchingOptions(max_batch_size=256, batch_timeout_micros=2000),
+                             port=0).start()
+    yield srv
+    srv.stop(5)
+
+
+@pytest.fixture(scope="session")
+def batch_output(scans, server, tmp_path_factory):
+    """The results directory of one `formdigits run` over `scans` with default runner options (every core)."""
+    from formdigits.cli import main
+
+    out = tmp_path_factory.mktemp("out")
+    assert main(["run", "--input", str(scans / "scan_*"), "--output", str(out), "--templates",
+                 str(scans / "templates"), "--serving", server.target]) == 0
+    return out

@@ -5,13 +5,13 @@ import datetime
 import numpy as np
 import pytest
 
-from model_export.strikeout import build_network, isolated_strike_crops, train_detector
-from pipeline.assemble import FieldInfo, ReadDigit, assemble_field
-from pipeline.strikeout import drop_struck
-from pipeline.types import DigitCut
-from pipeline.strikeout import WEIGHT_NAMES, StrikeDetector, load_detector
-from corpus.forms import CROSS_OUT_RATE, render_document
 from corpus import builtin_templates
+from corpus.forms import CROSS_OUT_RATE, render_document
+from model_export.strikeout import build_network, isolated_strike_crops, train_detector
+from pipeline import strikeout
+from pipeline.assemble import FieldInfo, ReadDigit, assemble_field
+from pipeline.strikeout import WEIGHT_NAMES, StrikeDetector, drop_struck, load_detector
+from pipeline.types import DigitCut
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +99,21 @@ def test_training_sets_the_threshold_from_held_out_ordinary_digits(rendered):
     assert report["false_rate"] <= 0.05
     assert (scores[struck == 0] > detector.threshold).mean() == pytest.approx(report["false_rate"], abs=1e-6)
     assert set(detector.weights) == set(WEIGHT_NAMES)
+
+
+def test_an_overfull_field_drops_its_likeliest_struck_digit_on_weaker_evidence(monkeypatch):
+    shipped = strikeout.load_detector()
+    crops, struck = isolated_strike_crops(60, seed=4242, stream=9, workers=1, fonts=[])
+    scores = shipped.scores(crops)
+    crossed = max((s, i) for i, (s, y) in enumerate(zip(scores, struck)) if y == 1)[1]
+    plain = [i for i, (s, y) in enumerate(zip(scores, struck)) if y == 0 and s < 0.01][:2]
+    digits = [DigitCut(n, crops[i], (30 * n, 0, 28, 28), crops[i]) for n, i in enumerate([plain[0], crossed, plain[1]])]
+    # A detector that needs more certainty than any crop gives: only the overfull rule can drop.
+    cautious = strikeout.StrikeDetector(shipped.weights, threshold=1.0)
+    monkeypatch.setattr(strikeout, "load_detector", lambda: cautious)
+
+    [(kept, dropped)] = drop_struck([(digits, 1, 3)])
+    assert dropped == 0, "a field within its length keeps a digit the detector is not sure of"
+    [(kept, dropped)] = drop_struck([(digits, 1, 2)])
+    assert dropped == 1 and all(np.array_equal(d.image, crops[i]) for d, i in zip(kept, plain))
+    assert [d.position for d in kept] == [0, 1]

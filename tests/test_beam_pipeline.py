@@ -1,0 +1,102 @@
+"""The Beam pipeline end to end: DirectRunner, the real local server, real DuckDB files."""
+
+import os
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from beam_helpers import count, run
+from corpus.evaluate import evaluate, load_results, load_truth
+
+
+def test_batch_run_writes_all_three_tables(batch_output, scans, capsys):
+    truth = load_truth(scans / "truth.jsonl")
+    (fields,), = count(batch_output, "SELECT count(*) FROM fields")
+    assert fields == len(truth)  # every field of every page, empty ones included
+    (digits,), = count(batch_output, "SELECT count(*) FROM digits")
+    assert digits > 0.9 * sum(len(t["value"]) for t in truth)
+    (model, version), = count(batch_output, "SELECT DISTINCT model_name, model_version FROM digits")
+    assert (model, version) == ("lenet5", 1)
+    for table in ("fields", "digits"):
+        assert any(n.endswith(".parquet") for n in os.listdir(batch_output / table))
+    assert not os.listdir(batch_output / ".progress")  # progress counters are removed after the run
+    report = evaluate(load_results(batch_output), truth)
+    assert report["missing_fields"] == 0 and report["extra_fields"] == 0
+    assert report["digit_accuracy"] > 0.6  # the test model trained for seconds; the real one is measured in bench
+    row, = count(batch_output, "SELECT min(confidence) <= max(confidence), bool_or(needs_review) FROM fields")
+    assert row == (True, True)
+
+
+def test_confidence_and_review_columns_are_consistent(batch_output):
+    rows = count(batch_output, """
+        SELECT f.confidence, min(d.confidence), f.digit_count, count(d.position), f.needs_review, f.review_reason
+        FROM fields f LEFT JOIN digits d USING (source_uri, page, field)
+        GROUP BY f.source_uri, f.page, f.field, f.confidence, f.digit_count, f.needs_review, f.review_reason""")
+    for conf, min_digit, digit_count, n, review, reason in rows:
+        assert digit_count == n
+        if n:
+            assert abs(conf - min_digit) < 1e-9
+        assert review == bool(reason)
+        if conf is not None and conf < 0.9:
+            assert review and "low confidence" in reason
+
+
+def test_rerun_leaves_one_row_per_key(scans, server, tmp_path):
+    for _ in range(2):
+        run("--input", str(scans / "scan_00001*"), "--output", str(tmp_path), "--templates",
+             str(scans / "templates"), "--serving", server.target, "--direct_running_mode=in_memory")
+    (rows, keys), = count(tmp_path, "SELECT count(*), count(DISTINCT (source_uri, page, field)) FROM fields")
+    assert rows == keys > 0
+    (rows, keys), = count(tmp_path, "SELECT count(*), count(DISTINCT (source_uri, page, field, position)) FROM digits")
+    assert rows == keys > 0
+    (runs,), = count(tmp_path, "SELECT count(DISTINCT run_id) FROM fields")
+    assert runs == 1  # the second run replaced the first one's rows
+
+
+def test_corrupt_and_empty_files_become_rejects(scans, server, tmp_path):
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    shutil.copy(scans / "scan_00001.png", incoming / "good.png")
+    (incoming / "empty.png").write_bytes(b"")
+    (incoming / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(500))
+    (incoming / "notes.txt").write_text("not a scan")
+    out = tmp_path / "out"
+    run("--input", str(incoming / "*"), "--output", str(out), "--templates", str(scans / "templates"),
+         "--serving", server.target, "--direct_running_mode=in_memory")
+    rejects = {os.path.basename(r[0]): r[1:] for r in
+               count(out, "SELECT source_uri, page, stage, error_type, message FROM rejects")}
+    assert set(rejects) == {"empty.png", "corrupt.jpg", "notes.txt"}
+    assert rejects["empty.png"] == (None, "read", "ReadError", "empty file")
+    assert rejects["corrupt.jpg"][1] == "read" and "corrupt JPEG" in rejects["corrupt.jpg"][3]
+    assert "not a PNG, JPEG, TIFF or PDF" in rejects["notes.txt"][3]
+    (good,), = count(out, "SELECT count(*) FROM fields WHERE source_uri LIKE '%good.png'")
+    assert good > 0
+
+
+def test_page_without_marks_is_rejected_at_segment(scans, server, tmp_path):
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    cv2.imwrite(str(incoming / "blank.png"), np.full((1100, 850), 245, np.uint8))
+    run("--input", str(incoming / "*"), "--output", str(tmp_path / "out"), "--templates", str(scans / "templates"),
+         "--serving", server.target, "--direct_running_mode=in_memory")
+    (stage, page, message), = count(tmp_path / "out", "SELECT stage, page, message FROM rejects")
+    assert stage == "segment" and page == 1 and "registration marks not found" in message
+
+
+def test_without_templates_lines_become_fields(scans, server, tmp_path):
+    truth = [t for t in load_truth(scans / "truth.jsonl") if t["template"] == "digit_lines"]
+    if not truth:
+        pytest.skip("scans has no digit-lines page")
+    source = truth[0]["source"]
+    run("--input", str(scans / source), "--output", str(tmp_path), "--serving", server.target,
+         "--direct_running_mode=in_memory")
+    rows = count(tmp_path, "SELECT field, digit_count, template FROM fields WHERE page = 1 ORDER BY field")
+    assert len(rows) >= 5 and rows[0][0] == "line01" and rows[0][2] is None
+    assert sum(r[1] for r in rows) > 0.7 * sum(len(t["value"]) for t in truth if t["page"] == 1)
+
+
+# -- the inference handler's failure paths (faults a real server cannot be made to produce on demand) --------
+
+

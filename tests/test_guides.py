@@ -1,0 +1,36 @@
+"""Guide removal: printed box lines, comb ticks and underlines go; strokes along and across them stay."""
+
+import cv2
+import numpy as np
+
+from corpus.forms import glyph, stamp_ink
+from drawing import BOX, blank_field, boxed, masks, writer
+from pipeline.guides import remove_guides
+from pipeline.split import split_digits
+from pipeline.templates import Field
+
+
+def test_guide_removal_keeps_a_bar_that_runs_along_the_box_line():
+    page = blank_field()
+    x, y, w, h = BOX
+    # The top bar of a 7 written high in the box, just under the box's top line, and its stem.
+    cv2.line(page, (x + 40, y + 9), (x + 110, y + 9), 20, 7)
+    cv2.line(page, (x + 110, y + 9), (x + 70, y + 120), 20, 7)
+    _, clean = masks(page, boxed())
+    assert clean[y + 9, x + 45:x + 105].min() == 255, "the 7's bar went with the box line"
+    assert clean[y - 1:y + 2, x + 150:x + w - 10].max() == 0, "the box's top line is still there"
+    assert clean[y + h - 1:y + h + 2, x + 10:x + w - 10].max() == 0, "the box's bottom line is still there"
+
+
+def test_a_foot_written_on_the_underline_stays_and_the_line_goes():
+    spec = Field("f", "underline", (0, 0, 64, 34), min_length=1, max_length=3)
+    x, y, w, h = BOX
+    page = np.full((260, 330), 255, np.uint8)
+    cv2.line(page, (x, y + h), (x + w, y + h), 150, 4)
+    # A 2: its curve, then the foot drawn along the printed line, as people write on a rule.
+    cv2.polylines(page, [np.int32([(x + 40, y + 40), (x + 70, y + 15), (x + 100, y + 40), (x + 45, y + h - 2)])],
+                  False, 20, 10)
+    cv2.line(page, (x + 45, y + h - 2), (x + 110, y + h - 2), 20, 10)
+    _, clean = masks(page, spec)
+    assert clean[y + h - 6:y + h + 3, x + 50:x + 105].min() == 255, "the 2's foot went with the underline"
+    assert clean[y + h - 1:y + h + 2, x + 140:x + w - 10].max() == 0, "the underline is still there"

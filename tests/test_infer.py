@@ -1,0 +1,89 @@
+"""The inference handler: pages' crops to TF Serving in batches, retries, and what it does with a refusal.
+
+The failure paths use in-memory fakes (faults a real server cannot be made to
+produce on demand); the batching runs against the real local server.
+"""
+
+import weakref
+
+import grpc
+import numpy as np
+
+from pipeline.infer import InferenceFailed, PageReads, TFServingModelHandler
+from pipeline.types import DigitCut, FieldCut, PageCut
+
+
+class _RpcError(grpc.RpcError):
+    def __init__(self, code, details="x"):
+        self._code, self._details = code, details
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._details
+
+
+class _Result:
+    def __init__(self, n):
+        self.outputs = {"probabilities": np.tile(np.eye(10, dtype=np.float32)[3], (n, 1))}
+        self.model_name, self.model_version = "lenet5", 7
+
+
+class FailsOnce:
+    """A client whose first call finds the server restarting."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, images):
+        self.calls += 1
+        if self.calls == 1:
+            raise _RpcError(grpc.StatusCode.UNAVAILABLE, "connection reset")
+        return _Result(len(images))
+
+
+class RefusesDarkCrops:
+    """A client whose server refuses any request containing an all-ink crop."""
+
+    def predict(self, images):
+        if (images.reshape(len(images), -1).min(axis=1) == 255).any():
+            raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, "bad crop")
+        return _Result(len(images))
+
+
+def _pages(n, bad=()):
+    """n one-field pages of two crops each; a page in `bad` holds an all-ink crop."""
+    pages = []
+    for i in range(n):
+        crops = [np.full((28, 28), 255 if i in bad else 0, np.uint8), np.zeros((28, 28), np.uint8)]
+        digits = [DigitCut(k, c, (k, 0, 1, 1), c) for k, c in enumerate(crops)]
+        pages.append(PageCut("s.png", i + 1, [FieldCut("t", "f", None, (0, 0, 1, 1), digits)]))
+    return pages
+
+
+def test_handler_retries_a_transient_failure():
+    handler = TFServingModelHandler("127.0.0.1:1", num_retries=2)
+    client = FailsOnce()
+    results = list(handler.run_inference(_pages(3), client))
+    assert client.calls == 2
+    assert all(isinstance(r.inference, PageReads) and r.inference.model_versions == [7, 7] for r in results)
+
+
+def test_handler_rejects_only_the_page_with_the_bad_crop():
+    handler = TFServingModelHandler("127.0.0.1:1", num_retries=0)
+    results = list(handler.run_inference(_pages(4, bad={2}), RefusesDarkCrops()))
+    assert [type(r.inference) for r in results] == [PageReads, PageReads, InferenceFailed, PageReads]
+    assert results[2].inference.error_type == "INVALID_ARGUMENT"
+    assert results[2].inference.message == "INVALID_ARGUMENT: bad crop"
+
+
+def test_handler_batches_pages_by_crops_and_splits_requests(server):
+    handler = TFServingModelHandler(server.target, max_batch_size=3)
+    kwargs = handler.batch_elements_kwargs()
+    assert kwargs["max_batch_size"] == 3 and kwargs["element_size_fn"](_pages(1)[0]) == 2
+    client = handler.create_client()
+    weakref.ref(client)  # RemoteModelHandler keeps the client by weak reference
+    results = list(handler.run_inference(_pages(5), client))  # 10 crops: requests of 3, 3, 3, 1
+    assert [r.example.page for r in results] == [1, 2, 3, 4, 5]
+    assert all(r.inference.probabilities.shape == (2, 10) for r in results)

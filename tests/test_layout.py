@@ -1,0 +1,118 @@
+"""The shape of the code: imports run one way, no cycles, small files and functions, no TensorFlow in a job.
+
+    formdigits (CLI) -> bench, model_export -> corpus -> pipeline -> serving
+
+Every import is counted, those inside functions too.
+"""
+
+import ast
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PACKAGES = ("formdigits", "bench", "model_export", "corpus", "pipeline", "serving")
+# What each package may import from the project (itself included).
+ALLOWED = {
+    "formdigits": set(PACKAGES),
+    "bench": {"bench", "corpus", "pipeline", "serving"},
+    "model_export": {"model_export", "corpus", "pipeline", "serving"},
+    "corpus": {"corpus", "pipeline"},
+    "pipeline": {"pipeline", "serving"},
+    "serving": {"serving"},
+}
+MAX_FILE_LINES = 400
+MAX_FUNCTION_LINES = 50
+
+
+def _sources(include_tests: bool = False) -> list[pathlib.Path]:
+    roots = PACKAGES + (("tests",) if include_tests else ())
+    return sorted(p for root in roots for p in (ROOT / root).rglob("*.py"))
+
+
+def _module(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    """Project modules `path` imports, anywhere in the file."""
+    found = set()
+    package = _module(path).rsplit(".", 1)[0] if path.name != "__init__.py" else _module(path)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        found |= {n for n in names if n.split(".")[0] in PACKAGES}
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module(p): p for p in _sources()}
+    graph = {}
+    for name, path in modules.items():
+        # `from pipeline import schema` names the module pipeline.schema; `from pipeline.x import f` names pipeline.x.
+        graph[name] = {m for m in _imports(path) if m in modules and m != name}
+    return graph
+
+
+def test_imports_run_one_way():
+    wrong = [f"{_module(p)} imports {m}" for p in _sources() for m in sorted(_imports(p))
+             if m.split(".")[0] not in ALLOWED[_module(p).split(".")[0]]]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_import_cycle():
+    graph = _graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node):
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(nxt):] + [nxt]))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+def test_files_and_functions_are_small():
+    big_files = [f"{p.relative_to(ROOT)}: {n} lines" for p in _sources(include_tests=True)
+                 if (n := p.read_text().count("\n")) > MAX_FILE_LINES]
+    long_functions = []
+    for p in _sources():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name}: {length} lines")
+    assert not big_files and not long_functions, "\n".join(big_files + long_functions)
+
+
+def test_a_run_imports_no_tensorflow(scans, server, tmp_path):
+    """The driver and (in-memory) workers of `formdigits run` build requests without TensorFlow or Keras."""
+    code = (
+        "import sys\n"
+        "from formdigits.cli import main\n"
+        f"rc = main(['run', '--input', {str(scans / 'scan_00001*')!r}, '--templates', {str(scans / 'templates')!r},"
+        f" '--output', {str(tmp_path / 'out')!r}, '--serving', {server.target!r},"
+        " '--direct_running_mode=in_memory', '--direct_num_workers=1'])\n"
+        "heavy = sorted(m for m in ('tensorflow', 'keras', 'tensorflow.python') if m in sys.modules)\n"
+        "print('RC', rc, 'HEAVY', heavy)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert "RC 0 HEAVY []" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]

@@ -1,0 +1,55 @@
+"""Registration: which template a page is, which way up, and where its fields land."""
+
+import numpy as np
+import pytest
+
+from corpus import builtin_templates
+from corpus.forms import render_document
+from corpus.handwriting import find_handwriting_fonts
+from pipeline.register import register_page
+from pipeline.segment import cut_fields
+from pipeline.types import SegmentError
+
+
+def _scan(index: int):
+    """One rendered, scanned page (corpus seed 31, a document of its own) and its truth rows."""
+    [page], truth, _, _ = render_document(31, index, "png", 1, [], f"scan_{index}.png")
+    return page, truth
+
+
+def _overlap(a, b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0, x1 - x0) * max(0, y1 - y0)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def test_upside_down_page_registers_and_reports_boxes_as_scanned():
+    page, truth = _scan(3)
+    turned = np.ascontiguousarray(page[::-1, ::-1])
+    upright, registration = register_page(turned, builtin_templates())
+    assert registration.upside_down and registration.template.name == truth[0]["template"]
+    H, W = turned.shape
+    boxes = {cut.field: cut.bbox for cut in cut_fields(upright, registration)}
+    for row in truth:
+        x, y, w, h = row["box"]
+        assert _overlap(boxes[row["field"]], (W - x - w, H - y - h, w, h)) > 0.6, row["field"]
+
+
+def test_a_page_turned_sideways_is_a_clear_error():
+    page, _ = _scan(3)
+    with pytest.raises(SegmentError, match="90 degrees"):
+        register_page(np.ascontiguousarray(np.rot90(page)), builtin_templates())
+
+
+def test_a_page_of_no_template_is_a_clear_error():
+    with pytest.raises(SegmentError, match="registration marks not found"):
+        register_page(np.full((1100, 850), 245, np.uint8), builtin_templates())
+
+
+def test_a_stamp_over_the_title_still_registers_the_right_form():
+    # An invoice whose "RECEIVED" stamp landed on the printed title (corpus seed 8675309, file 89, with
+    # the handwriting fonts make setup installs): on the title alone it looked more like a deposit slip.
+    [page], truth, _, _ = render_document(8675309, 88, "png", 1, find_handwriting_fonts(), "scan_00089.png")
+    assert register_page(page, builtin_templates())[1].template.name == truth[0]["template"] == "invoice"

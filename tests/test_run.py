@@ -1,0 +1,75 @@
+"""`formdigits run` as a user types it: flags that fail fast, streaming, a Dataflow job translated offline."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from beam_helpers import one_line, run
+
+
+def test_streaming_picks_up_new_files(scans, models_dir, tmp_path):
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    out = tmp_path / "out"
+    log = open(tmp_path / "run.log", "w")  # a file, not a pipe nobody reads: a full pipe would block the job
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "formdigits", "run", "--input", str(watched / "*"), "--output", str(out),
+         "--templates", str(scans / "templates"), "--models-dir", str(models_dir), "--streaming",
+         "--poll-seconds", "1", "--stop-after", "240"],
+        stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        shutil.copy(scans / "scan_00001.png", watched / "first.png")
+        seen = []
+        while time.monotonic() < deadline and not seen:
+            time.sleep(1)
+            res = subprocess.run([sys.executable, "-m", "formdigits", "query", "--db", str(out), "--format", "csv",
+                                  "SELECT DISTINCT source_uri FROM fields"], capture_output=True, text=True)
+            seen = [l for l in res.stdout.splitlines()[1:] if "first.png" in l]
+        assert seen, "a file added while the job runs reaches the table:\n" + (tmp_path / "run.log").read_text()[-3000:]
+        shutil.copy(scans / "scan_00002.jpg", watched / "second.jpg")
+        while time.monotonic() < deadline + 30:
+            time.sleep(1)
+            res = subprocess.run([sys.executable, "-m", "formdigits", "query", "--db", str(out), "--format", "csv",
+                                  "SELECT count(DISTINCT source_uri) FROM fields"], capture_output=True, text=True)
+            if res.stdout.splitlines()[-1:] == ["2"]:
+                break
+        else:
+            pytest.fail("the second file never arrived:\n" + (tmp_path / "run.log").read_text()[-3000:])
+        proc.send_signal(2)  # Ctrl-C: stops cleanly
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    assert not [n for n in os.listdir(out / "fields") if n.endswith(".part")]
+
+
+def test_dataflow_dry_run_translates_offline(scans, tmp_path):
+    job = tmp_path / "job.json"
+    run("--input", "gs://bucket/incoming/*.pdf", "--output", "bq:proj:formdigits", "--serving",
+         "dns:///tfserving:8500", "--templates", str(scans / "templates"), "--dry-run", "--project", "proj",
+         "--region", "europe-west1", "--temp-location", "gs://bucket/tmp", "--job-file", str(job))
+    description = json.loads(job.read_text())
+    text = json.dumps(description)
+    assert "RunInference/BeamML_RunInference" in text
+    assert "WriteToBigQuery_fields" in text and "WriteToBigQuery_rejects" in text
+    assert description["job"]["name"]
+
+
+def test_missing_model_says_how_to_train(scans, tmp_path):
+    rc, lines = one_line(["run", "--input", str(scans / "scan_00001.png"), "--output", str(tmp_path / "o"),
+                           "--models-dir", str(tmp_path / "no-models")])
+    assert rc == 2 and len(lines) == 1 and "formdigits train" in lines[0]
+
+
+def test_wrong_flags_fail_fast(tmp_path):
+    rc, lines = one_line(["run", "--input", str(tmp_path / "nothing*"), "--output", str(tmp_path)])
+    assert rc == 2 and "matches no files" in lines[0]
+    rc, lines = one_line(["run", "--input", "gs://b/x", "--output", "bq:only-project", "--dry-run"])
+    assert rc == 2 and "bq:PROJECT:DATASET" in lines[0]

@@ -1,0 +1,153 @@
+"""Splitting a cleaned field into digits: what counts as the field's writing, joining pieces, cutting touching digits."""
+
+import cv2
+import numpy as np
+import pytest
+
+from corpus.forms import glyph, stamp_ink
+from drawing import BOX, blank_field, boxed, masks, writer
+from pipeline.guides import remove_guides
+from pipeline.split import split_digits
+from pipeline.templates import Field
+
+
+def test_the_printed_label_above_the_box_is_not_a_digit():
+    spec = boxed(label="HOUSEHOLD")
+    _, clean = masks(blank_field(label="HOUSEHOLD"), spec)
+    assert split_digits(clean, BOX, spec) == [], "an empty field read its label"
+    page = blank_field(label="HOUSEHOLD")
+    g = glyph(4, writer(), np.random.default_rng(1), 90)
+    stamp_ink(page, g, BOX[0] + 30, BOX[1] + 25, 1.0)
+    _, clean = masks(page, boxed(label="HOUSEHOLD"))
+    regions = split_digits(clean, BOX, boxed(label="HOUSEHOLD"))
+    assert len(regions) == 1
+    (rx, ry, rw, rh), _ = regions[0]
+    assert ry >= BOX[1], "the label's letters were taken into the digit"
+
+
+def test_print_beside_the_field_is_not_writing_but_writing_over_its_edge_is():
+    spec = Field("line01", "free", (0, 0, 160, 34), min_length=1, max_length=12)
+    box = (20, 60, 640, 136)
+    x, y, w, h = box
+    rng = np.random.default_rng(2)
+    digits = [glyph(d, writer(), rng, 90) for d in (4, 0, 7, 2)]
+    page = np.full((260, 1000), 255, np.uint8)
+    cursor = x + 300
+    for g in digits[:3]:
+        stamp_ink(page, g, cursor, y + 40, 1.0)
+        cursor += g.shape[1] + 12
+    cv2.putText(page, "REF 4821", (x + w + 30, y + 110), cv2.FONT_HERSHEY_SIMPLEX, 1.6, 70, 4, cv2.LINE_AA)
+    ink = 255 - page
+    assert len(split_digits(((ink > 40) * 255).astype(np.uint8), box, spec)) == 3
+    # Writing that runs on past the field's right edge is still the field's.
+    page[:, x + w:] = 255
+    stamp_ink(page, digits[3], x + w - 20, y + 40, 1.0)
+    ink = 255 - page
+    assert len(split_digits(((ink > 40) * 255).astype(np.uint8), box, spec)) == 4
+
+
+def test_a_detached_bar_stays_with_its_digit():
+    page = blank_field()
+    x, y, _, _ = BOX
+    cv2.line(page, (x + 40, y + 20), (x + 100, y + 20), 20, 6)   # the bar, a gap, then the stem
+    cv2.line(page, (x + 100, y + 32), (x + 66, y + 120), 20, 6)
+    _, clean = masks(page, boxed())
+    [((rx, ry, rw, rh), _)] = split_digits(clean, BOX, boxed())
+    assert rx <= x + 40 and ry <= y + 20
+
+
+def _one_and_open_four(stem_gap):
+    page = blank_field()
+    x, y, _, _ = BOX
+    cv2.line(page, (x + 30, y + 20), (x + 30, y + 125), 20, 6)                    # a 1
+    # A 4 written in two strokes: its open top, ending well above the line, then the stem.
+    cv2.polylines(page, [np.int32([(x + 110, y + 20), (x + 85, y + 85), (x + 122, y + 85)])], False, 20, 6)
+    cv2.line(page, (x + 122 + stem_gap, y + 20), (x + 122 + stem_gap, y + 125), 20, 6)
+    return masks(page, boxed())[1]
+
+
+def test_the_open_top_of_a_four_joins_its_stem_when_they_all_but_touch():
+    x = BOX[0]
+    [one, four] = split_digits(_one_and_open_four(stem_gap=12), BOX, boxed(max_length=3))
+    assert one[0][0] < x + 40 and four[0][0] < x + 90 < x + 130 < four[0][0] + four[0][2]
+
+
+def test_pieces_of_broken_strokes_join_up_to_the_fields_length():
+    x = BOX[0]
+    clean = _one_and_open_four(stem_gap=24)   # too far apart to join on sight
+    assert len(split_digits(clean, BOX, boxed(max_length=3))) == 3
+    [one, four] = split_digits(clean, BOX, boxed(max_length=2))
+    assert one[0][0] < x + 40 and four[0][0] < x + 90 < x + 140 < four[0][0] + four[0][2]
+
+
+def test_one_wide_digit_is_not_cut_but_touching_digits_are():
+    x, y, _, _ = BOX
+    one = blank_field()
+    # A 1 beside a wide, flat 4 whose bar runs well past the stem: one blob much wider than tall.
+    cv2.line(one, (x + 30, y + 30), (x + 30, y + 125), 20, 6)
+    cv2.polylines(one, [np.int32([(x + 95, y + 45), (x + 60, y + 95), (x + 200, y + 95)])], False, 20, 6)
+    cv2.line(one, (x + 150, y + 45), (x + 150, y + 125), 20, 6)
+    _, clean = masks(one, boxed(max_length=3))
+    regions = split_digits(clean, BOX, boxed(max_length=3))
+    assert len(regions) == 2 and regions[1][0][0] < x + 62 and regions[1][0][0] + regions[1][0][2] > x + 195
+    wide = blank_field()
+    cv2.ellipse(wide, (x + 120, y + 70), (60, 50), 0, 0, 360, 20, 6)   # a 0 1.2x as wide as tall
+    _, clean = masks(wide, boxed(max_length=3))
+    assert len(split_digits(clean, BOX, boxed(max_length=3))) == 1
+    flat = blank_field()
+    cv2.ellipse(flat, (x + 120, y + 70), (72, 50), 0, 0, 360, 20, 14)  # a thick 0, 1.45x as wide as tall
+    _, clean = masks(flat, boxed(max_length=3))
+    assert len(split_digits(clean, BOX, boxed(max_length=3))) == 1
+    touching = blank_field()
+    # Two 0s written so close that they share a stroke: each runs the blob's full height.
+    cv2.ellipse(touching, (x + 80, y + 75), (36, 50), 0, 0, 360, 20, 6)
+    cv2.ellipse(touching, (x + 150, y + 75), (36, 50), 0, 0, 360, 20, 6)
+    _, clean = masks(touching, boxed(max_length=3))
+    assert len(split_digits(clean, BOX, boxed(max_length=3))) == 2
+
+
+def test_a_field_short_of_digits_cuts_a_narrower_blob():
+    page = blank_field()
+    x, y, _, _ = BOX
+    # Two narrow 0s joined by a stray stroke: one blob hardly wider than tall.
+    cv2.ellipse(page, (x + 90, y + 70), (25, 50), 0, 0, 360, 20, 6)
+    cv2.ellipse(page, (x + 150, y + 70), (25, 50), 0, 0, 360, 20, 6)
+    cv2.line(page, (x + 112, y + 70), (x + 128, y + 70), 20, 4)
+    _, clean = masks(page, boxed())
+    free = Field("f", "boxed", (0, 0, 64, 34), min_length=1, max_length=5)
+    postcode = Field("f", "boxed", (0, 0, 64, 34), min_length=2, max_length=5)
+    assert len(split_digits(clean, BOX, free)) == 1
+    [left, right] = split_digits(clean, BOX, postcode)
+    assert left[0][0] + left[0][2] <= right[0][0] + 4 and abs(left[0][2] - right[0][2]) < 16
+
+
+def test_a_reference_number_run_in_beside_an_empty_box_is_not_writing():
+    page = blank_field()
+    x, y, _, h = BOX
+    cv2.putText(page, "REF 51451", (x - 40, y + 60), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 60, 2, cv2.LINE_AA)
+    _, clean = masks(page, boxed(max_length=5))
+    assert clean.any() and split_digits(clean, BOX, boxed(max_length=5)) == []
+
+
+def test_hard_slanted_wide_writing_is_not_split_into_pieces():
+    page = np.full((260, 700), 255, np.uint8)
+    spec = Field("line01", "free", (0, 0, 160, 34), min_length=4, max_length=12)
+    box = (20, 60, 640, 136)
+    rng = np.random.default_rng(5)
+    cursor = box[0] + 10
+    for digit in (3, 8, 6, 2):
+        g = glyph(digit, writer(slant=0.45, width=0.95), rng, 80)
+        g = cv2.resize(g, (int(1.3 * g.shape[0]), g.shape[0]))  # flat and wide, as some writers' are
+        stamp_ink(page, g, cursor, box[1] + 40, 1.0)
+        cursor += g.shape[1] + 12
+    ink = 255 - page
+    clean = remove_guides(ink, ((ink > 40) * 255).astype(np.uint8), box, spec)
+    assert len(split_digits(clean, box, spec)) == 4
+
+
+@pytest.mark.parametrize("spec_kind", ["boxed", "underline"])
+def test_empty_field_gives_no_digits(spec_kind):
+    spec = Field("f", spec_kind, (0, 0, 64, 34), min_length=1, max_length=2)
+    page = blank_field(with_box=spec_kind == "boxed")
+    _, clean = masks(page, spec)
+    assert split_digits(clean, BOX, spec) == []

@@ -1,0 +1,49 @@
+"""The write stage, worker side: staged batches for the local store, rows for BigQuery on Dataflow."""
+
+import datetime
+import json
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import schema
+from pipeline.schema import bigquery_schema
+from pipeline.write import STAGING, remove_partial_files, stage_rows, staged_batches, to_json_row
+from rows import field_rows, reject_row
+
+
+def test_a_batch_is_staged_whole_as_one_directory(tmp_path):
+    field, digits = field_rows("40719")
+    batch = stage_rows(str(tmp_path), {"fields": [field], "digits": digits, "rejects": []}, "r1")
+    assert staged_batches(str(tmp_path)) == [batch]
+    assert sorted(os.listdir(batch)) == ["digits.parquet", "fields.parquet"]
+    assert pq.read_table(os.path.join(batch, "digits.parquet")).num_rows == 5
+    assert pq.read_schema(os.path.join(batch, "fields.parquet")).names == schema.column_names("fields")
+    assert stage_rows(str(tmp_path), {"fields": [], "rejects": []}, "r1") is None
+
+
+def test_a_half_written_batch_is_never_seen_and_is_cleared(tmp_path):
+    (tmp_path / STAGING / "r1-abc.part").mkdir(parents=True)
+    (tmp_path / STAGING / "r1-abc.part" / "fields.parquet").write_bytes(b"PAR1")
+    assert staged_batches(str(tmp_path)) == []
+    remove_partial_files(str(tmp_path))
+    assert os.listdir(tmp_path / STAGING) == []
+
+
+@pytest.mark.parametrize("table", sorted(schema.TABLES))
+def test_rows_for_bigquery_match_its_schema(table):
+    field, digits = field_rows("40719")
+    row = to_json_row({"fields": field, "digits": digits[0], "rejects": reject_row("gs://b/x.png", None)}[table])
+    json.dumps(row)  # what the BigQuery client sends: plain JSON, no numpy scalars or datetimes
+    columns = bigquery_schema(table)["fields"]
+    assert [c["name"] for c in columns] == list(row)
+    kinds = {"STRING": str, "INT64": int, "FLOAT64": float, "BOOL": bool, "TIMESTAMP": str}
+    for column in columns:
+        value = row[column["name"]]
+        if value is None:
+            assert column["mode"] == "NULLABLE", column
+        else:
+            assert type(value) is kinds[column["type"]], (column, value)
+            if column["type"] == "TIMESTAMP":
+                datetime.datetime.fromisoformat(value)
