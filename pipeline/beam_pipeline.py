@@ -1,7 +1,7 @@
 """The Beam pipeline: scans -> pages -> digit crops -> TF Serving -> results tables.
 
-    MatchFiles / MatchContinuously / Pub/Sub -> ReadMatches
-      -> Read (pages) -> Segment (a PageCut: fields and normalised crops)
+    MatchFiles / MatchContinuously / Pub/Sub -> Read (pages: regular files only, sizes checked first)
+      -> Segment (a PageCut: fields and normalised crops)
       -> RunInference(TFServingModelHandler over pages) -> Assemble (per page) -> Write
 
 A page is one element from segmentation to the write: nothing is shuffled
@@ -23,7 +23,6 @@ import os
 import time
 
 import apache_beam as beam
-import cv2
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
@@ -32,12 +31,12 @@ from pipeline.assemble import assemble_page
 from pipeline.infer import InferenceFailed, TFServingModelHandler, describe_failure
 from pipeline.lines import find_lines
 from pipeline.progress import WorkerProgress
-from pipeline.read import Page, ReadError, read_pages
+from pipeline.read import DEFAULT_MAX_PAGE_PIXELS, Page, clean_message, open_scan, read_pages
 from pipeline.register import register_page
 from pipeline.schema import bigquery_schema
 from pipeline.segment import cut_fields
 from pipeline.templates import load_templates
-from pipeline.types import PageCut, SegmentError
+from pipeline.types import PageCut
 from pipeline.write import stage_rows, to_json_row
 
 __all__ = ["RunConfig", "build_pipeline", "SUMMARY_COUNTERS"]
@@ -67,6 +66,8 @@ class RunConfig:
     window_seconds: float = 5.0
     input_subscription: str | None = None
     progress_dir: str | None = None
+    input_root: str | None = None       # the folder --input reads from: links out of it are not followed
+    max_page_pixels: int = DEFAULT_MAX_PAGE_PIXELS
 
     @property
     def bigquery(self) -> tuple[str, str] | None:
@@ -81,33 +82,38 @@ def _now() -> datetime.datetime:
 
 
 def _reject(source_uri: str, page, stage: str, exc: BaseException | str, error_type: str | None = None) -> dict:
-    return {"source_uri": source_uri, "page": page, "stage": stage,
-            "error_type": error_type or type(exc).__name__, "message": str(exc)[:2000], "processed_at": _now()}
+    return {"source_uri": source_uri, "page": page, "stage": stage, "error_type": error_type or type(exc).__name__,
+            "message": clean_message(exc), "processed_at": _now()}
 
 
 class ReadPages(beam.DoFn):
-    """ReadableFile -> (key, page image); unreadable files and pages -> rejects."""
+    """FileMetadata -> (key, page image); a file or page that cannot or may not be read -> rejects.
 
-    def __init__(self, progress_dir: str | None):
+    Any failure stays with its file (or page): one rejects row, and the run goes on.
+    """
+
+    def __init__(self, progress_dir: str | None, root: str | None, max_page_pixels: int):
         self.progress_dir = progress_dir
+        self.root = root
+        self.max_page_pixels = max_page_pixels
         self.pages = Metrics.counter("formdigits", "pages_read")
 
     def setup(self):
         self.progress = WorkerProgress(self.progress_dir)
 
-    def process(self, readable):
-        uri = readable.metadata.path
+    def process(self, metadata):
+        uri = metadata.path
         try:
-            data = readable.read()
-            for item in read_pages(uri, data):
-                if isinstance(item, Page):
-                    self.pages.inc()
-                    self.progress.add()
-                    yield (uri, item.page), item.image
-                else:
-                    exc, page = item
-                    yield beam.pvalue.TaggedOutput("rejects", _reject(uri, page, "read", exc))
-        except (ReadError, OSError, ValueError, MemoryError) as exc:
+            with open_scan(uri, self.root) as fh:
+                for item in read_pages(uri, fh, self.max_page_pixels):
+                    if isinstance(item, Page):
+                        self.pages.inc()
+                        self.progress.add()
+                        yield (uri, item.page), item.image
+                    else:
+                        exc, page = item
+                        yield beam.pvalue.TaggedOutput("rejects", _reject(uri, page, "read", exc))
+        except Exception as exc:  # noqa: BLE001 - whatever a hostile file does, it is that file's reject
             yield beam.pvalue.TaggedOutput("rejects", _reject(uri, None, "read", exc))
 
     def teardown(self):
@@ -148,7 +154,7 @@ class SegmentPage(beam.DoFn):
                 cuts = cut_fields(upright, registration)
             else:
                 cuts = find_lines(image)
-        except (SegmentError, ValueError, cv2.error) as exc:
+        except Exception as exc:  # noqa: BLE001 - a page that breaks segmentation is that page's reject
             yield beam.pvalue.TaggedOutput("rejects", {"rejects": [_reject(uri, page, "segment", exc)]})
             return
         blank = [_reject(uri, page, "normalise", f"{cut.field} position {d.position}: crop has no ink")
@@ -258,10 +264,11 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:
     """Adds the whole flow to `p`; returns the main PCollections (for tests and metrics)."""
     # Spread the matched files over the workers: without the shuffle, one bundle (one worker)
     # would read and segment every file that one glob matched.
-    files = _files(p, cfg) | "SpreadFiles" >> beam.Reshuffle() | "ReadMatches" >> fileio.ReadMatches()
+    files = _files(p, cfg) | "SpreadFiles" >> beam.Reshuffle()
     if cfg.streaming or cfg.input_subscription:
         files = files | "Window" >> beam.WindowInto(beam.window.FixedWindows(cfg.window_seconds))
-    pages = files | "Read" >> beam.ParDo(ReadPages(cfg.progress_dir)).with_outputs("rejects", main="pages")
+    read = ReadPages(cfg.progress_dir, cfg.input_root, cfg.max_page_pixels)
+    pages = files | "Read" >> beam.ParDo(read).with_outputs("rejects", main="pages")
     templates = list(load_templates(cfg.templates_dir).values()) if cfg.templates_dir else None
     cut = pages.pages | "Segment" >> beam.ParDo(SegmentPage(templates)).with_outputs("rejects", main="pages")
     handler = TFServingModelHandler(cfg.serving, cfg.model, version=cfg.model_version,

@@ -1,31 +1,45 @@
-"""Read stage: scanned files become pages (grey arrays), each decoded once.
+"""Read stage: scanned files become pages (grey arrays), each decoded once, a page at a time.
 
 PNG and JPEG are single pages; TIFF and PDF yield their pages one at a time,
-so a 200-page TIFF never sits in memory whole. Pages larger than
-`MAX_PAGE_PIXELS` are downscaled on the way in (a 600 dpi A3 scan has far more
-pixels than digits need).
+read from the open file, so a 200-page TIFF never sits in memory whole. What
+a file claims about its size is checked before anything is decoded: a page of
+more than `max_page_pixels` (its header's width x height; a PDF page's size in
+points at `PDF_DPI`) is refused, so a 500-byte "image" of 60000 x 60000 pixels
+costs nothing. Pages within the limit but larger than digits need are
+downscaled to `MAX_PAGE_PIXELS` on the way in (JPEG decodes at a reduced
+scale directly). Only regular files are read: no FIFOs or devices, and no
+links that lead out of the input folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-from typing import Iterator
+import os
+import re
+import stat
+from typing import BinaryIO, Iterator
 
 import cv2
 import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_raw
-from PIL import Image, UnidentifiedImageError
+from apache_beam.io.filesystems import FileSystems
+from PIL import Image
 
-__all__ = ["Page", "ReadError", "read_pages", "MAX_PAGE_PIXELS", "PDF_DPI"]
+__all__ = ["Page", "ReadError", "read_pages", "open_scan", "input_root", "clean_message",
+           "MAX_PAGE_PIXELS", "DEFAULT_MAX_PAGE_PIXELS", "PDF_DPI"]
 
-MAX_PAGE_PIXELS = 12_000_000   # ~ letter at 400 dpi
-PDF_DPI = 300                  # PDF pages without a single embedded scan are rendered at this
+MAX_PAGE_PIXELS = 12_000_000            # pages are downscaled to this (~ letter at 400 dpi)
+DEFAULT_MAX_PAGE_PIXELS = 200_000_000   # pages larger than this are refused (A3 at 600 dpi is 70 M)
+MAX_IMAGE_FILE_BYTES = 1 << 30          # a PNG or JPEG is read whole; TIFF and PDF are read as needed
+PDF_DPI = 300                           # PDF pages without a single embedded scan are rendered at this
+# Page sizes are checked here, from each file's header, against the job's own limit.
+Image.MAX_IMAGE_PIXELS = None
 
 
 class ReadError(ValueError):
-    """A file or page that cannot be decoded."""
+    """A file or page that cannot be decoded, or may not be."""
 
 
 @dataclasses.dataclass
@@ -33,6 +47,61 @@ class Page:
     source_uri: str
     page: int          # 1-based
     image: np.ndarray  # uint8 grey, dark ink on light paper
+
+
+def clean_message(text: str) -> str:
+    """An error message without what changes from run to run (object addresses), so a re-run finds it again."""
+    return re.sub(r"\s+at 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{6,}", "", str(text))[:2000]
+
+
+def input_root(pattern: str) -> str | None:
+    """The folder an input glob reads from (its part before the first wildcard); None for non-local input."""
+    if "://" in pattern and not pattern.startswith("file://"):
+        return None
+    path = pattern[len("file://"):] if pattern.startswith("file://") else pattern
+    head = re.split(r"[*?\[]", path, maxsplit=1)[0]
+    return os.path.realpath(os.path.dirname(head) if head and not head.endswith(os.sep) else head or ".")
+
+
+def open_scan(path: str, root: str | None) -> BinaryIO:
+    """Opens a matched file for reading, if it is one to read.
+
+    Raises:
+        ReadError: not a regular file (a FIFO, a device, a folder), or a link
+            that leads out of `root`, the input folder.
+    """
+    if "://" in path and not path.startswith("file://"):
+        return FileSystems.open(path, mime_type="application/octet-stream",
+                                compression_type="uncompressed")
+    local = path[len("file://"):] if path.startswith("file://") else path
+    if root and os.path.islink(local):
+        target = os.path.realpath(local)
+        if os.path.commonpath([target, root]) != root:
+            raise ReadError("a link that leads out of the input folder: not read")
+    mode = os.stat(local).st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else \
+            "a folder" if stat.S_ISDIR(mode) else "a socket"
+        raise ReadError(f"not a regular file ({kind}): not read")
+    return open(local, "rb")
+
+
+def _kind(head: bytes) -> str:
+    if head.startswith(b"\x89PNG"):
+        return "png"
+    if head.startswith(b"\xff\xd8"):
+        return "jpeg"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head.startswith(b"%PDF"):
+        return "pdf"
+    raise ReadError("not a PNG, JPEG, TIFF or PDF file")
+
+
+def _check_size(width: int, height: int, limit: int, what: str = "page") -> None:
+    if width * height > limit:
+        raise ReadError(f"{what} is {width} x {height} pixels ({width * height / 1e6:.0f} M), over the "
+                        f"{limit / 1e6:.0f} M pixel limit (--max-page-pixels); not decoded")
 
 
 def _limit(image: np.ndarray) -> np.ndarray:
@@ -43,78 +112,115 @@ def _limit(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
 
-def _kind(uri: str, data: bytes) -> str:
-    head = data[:8]
-    if head.startswith(b"\x89PNG"):
-        return "png"
-    if head.startswith(b"\xff\xd8"):
-        return "jpeg"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    if head.startswith(b"%PDF"):
-        return "pdf"
-    ext = uri.lower().rsplit(".", 1)[-1]
-    raise ReadError(f"not a PNG, JPEG, TIFF or PDF file (extension .{ext}, starts with {head[:4]!r})")
-
-
-def _tiff_pages(uri: str, data: bytes) -> Iterator[Page]:
+def _header_size(kind: str, data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG or JPEG header, without decoding."""
     try:
-        img = Image.open(io.BytesIO(data))
-        count = getattr(img, "n_frames", 1)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ReadError(f"unreadable TIFF: {exc}") from None
-    for i in range(count):
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except Exception:  # noqa: BLE001 - any header the library cannot parse
+        raise ReadError(f"corrupt {kind.upper()} header") from None
+
+
+def _image_page(kind: str, data: bytes, limit: int) -> np.ndarray:
+    width, height = _header_size(kind, data)
+    _check_size(width, height, limit)
+    flags = cv2.IMREAD_GRAYSCALE
+    if kind == "jpeg":  # libjpeg decodes at 1/2, 1/4 or 1/8 scale directly: big scans cost less
+        for factor, reduced in ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+                                (2, cv2.IMREAD_REDUCED_GRAYSCALE_2)):
+            if width * height / factor ** 2 >= MAX_PAGE_PIXELS:
+                flags = reduced
+                break
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if image is None:
+        raise ReadError(f"corrupt {kind.upper()} data")
+    return _limit(image)
+
+
+def _tiff_pages(uri: str, fh: BinaryIO, limit: int) -> Iterator:
+    try:
+        img = Image.open(fh)
+    except Exception as exc:  # noqa: BLE001
+        raise ReadError(f"unreadable TIFF: {clean_message(exc)}") from None
+    number = 0
+    while True:
+        number += 1
         try:
-            img.seek(i)
-            yield Page(uri, i + 1, _limit(np.asarray(img.convert("L"))))
-        except (OSError, ValueError) as exc:
-            yield ReadError(f"page {i + 1}: unreadable TIFF page: {exc}"), i + 1
+            if number > 1:
+                img.seek(number - 1)
+        except EOFError:
+            return
+        except Exception as exc:  # noqa: BLE001 - a directory past this one is damaged: stop here
+            yield ReadError(f"page {number}: unreadable TIFF page: {clean_message(exc)}"), number
+            return
+        try:
+            _check_size(*img.size, limit)
+            grey = img if img.mode == "L" else img.convert("L")
+            yield Page(uri, number, _limit(np.asarray(grey)))
+        except ReadError as exc:
+            yield ReadError(f"page {number}: {exc}"), number
+        except Exception as exc:  # noqa: BLE001 - truncated strips, bad compression...
+            yield ReadError(f"page {number}: unreadable TIFF page: {clean_message(exc)}"), number
 
 
-def _pdf_pages(uri: str, data: bytes) -> Iterator[Page]:
+def _pdf_pages(uri: str, fh: BinaryIO, limit: int) -> Iterator:
     try:
-        pdf = pdfium.PdfDocument(data)
+        pdf = pdfium.PdfDocument(fh)
+        count = len(pdf)
     except pdfium.PdfiumError as exc:
-        raise ReadError(f"unreadable PDF: {exc}") from None
+        raise ReadError(f"unreadable PDF: {clean_message(exc)}") from None
     try:
-        for i in range(len(pdf)):
+        for i in range(count):
             try:
-                yield Page(uri, i + 1, _limit(_pdf_page_image(pdf[i])))
-            except (pdfium.PdfiumError, OSError, ValueError) as exc:
-                yield ReadError(f"page {i + 1}: unreadable PDF page: {exc}"), i + 1
+                yield Page(uri, i + 1, _limit(_pdf_page_image(pdf[i], limit)))
+            except ReadError as exc:
+                yield ReadError(f"page {i + 1}: {exc}"), i + 1
+            except Exception as exc:  # noqa: BLE001
+                yield ReadError(f"page {i + 1}: unreadable PDF page: {clean_message(exc)}"), i + 1
     finally:
         pdf.close()
 
 
-def _pdf_page_image(page) -> np.ndarray:
+def _pdf_page_image(page, limit: int) -> np.ndarray:
     """A scanned PDF page is one embedded image: take it as it is (no resampling); render anything else."""
     objects = list(page.get_objects())
     images = [o for o in objects if o.type == pdfium_raw.FPDF_PAGEOBJ_IMAGE]
     if len(images) == 1 and len(objects) == 1:
-        bitmap = images[0].get_bitmap(render=False)
-        return np.asarray(bitmap.to_pil().convert("L"))
-    return np.asarray(page.render(scale=PDF_DPI / 72).to_pil().convert("L"))
+        _check_size(*images[0].get_px_size(), limit, "embedded scan")
+        return np.asarray(images[0].get_bitmap(render=False).to_pil().convert("L"))
+    w_pt, h_pt = page.get_size()
+    scale = PDF_DPI / 72
+    _check_size(int(w_pt * scale), int(h_pt * scale), limit, f"page ({w_pt:.0f} x {h_pt:.0f} pt at {PDF_DPI} dpi)")
+    return np.asarray(page.render(scale=scale).to_pil().convert("L"))
 
 
-def read_pages(uri: str, data: bytes) -> Iterator[Page | tuple[ReadError, int]]:
-    """Decodes a file's bytes into pages.
+def read_pages(uri: str, source: bytes | BinaryIO, max_page_pixels: int = DEFAULT_MAX_PAGE_PIXELS) -> Iterator:
+    """Decodes a file into pages.
+
+    Args:
+        uri: the file's name, for the pages and messages.
+        source: the file's bytes, or the open file (TIFF and PDF pages are then read as needed).
+        max_page_pixels: pages larger than this are refused before they are decoded.
 
     Yields:
         `Page`s; a page that fails on its own is yielded as `(ReadError, page)` so the
         file's other pages still come through.
 
     Raises:
-        ReadError: the file as a whole cannot be opened (empty, unknown format, corrupt).
+        ReadError: the file as a whole cannot be opened (empty, unknown format, corrupt, too large).
     """
-    if not data:
+    fh = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    head = fh.read(8)
+    if not head:
         raise ReadError("empty file")
-    kind = _kind(uri, data)
-    if kind in ("png", "jpeg"):
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            raise ReadError(f"corrupt {kind.upper()} data")
-        yield Page(uri, 1, _limit(image))
-    elif kind == "tiff":
-        yield from _tiff_pages(uri, data)
+    kind = _kind(head)
+    fh.seek(0)
+    if kind == "tiff":
+        yield from _tiff_pages(uri, fh, max_page_pixels)
+    elif kind == "pdf":
+        yield from _pdf_pages(uri, fh, max_page_pixels)
     else:
-        yield from _pdf_pages(uri, data)
+        data = fh.read(MAX_IMAGE_FILE_BYTES + 1)
+        if len(data) > MAX_IMAGE_FILE_BYTES:
+            raise ReadError(f"{kind.upper()} file over {MAX_IMAGE_FILE_BYTES >> 20} MB: not read")
+        yield Page(uri, 1, _image_page(kind, data, max_page_pixels))

@@ -33,6 +33,9 @@ def _add_run(sub) -> None:
     p.add_argument("--review-threshold", type=share, default=0.9,
                    help="flag fields whose weakest digit is below this probability (default: 0.9)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="largest batch sent to the server")
+    p.add_argument("--max-page-pixels", type=positive_int, default=200_000_000, metavar="N",
+                   help="pages larger than this are refused from their header, before decoding "
+                        "(default: 200000000; A3 at 600 dpi is 70000000)")
     p.add_argument("--streaming", action="store_true", help="keep watching --input for new files")
     p.add_argument("--poll-seconds", type=float, default=2.0, help="streaming: how often to look for new files")
     p.add_argument("--window-seconds", type=float, default=5.0, help="streaming: how often results are written")
@@ -72,12 +75,14 @@ def _run_run(args, parser, beam_args) -> int:
         parser.error(f"--templates {args.templates!r} is not a directory")
 
     from pipeline.beam_pipeline import RunConfig
+    from pipeline.read import input_root
     from pipeline.run import RunError, new_run_id, run_job
 
     cfg = RunConfig(input=args.input, output=args.output, serving=args.serving or "", run_id=new_run_id(),
                     model=args.model, model_version=args.model_version, model_label=args.model_label,
                     templates_dir=args.templates, review_threshold=args.review_threshold,
-                    max_batch_size=args.batch_size,
+                    max_batch_size=args.batch_size, max_page_pixels=args.max_page_pixels,
+                    input_root=input_root(args.input),
                     streaming=args.streaming, poll_seconds=args.poll_seconds, stop_after=args.stop_after,
                     window_seconds=args.window_seconds, input_subscription=args.input_subscription)
     try:
