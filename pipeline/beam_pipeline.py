@@ -59,7 +59,7 @@ class RunConfig:
     model_label: str | None = None
     templates_dir: str | None = None
     review_threshold: float = 0.9
-    max_batch_size: int = 256            # crops per Predict request
+    max_batch_size: int = 512            # crops per Predict request: the server's max_batch_size
     streaming: bool = False
     poll_seconds: float = 2.0
     stop_after: float | None = None     # local streaming: stop after this many seconds
@@ -120,20 +120,18 @@ class ReadPages(beam.DoFn):
         self.progress.flush()
 
 
-# glibc's mallopt parameter: allocations at least this big are mmap()ed and handed back to the system
-# when freed. By default the threshold rises to the largest block freed so far (up to 32 MB), after
-# which page-sized buffers stay in the heap, fragment it, and a worker's memory keeps rising through
-# its first hundred pages. Fixed at 4 MB, a page image comes and goes; field crops stay fast.
-_M_MMAP_THRESHOLD = -3
-PAGE_BUFFER_BYTES = 4 << 20
+# A page's buffers are megabytes; freed, glibc keeps them in its heap and a worker's memory creeps up
+# through its first pages. Trimming the heap hands them back; every few pages costs next to nothing.
+TRIM_EVERY_PAGES = 16
 
 
-def _return_page_buffers_to_the_system() -> None:
-    """Fixes glibc's mmap threshold in this process (a no-op where libc has no mallopt)."""
+def _heap_trimmer():
+    """glibc's malloc_trim, or a no-op elsewhere."""
     try:
-        ctypes.CDLL(ctypes.util.find_library("c")).mallopt(_M_MMAP_THRESHOLD, PAGE_BUFFER_BYTES)
+        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
     except (OSError, AttributeError, TypeError):
-        pass
+        return lambda: None
+    return lambda: trim(0)
 
 
 class SegmentPage(beam.DoFn):
@@ -144,9 +142,13 @@ class SegmentPage(beam.DoFn):
         self.templates = templates
 
     def setup(self):
-        _return_page_buffers_to_the_system()
+        self.trim_heap = _heap_trimmer()
+        self.pages = 0
 
     def process(self, element):
+        self.pages += 1
+        if self.pages % TRIM_EVERY_PAGES == 0:
+            self.trim_heap()
         (uri, page), image = element
         try:
             if self.templates:

@@ -32,7 +32,8 @@ def _add_run(sub) -> None:
                                                       "lines of digits are found on each page")
     p.add_argument("--review-threshold", type=share, default=0.9,
                    help="flag fields whose weakest digit is below this probability (default: 0.9)")
-    p.add_argument("--batch-size", type=positive_int, default=256, help="largest batch sent to the server")
+    p.add_argument("--batch-size", type=positive_int, default=512,
+                   help="crops per request to the server: its max_batch_size (default: 512, serving/batching.config)")
     p.add_argument("--max-page-pixels", type=positive_int, default=200_000_000, metavar="N",
                    help="pages larger than this are refused from their header, before decoding "
                         "(default: 200000000; A3 at 600 dpi is 70000000)")
