@@ -9,6 +9,7 @@ import platform
 import time
 
 from bench.corpora import corpus_files, make_corpus
+from bench.hostile import bench_hostile
 from bench.inference import bench_inference
 from bench.pipeline import bench_pipeline
 from bench.tesseract import tesseract_available, tesseract_baseline
@@ -27,6 +28,8 @@ TARGETS = {
     "batched_vs_unbatched_speedup": (">=", 20),
     "rss_growth_ratio": ("<=", 1.1),
     "speed_vs_tesseract": (">=", 10),
+    "hostile_max_seconds": ("<=", 1.0),
+    "hostile_max_mb": ("<=", 200),
 }
 
 
@@ -37,7 +40,7 @@ class SuiteOptions:
     model: str = "lenet5"
     pages: int | None = None            # corpus pages for the pipeline figures (default 100; quick 20)
     work_dir: str = os.path.join("bench", "work")
-    only: str | None = None             # "inference" | "pipeline"
+    only: str | None = None             # "inference" | "pipeline" | "faults"
     tesseract: bool = True
 
     @property
@@ -54,13 +57,16 @@ def run_suite(opts: SuiteOptions, log=print) -> dict:
         "machine": f"{platform.machine()}, {workers} cores, Python {platform.python_version()}",
         "quick": opts.quick,
     }
-    if opts.only != "pipeline":
+    if opts.only in (None, "inference"):
         seconds = 1.0 if opts.quick else 3.0
         log(f"== inference: {opts.model} through gRPC vs in-process ({seconds:.0f}s per point)")
         results["inference"] = bench_inference(opts.models_dir, opts.model, seconds=seconds, log=log)
-    if opts.only != "inference":
+    if opts.only in (None, "pipeline"):
         log(f"== pipeline ({workers} cores)")
         results["pipeline"] = _pipeline_part(opts, workers, log)
+    if opts.only in (None, "faults"):
+        log("== hostile files: each read alone in a fresh process")
+        results["faults"] = bench_hostile(opts.work_dir, log)
     results["wall_s"] = round(time.monotonic() - started, 1)
     return results
 
@@ -101,6 +107,7 @@ def _met(value, op, target) -> str:
 def _rows(results: dict) -> list[tuple[str, object, str]]:
     inf, pipe = results.get("inference", {}), results.get("pipeline", {})
     tess, ours = pipe.get("tesseract", {}), pipe.get("ours", {})
+    faults = results.get("faults", {})
     grpc, local = inf.get("grpc_images_per_s", {}), inf.get("inprocess_images_per_s", {})
     return [
         ("grpc_vs_inprocess_ratio", inf.get("grpc_vs_inprocess_ratio"),
@@ -119,6 +126,12 @@ def _rows(results: dict) -> list[tuple[str, object, str]]:
          f"ours {ours.get('pages_per_s')} vs tesseract {tess.get('pages_per_s')} pages/s "
          f"(at {pipe.get('pages')} pages: {pipe.get('speed_vs_tesseract_at_n')})"),
         ("ours.field_accuracy", ours.get("field_accuracy"), f"tesseract.field_accuracy {tess.get('field_accuracy')}"),
+        ("hostile_max_seconds", faults.get("hostile_max_seconds"),
+         f"slowest of {len(faults.get('files', {}))} hostile files to its reject (all refused: "
+         f"{faults.get('hostile_all_refused')})"),
+        ("hostile_max_mb", faults.get("hostile_max_mb"),
+         f"largest peak RSS of a process that refused one, imports included "
+         f"({faults.get('hostile_max_mb_for_the_file')} MB of it for the file)"),
     ]
 
 
@@ -127,6 +140,8 @@ def markdown_table(results: dict) -> str:
     tess = results.get("pipeline", {}).get("tesseract", {})
     lines = ["| key | value | target | met | detail |", "|---|---|---|---|---|"]
     for key, value, detail in _rows(results):
+        if value is None:
+            continue  # a part of the suite this run left out
         op, target = TARGETS.get(key, ("", None))
         if key == "ours.field_accuracy":
             op, target = ">", tess.get("field_accuracy")

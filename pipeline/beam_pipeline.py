@@ -28,7 +28,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
 from pipeline.assemble import assemble_page
-from pipeline.infer import InferenceFailed, TFServingModelHandler, describe_failure
+from pipeline.infer import (DEFAULT_SERVING_TIMEOUT_S, InferenceFailed, ServingUnreachable, TFServingModelHandler,
+                            describe_dead_letter)
 from pipeline.lines import find_lines
 from pipeline.progress import WorkerProgress
 from pipeline.read import DEFAULT_MAX_PAGE_PIXELS, Page, clean_message, open_scan, read_pages
@@ -62,12 +63,15 @@ class RunConfig:
     max_batch_size: int = 512            # crops per Predict request: the server's max_batch_size
     streaming: bool = False
     poll_seconds: float = 2.0
+    settle_seconds: float = 2.0          # local streaming: a file is read once it has stood still this long
     stop_after: float | None = None     # local streaming: stop after this many seconds
     window_seconds: float = 5.0
     input_subscription: str | None = None
     progress_dir: str | None = None
     input_root: str | None = None       # the folder --input reads from: links out of it are not followed
     max_page_pixels: int = DEFAULT_MAX_PAGE_PIXELS
+    serving_timeout: float = DEFAULT_SERVING_TIMEOUT_S   # seconds without a server before the job stops
+    serving_ca: str | None = None        # PEM CA bundle when TF Serving serves TLS
 
     @property
     def bigquery(self) -> tuple[str, str] | None:
@@ -185,9 +189,15 @@ class AssemblePage(beam.DoFn):
 
 
 def _failed_batch_to_rejects(failed, target: str):
-    """A batch of pages whose inference failed past its retries: one rejects row per page."""
-    batch, exc = failed
-    error_type, message = describe_failure(exc)
+    """A batch of pages whose inference failed past its retries: one rejects row per page.
+
+    RunInference's dead letter holds (batch, (exception class, repr, traceback)). A server
+    unreachable for longer than the job allows is no page's fault: it stops the job.
+    """
+    batch, failure = failed
+    if isinstance(failure[0], type) and issubclass(failure[0], ServingUnreachable):
+        raise ServingUnreachable(describe_dead_letter(failure)[1])
+    error_type, message = describe_dead_letter(failure)
     return {"rejects": [_reject(page.source_uri, page.page, "infer", f"TF Serving at {target}: {message}",
                                 error_type) for page in batch]}
 
@@ -246,10 +256,12 @@ class WriteLocalRows(beam.DoFn):
 def _files(p: beam.Pipeline, cfg: RunConfig):
     """The input files' metadata: matched once, watched, or named by GCS notifications."""
     if cfg.input_subscription:
-        # Dataflow streaming: GCS object notifications on Pub/Sub name the new files.
+        # Dataflow streaming: GCS object notifications on Pub/Sub name the new files; an object is read
+        # once its notification says it is finalised (completely written), never before.
         return (p
                 | "ReadNotifications" >> beam.io.ReadFromPubSub(subscription=cfg.input_subscription,
                                                                with_attributes=True)
+                | "Finalised" >> beam.Filter(lambda m: m.attributes.get("eventType") == "OBJECT_FINALIZE")
                 | "NotificationToPath" >> beam.Map(
                     lambda m: f"gs://{m.attributes['bucketId']}/{m.attributes['objectId']}")
                 | "MatchNew" >> fileio.MatchAll())
@@ -274,7 +286,9 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:
     templates = list(load_templates(cfg.templates_dir).values()) if cfg.templates_dir else None
     cut = pages.pages | "Segment" >> beam.ParDo(SegmentPage(templates)).with_outputs("rejects", main="pages")
     handler = TFServingModelHandler(cfg.serving, cfg.model, version=cfg.model_version,
-                                    version_label=cfg.model_label, max_batch_size=cfg.max_batch_size)
+                                    version_label=cfg.model_label, max_batch_size=cfg.max_batch_size,
+                                    serving_timeout_s=cfg.serving_timeout, progress_dir=cfg.progress_dir,
+                                    ca_file=cfg.serving_ca)
     inferred, failed = cut.pages | "RunInference" >> RunInference(handler).with_exception_handling()
     assembled = inferred | "Assemble" >> beam.ParDo(AssemblePage(cfg.review_threshold, cfg.run_id, cfg.serving))
     infer_failed = failed.failed_inferences | "FailedBatches" >> beam.Map(_failed_batch_to_rejects, cfg.serving)

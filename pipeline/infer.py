@@ -11,15 +11,28 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
+import time
 from typing import Any, Iterable, Optional, Sequence
 
+import grpc
 import numpy as np
 from apache_beam.ml.inference.base import PredictionResult, RemoteModelHandler
 
+from pipeline.progress import note_outage
 from pipeline.types import PageCut
-from serving.client import PredictClient, is_retriable
+from serving.client import UNREACHABLE_CODES, PredictClient, is_retriable
 
-__all__ = ["PageReads", "InferenceFailed", "TFServingModelHandler", "describe_failure"]
+__all__ = ["PageReads", "InferenceFailed", "ServingUnreachable", "TFServingModelHandler", "describe_failure",
+           "describe_dead_letter", "DEFAULT_SERVING_TIMEOUT_S"]
+
+DEFAULT_SERVING_TIMEOUT_S = 120.0
+# When this process's calls to each target began to find no server (monotonic seconds); absent while they work.
+_down_since: dict[str, float] = {}
+
+
+class ServingUnreachable(RuntimeError):
+    """TF Serving did not answer for longer than the job allows (--serving-timeout): the job stops."""
 
 
 class _NoMemoryProbeWarning(logging.Filter):
@@ -30,7 +43,8 @@ class _NoMemoryProbeWarning(logging.Filter):
 
 
 # Installed wherever this module is imported: the driver, and each worker as it unpickles the handler.
-logging.getLogger("apache_beam.ml.inference.base").addFilter(_NoMemoryProbeWarning())
+# (RunInference logs it through the root logger.)
+logging.getLogger().addFilter(_NoMemoryProbeWarning())
 
 
 @dataclasses.dataclass
@@ -65,21 +79,32 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
         max_batch_size: crops per Predict request, and about how many crops a
             batch of pages holds; keep it within the server's max_batch_size.
         timeout_s: deadline per Predict call.
+        serving_timeout_s: how long to wait, retrying, while the server cannot be
+            reached at all; past it, `ServingUnreachable` stops the job.
+        progress_dir: where the run's progress line learns of an outage.
         num_retries: retries of a retriable failure (UNAVAILABLE, DEADLINE_EXCEEDED...).
         ca_file / auth_token: TLS and auth for a remote endpoint.
     """
 
     def __init__(self, target: str, model_name: str = "lenet5", *, version: int | None = None,
-                 version_label: str | None = None, max_batch_size: int = 256, timeout_s: float = 30.0,
+                 version_label: str | None = None, max_batch_size: int = 512, timeout_s: float = 30.0,
                  num_retries: int = 5, throttle_delay_secs: int = 5, ca_file: str | None = None,
-                 auth_token: str | None = None):
+                 auth_token: str | None = None, serving_timeout_s: float = DEFAULT_SERVING_TIMEOUT_S,
+                 progress_dir: str | None = None):
         super().__init__(namespace="formdigits", num_retries=num_retries, throttle_delay_secs=throttle_delay_secs,
                          retry_filter=is_retriable)
         self.target = target
         self.max_batch_size = max_batch_size
-        # What each worker's PredictClient is built from (the client validates them).
+        self.serving_timeout_s = serving_timeout_s
+        self.progress_dir = progress_dir
+        # What each worker's PredictClient is built from (the client validates them). The CA is read here,
+        # in the driver, and travels with the handler: workers need no copy of the file.
+        root_certificates = None
+        if ca_file:
+            with open(ca_file, "rb") as fh:
+                root_certificates = fh.read()
         self._client_args = dict(target=target, model_name=model_name, version=version, version_label=version_label,
-                                 timeout_s=timeout_s, ca_file=ca_file, auth_token=auth_token)
+                                 timeout_s=timeout_s, root_certificates=root_certificates, auth_token=auth_token)
         # RemoteModelHandler does not call ModelHandler.__init__, so batching is set here.
         self._batching_kwargs = {"min_batch_size": 1, "max_batch_size": max_batch_size,
                                  "element_size_fn": _crop_count}
@@ -116,7 +141,7 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
         flat = np.concatenate(crops) if crops else np.zeros((0, 28, 28), np.uint8)
         probabilities, versions, name = [], [], None
         for start in range(0, len(flat), self.max_batch_size):
-            result = model.predict(flat[start:start + self.max_batch_size])
+            result = self._predict(model, flat[start:start + self.max_batch_size])
             chunk = result.outputs["probabilities"]
             probabilities.append(chunk)
             versions += [result.model_version] * len(chunk)
@@ -129,8 +154,42 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
             start = end
         return out
 
+    def _predict(self, model: PredictClient, crops: np.ndarray):
+        """One Predict call. While the server cannot be reached, waits and tries again (backoff up to 5 s),
+        up to `serving_timeout_s` from the first call that found no server; then raises ServingUnreachable.
+        """
+        delay = 0.25
+        while True:
+            try:
+                result = model.predict(crops)
+            except grpc.RpcError as exc:
+                if exc.code() not in UNREACHABLE_CODES:
+                    raise
+                down = time.monotonic() - _down_since.setdefault(self.target, time.monotonic())
+                if down >= self.serving_timeout_s:
+                    raise ServingUnreachable(f"TF Serving at {self.target} unreachable for {down:.0f} s "
+                                             f"({exc.code().name})") from None
+                note_outage(self.progress_dir, self.target, down)
+                time.sleep(min(delay, self.serving_timeout_s - down))
+                delay = min(2 * delay, 5.0)
+                continue
+            if _down_since.pop(self.target, None) is not None:
+                note_outage(self.progress_dir, self.target, None)
+            return result
+
     def get_metrics_namespace(self) -> str:
         return "formdigits"
+
+
+def describe_dead_letter(failure) -> tuple[str, str]:
+    """(error type, message) of a RunInference dead-letter entry: (exception class, its repr, traceback lines)."""
+    kind, text, lines = failure
+    code = re.search(r"StatusCode\.(\w+)", text)
+    if code:
+        details = re.search(r'details = "([^"]*)"', text)
+        return code.group(1), f"{code.group(1)}: {details.group(1) if details else ''}".rstrip(": ")
+    last = lines[-1].strip() if lines else text
+    return getattr(kind, "__name__", str(kind)), last.split(": ", 1)[-1]
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:

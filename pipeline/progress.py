@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-__all__ = ["WorkerProgress", "ProgressPrinter", "read_progress"]
+__all__ = ["WorkerProgress", "ProgressPrinter", "read_progress", "note_outage"]
 
 
 class WorkerProgress:
@@ -35,40 +35,71 @@ class WorkerProgress:
         if not self.directory:
             return
         os.makedirs(self.directory, exist_ok=True)
-        path = os.path.join(self.directory, f"{os.getpid()}-{id(self):x}.json")
-        with open(path + ".part", "w") as fh:
-            json.dump({"pages": self.pages}, fh)
-        os.replace(path + ".part", path)
+        _write(os.path.join(self.directory, f"{os.getpid()}-{id(self):x}.json"), {"pages": self.pages})
+
+
+def _write(path: str, record: dict) -> None:
+    with open(path + ".part", "w") as fh:
+        json.dump(record, fh)
+    os.replace(path + ".part", path)
+
+
+def note_outage(directory: str | None, target: str, down_s: float | None) -> None:
+    """A worker tells the driver its calls to `target` have found no server for `down_s` seconds (None: over)."""
+    if not directory:
+        return
+    os.makedirs(directory, exist_ok=True)
+    _write(os.path.join(directory, f"outage-{os.getpid()}.json"),
+           {"target": target, "down_s": down_s, "at": time.time()})
 
 
 def read_progress(directory: str) -> dict:
-    """The workers' files summed: {"pages": pages read so far}."""
-    total = {"pages": 0}
+    """The workers' files summed: {"pages": pages read so far, "outage": (target, seconds) or None}."""
+    total = {"pages": 0, "outage": None}
     try:
         names = os.listdir(directory)
     except OSError:
         return total
     for name in names:
-        if name.endswith(".json"):
-            try:
-                with open(os.path.join(directory, name)) as fh:
-                    total["pages"] += json.load(fh)["pages"]
-            except (OSError, ValueError, KeyError):
-                pass  # a file being replaced: the next round counts it
+        if not name.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(directory, name)) as fh:
+                record = json.load(fh)
+        except (OSError, ValueError):
+            continue  # a file being replaced: the next round counts it
+        if name.startswith("outage-"):
+            if record["down_s"] is not None and time.time() - record["at"] < 15:
+                down = record["down_s"] + time.time() - record["at"]
+                if total["outage"] is None or down > total["outage"][1]:
+                    total["outage"] = (record["target"], down)
+        else:
+            total["pages"] += record.get("pages", 0)
     return total
 
 
 class ProgressPrinter(threading.Thread):
     """Prints pages read and pages/s every `interval` seconds until stopped."""
 
-    def __init__(self, directory: str, interval: float = 5.0, out=sys.stderr):
+    def __init__(self, directory: str, interval: float = 5.0):
         super().__init__(daemon=True)
-        self.directory, self.interval, self.out = directory, interval, out
+        self.directory, self.interval = directory, interval
         self.stop = threading.Event()
         self.started = time.monotonic()
 
+    def __enter__(self) -> "ProgressPrinter":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+
     def run(self) -> None:
         while not self.stop.wait(self.interval):
-            pages = read_progress(self.directory)["pages"]
-            elapsed = time.monotonic() - self.started
-            print(f"  {pages} pages read, {pages / elapsed:.1f} pages/s, {elapsed:.0f}s", file=self.out, flush=True)
+            progress = read_progress(self.directory)
+            pages, elapsed = progress["pages"], time.monotonic() - self.started
+            line = f"  {pages} pages read, {pages / elapsed:.1f} pages/s, {elapsed:.0f}s"
+            if progress["outage"]:
+                target, down = progress["outage"]
+                line += f"; TF Serving at {target} unreachable for {down:.0f} s, retrying"
+            print(line, file=sys.stderr, flush=True)  # sys.stderr of the moment: the terminal

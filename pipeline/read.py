@@ -24,7 +24,6 @@ import cv2
 import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_raw
-from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 __all__ = ["Page", "ReadError", "read_pages", "open_scan", "input_root", "clean_message",
@@ -71,6 +70,8 @@ def open_scan(path: str, root: str | None) -> BinaryIO:
             that leads out of `root`, the input folder.
     """
     if "://" in path and not path.startswith("file://"):
+        from apache_beam.io.filesystems import FileSystems  # remote paths only: Beam's file systems are heavy
+
         return FileSystems.open(path, mime_type="application/octet-stream",
                                 compression_type="uncompressed")
     local = path[len("file://"):] if path.startswith("file://") else path

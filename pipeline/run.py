@@ -9,32 +9,92 @@ its description instead. A run's summary is its own Beam counters.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import re
+import sys
 import shutil
 import time
 import uuid
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import DirectOptions
 
 from pipeline.beam_pipeline import SUMMARY_COUNTERS, RunConfig, build_pipeline
 from pipeline.dataflow import job_description, pipeline_options
+from pipeline.loopback import loopback_only
 from pipeline.progress import ProgressPrinter
 from pipeline.streaming import watch_micro_batches
-from pipeline.store import Committer, RunLock, StoreBusy, commit_staged
+from pipeline.store import Committer, RunLock, StoreBusy
 from serving.client import PredictClient
 from serving.server.config import ConfigError
 from serving.server.engine import ServerProcess
 from serving.server.models import versions_on_disk
 
-__all__ = ["RunError", "EmbeddedServer", "run_job", "counts_from_metrics", "new_run_id"]
+__all__ = ["RunError", "ServingStopped", "EmbeddedServer", "run_job", "counts_from_metrics", "new_run_id"]
 
 REPO_SETUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
 
 
 class RunError(RuntimeError):
     """The job cannot start; the message says what to do."""
+
+
+class ServingStopped(RunError):
+    """The job stopped because TF Serving could not be reached for longer than --serving-timeout."""
+
+    def __init__(self, reason: str, output: str):
+        super().__init__(f"stopped: {reason}. Check that TF Serving is running and reachable from here (or raise "
+                         f"--serving-timeout); what was written to {output} is whole pages, and a run over the "
+                         "same input again reads the rest")
+
+
+class _QuietWorkers(logging.Filter):
+    """Which of the workers' log records, re-logged by the DirectRunner's driver, reach the person running the job.
+
+    Start-up chatter that looks like trouble and is not, and the traceback of a TF Serving outage (the job
+    says that itself, in one line) stay out; everything else comes through.
+    """
+
+    NOISE = ("Resource module is not available", "No semi_persistent_directory", "Discarding unparseable args",
+             "ServingUnreachable", "unreachable for", "KeyboardInterrupt")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not any(n in text for n in self.NOISE)
+
+
+@contextlib.contextmanager
+def _workers_write_to(path: str):
+    """Worker processes inherit the driver's stderr (fd 2), where Beam prints each failed bundle's traceback.
+
+    While they run, fd 2 goes to `path`; this process's own messages (sys.stderr) stay on the terminal.
+    """
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sys.stderr.flush()
+    terminal, previous = os.dup(2), sys.stderr
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    sys.stderr = open(terminal, "w", buffering=1, closefd=False)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(terminal, 2)
+        os.close(terminal)
+        sys.stderr = previous
+
+
+def _quiet_workers() -> None:
+    # Worker records re-logged by the driver, and the in-process workers' own (streaming runs them in the driver).
+    for name in ("apache_beam.runners.portability.local_job_service", "apache_beam.runners.common",
+                 "apache_beam.runners.worker.sdk_worker"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _QuietWorkers) for f in logger.filters):
+            logger.addFilter(_QuietWorkers())
 
 
 class EmbeddedServer:
@@ -95,38 +155,44 @@ def _run_dataflow(cfg: RunConfig, options, dry_run: bool, job_file: str | None) 
 
 def _run_local(cfg: RunConfig, options, models_dir: str, quiet: bool) -> dict:
     started = time.monotonic()
-    try:
-        lock = RunLock(cfg.output).__enter__()
-    except StoreBusy as exc:
-        raise RunError(str(exc)) from None
+    _quiet_workers()
     cfg.progress_dir = os.path.join(cfg.output, ".progress", cfg.run_id)
-    printer = None if quiet else ProgressPrinter(cfg.progress_dir)
+    log = os.path.join(cfg.output, ".logs", f"{cfg.run_id}.log")
     counts = dict.fromkeys(SUMMARY_COUNTERS, 0)
-    commit_staged(cfg.output)  # what a run that was killed left staged: whole pages, worth keeping
-    committer = Committer(cfg.output)
-    server = None
-    try:
+    with contextlib.ExitStack() as stack:  # unwinds in reverse: log, progress, server, committer, lock
+        try:
+            stack.enter_context(RunLock(cfg.output))
+        except StoreBusy as exc:
+            raise RunError(str(exc)) from None
+        stack.enter_context(Committer(cfg.output))
         if not cfg.serving:
-            server = EmbeddedServer(models_dir, cfg.model).__enter__()
-            cfg.serving = server.target
-        committer.start()
-        if printer:
-            printer.start()
-        if cfg.streaming:
-            watch_micro_batches(cfg, lambda batch: _run_bounded(batch, options), lambda c: _add(counts, c))
-        else:
-            _add(counts, _run_bounded(cfg, options))
-    finally:
-        if printer:
-            printer.stop.set()
-        if server:
-            server.__exit__(None, None, None)
-        shutil.rmtree(cfg.progress_dir, ignore_errors=True)  # the workers' page counters served their purpose
-        committer.close()
-        lock.__exit__(None, None, None)
+            cfg.serving = stack.enter_context(EmbeddedServer(models_dir, cfg.model)).target
+        stack.callback(shutil.rmtree, cfg.progress_dir, ignore_errors=True)
+        if not quiet:
+            stack.enter_context(ProgressPrinter(cfg.progress_dir))
+        stack.enter_context(loopback_only())
+        if options.view_as(DirectOptions).direct_running_mode == "multi_processing":
+            stack.enter_context(_workers_write_to(log))
+        try:
+            if cfg.streaming:
+                watch_micro_batches(cfg, lambda batch: _run_bounded(batch, options), lambda c: _add(counts, c),
+                                    fatal=(ServingStopped,))
+            else:
+                _add(counts, _run_bounded(cfg, options))
+        except (RunError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a fault of the job itself, not of a file: the details go to the log
+            with open(log, "a") as fh:
+                fh.write(f"\n{exc}\n")
+            raise RunError(f"failed: {_last_line(exc)} (details in {log})") from None
     wall = time.monotonic() - started
     return {"run_id": cfg.run_id, **counts, "wall_s": round(wall, 1),
             "pages_per_s": round(counts["pages"] / wall, 2) if wall else 0.0}
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(exc).__name__
 
 
 def _add(counts: dict, more: dict) -> None:
@@ -138,8 +204,14 @@ def _run_bounded(cfg: RunConfig, options) -> dict:
     """One bounded run of the graph over `cfg.input`; its counts."""
     p = beam.Pipeline(options=options)
     build_pipeline(p, cfg)
-    result = p.run()
-    result.wait_until_finish()
+    try:
+        result = p.run()
+        result.wait_until_finish()
+    except Exception as exc:
+        reason = re.search(r"ServingUnreachable: ([^\n]+)", str(exc))
+        if reason:
+            raise ServingStopped(reason.group(1).strip(), cfg.output) from None
+        raise
     return counts_from_metrics(result)
 
 

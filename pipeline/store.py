@@ -196,12 +196,23 @@ class RunLock:
 
 
 class Committer(threading.Thread):
-    """Merges staged batches every `interval` seconds while a run goes on; `close()` merges the rest."""
+    """Merges staged batches every `interval` seconds while a run goes on; `close()` merges the rest.
+
+    As a context manager: merges what an earlier, killed run left staged (whole pages), starts, and closes.
+    """
 
     def __init__(self, output_dir: str, interval: float = 2.0):
         super().__init__(daemon=True, name="committer")
         self.output_dir, self.interval = output_dir, interval
         self.stopping = threading.Event()
+
+    def __enter__(self) -> "Committer":
+        commit_staged(self.output_dir)
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval):

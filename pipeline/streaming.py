@@ -5,11 +5,20 @@ triggers, so locally the driver watches the pattern itself and sends each set
 of new, fully written files through the same Beam graph as a bounded run.
 Rows therefore land (and are queryable) a few seconds after a file arrives.
 Dataflow uses the true streaming graph (Pub/Sub notifications, windows).
+
+- A file is read once its size and modification time have stood still for
+  `settle_seconds` (a scanner or a copy may still be writing it).
+- A file that fails is a rejects row of its own; a batch that fails as a
+  whole is tried again a file at a time, so one poison file never holds back
+  the others, and a file that fails alone is rejected once.
+- Ctrl-C or SIGTERM drains: stop watching, finish and write the batch in
+  flight. A second Ctrl-C stops at once; what was staged is still whole pages.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import signal
 import sys
 import threading
@@ -18,51 +27,116 @@ from typing import Callable
 
 from apache_beam.io.filesystems import FileSystems
 
-__all__ = ["watch_micro_batches"]
+from pipeline.read import clean_message
+from pipeline.write import stage_rows
+
+__all__ = ["watch_micro_batches", "Settler"]
 
 
-def _new_files(pattern: str, seen: dict[str, int]) -> list:
-    """Files matching `pattern` not yet processed in their current version, written at least a second ago."""
-    try:
-        matches = FileSystems.match([pattern])[0].metadata_list
-    except Exception:  # noqa: BLE001 - nothing there yet
-        return []
-    now_us = time.time() * 1e6
-    return [m for m in matches if seen.get(m.path) != m.last_updated_in_seconds
-            and now_us - m.last_updated_in_seconds * 1e6 > 1e6]  # still being copied? next poll
+class Settler:
+    """Which matched files have stood still long enough to read, and have not been read in that version."""
+
+    def __init__(self, settle_seconds: float):
+        self.settle_seconds = settle_seconds
+        self.seen: dict[str, tuple] = {}        # path -> (size, mtime) read
+        self.still: dict[str, tuple] = {}       # path -> ((size, mtime), since when it has not changed)
+
+    def ready(self, pattern: str, now: float | None = None) -> list:
+        now = time.monotonic() if now is None else now
+        try:
+            matches = FileSystems.match([pattern])[0].metadata_list
+        except Exception:  # noqa: BLE001 - nothing there yet
+            return []
+        out = []
+        for m in matches:
+            version = (m.size_in_bytes, m.last_updated_in_seconds)
+            if self.seen.get(m.path) == version:
+                continue
+            previous = self.still.get(m.path)
+            if previous is None or previous[0] != version:
+                self.still[m.path] = (version, now)
+            elif now - previous[1] >= self.settle_seconds:
+                out.append(m)
+        return sorted(out, key=lambda m: m.path)
+
+    def done(self, metadata) -> None:
+        self.seen[metadata.path] = (metadata.size_in_bytes, metadata.last_updated_in_seconds)
+        self.still.pop(metadata.path, None)
 
 
-def watch_micro_batches(cfg, run_batch: Callable[[object], dict], add_summary: Callable[[dict], None]) -> None:
-    """Runs `run_batch(cfg for the new files)` for each set of new files until stopped.
+class _Stopper:
+    """First Ctrl-C (or SIGTERM): drain. Second Ctrl-C: stop now."""
 
-    Ctrl-C or SIGTERM stops watching; a micro-batch already running is
-    finished first, so nothing is left half-written.
+    def __init__(self):
+        self.draining = threading.Event()
+        self.now = False
+
+    def __call__(self, signum, _frame):
+        if self.draining.is_set() and signum == signal.SIGINT:
+            self.now = True  # Beam may catch the interrupt inside a step: the flag says what it was
+            raise KeyboardInterrupt
+        self.draining.set()
+        print("formdigits run: stopping after the batch in flight is written (Ctrl-C again to stop now)",
+              file=sys.stderr, flush=True)
+
+
+def watch_micro_batches(cfg, run_batch: Callable[[object], dict], add_summary: Callable[[dict], None],
+                        fatal: tuple[type, ...] = ()) -> None:
+    """Runs `run_batch(cfg for the new files)` for each set of settled new files until stopped.
 
     Args:
         cfg: the job's RunConfig (its `input` is the pattern watched).
         run_batch: runs the bounded graph over a RunConfig whose input is a list of files; returns its counts.
         add_summary: receives each batch's counts.
+        fatal: exceptions that end the watch (the server gone for good) rather than a batch.
     """
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    seen: dict[str, int] = {}
+    stopper = _Stopper()
+    previous = {sig: signal.signal(sig, stopper) for sig in (signal.SIGTERM, signal.SIGINT)}
+    settler = Settler(cfg.settle_seconds)
+    alone: set[str] = set()   # files of a failed batch: tried one at a time
     deadline = time.monotonic() + cfg.stop_after if cfg.stop_after else None
     print(f"formdigits run: watching {cfg.input} every {cfg.poll_seconds:g}s (Ctrl-C to stop)",
           file=sys.stderr, flush=True)
     try:
-        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            new = _new_files(cfg.input, seen)
-            if new:
-                batch_cfg = dataclasses.replace(cfg, input=sorted(m.path for m in new), streaming=False)
+        while not stopper.draining.is_set() and (deadline is None or time.monotonic() < deadline):
+            new = settler.ready(cfg.input)
+            batches = [[m] for m in new if m.path in alone] + [[m for m in new if m.path not in alone]]
+            for batch in (b for b in batches if b):
                 try:
-                    add_summary(run_batch(batch_cfg))
-                except Exception as exc:  # noqa: BLE001 - keep watching; these files are tried again
-                    print(f"formdigits run: a batch of {len(new)} file(s) failed, retrying next poll: "
-                          f"{str(exc).splitlines()[-1][:300]}", file=sys.stderr, flush=True)
-                else:
-                    seen.update((m.path, m.last_updated_in_seconds) for m in new)
-                    print(f"  {len(new)} new file(s) written", file=sys.stderr, flush=True)
-            stop.wait(cfg.poll_seconds)
+                    _run_one(cfg, batch, run_batch, add_summary, settler, alone, fatal)
+                finally:
+                    if stopper.now:
+                        raise KeyboardInterrupt
+            stopper.draining.wait(cfg.poll_seconds)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _run_one(cfg, batch: list, run_batch, add_summary, settler: Settler, alone: set, fatal) -> None:
+    batch_cfg = dataclasses.replace(cfg, input=[m.path for m in batch], streaming=False)
+    try:
+        add_summary(run_batch(batch_cfg))
+        print(f"  {len(batch)} new file(s) written", file=sys.stderr, flush=True)
+    except fatal:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the batch, not the watch, failed
+        if len(batch) > 1:
+            alone.update(m.path for m in batch)
+            print(f"formdigits run: a batch of {len(batch)} files failed; trying them one at a time",
+                  file=sys.stderr, flush=True)
+            return
+        _reject_file(cfg, batch[0].path, exc)
+    for m in batch:
+        settler.done(m)
+        alone.discard(m.path)
+
+
+def _reject_file(cfg, path: str, exc: Exception) -> None:
+    """A file that failed a run of its own: one rejects row, staged like any other, and not tried again."""
+    message = clean_message(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__)
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    stage_rows(cfg.output, {"rejects": [{"source_uri": path, "page": None, "stage": "run",
+                                         "error_type": type(exc).__name__, "message": message,
+                                         "processed_at": now}]}, cfg.run_id)
+    print(f"formdigits run: {path} failed on its own and is rejected: {message[:200]}", file=sys.stderr, flush=True)

@@ -22,6 +22,7 @@ import numpy as np
 from serving.tensors import make_ndarray, make_tensor_proto
 
 __all__ = [
+    "UNREACHABLE_CODES",
     "RETRIABLE_CODES",
     "NON_RETRIABLE_CODES",
     "is_retriable",
@@ -38,6 +39,8 @@ RETRIABLE_CODES = frozenset({
     grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.ABORTED,
 })
+# No answer at all: the server is down, restarting, or hangs. Worth waiting for, within limits.
+UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 # The request itself is wrong: retrying sends the same wrong request.
 NON_RETRIABLE_CODES = frozenset({
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -62,6 +65,10 @@ def channel_options(target: str) -> list[tuple[str, object]]:
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
+        # gRPC backs off reconnecting up to 120 s by default: a restarted server would sit unused that long.
+        ("grpc.initial_reconnect_backoff_ms", 500),
+        ("grpc.min_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", 5_000),
     ]
     if target.startswith("dns:"):
         options.append(("grpc.lb_policy_name", "round_robin"))
@@ -72,15 +79,17 @@ _channels: dict[tuple, grpc.Channel] = {}
 _channels_lock = threading.Lock()
 
 
-def get_channel(target: str, ca_file: str | None = None) -> grpc.Channel:
-    """The process's shared channel to `target` (created on first use)."""
-    key = (target, ca_file)
+def get_channel(target: str, ca_file: str | None = None, root_certificates: bytes | None = None) -> grpc.Channel:
+    """The process's shared channel to `target` (created on first use); TLS with a CA file or PEM bytes."""
+    if ca_file:
+        with open(ca_file, "rb") as fh:
+            root_certificates = fh.read()
+    key = (target, root_certificates)
     with _channels_lock:
         channel = _channels.get(key)
         if channel is None:
-            if ca_file:
-                with open(ca_file, "rb") as fh:
-                    credentials = grpc.ssl_channel_credentials(root_certificates=fh.read())
+            if root_certificates:
+                credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
                 channel = grpc.secure_channel(target, credentials, options=channel_options(target))
             else:
                 channel = grpc.insecure_channel(target, options=channel_options(target))
@@ -107,13 +116,13 @@ class PredictClient:
         version: a specific version number, or None for the newest.
         version_label: a label from models.config (e.g. "stable"); not with `version`.
         timeout_s: deadline of every call.
-        ca_file: PEM CA bundle for a TLS endpoint.
+        ca_file: PEM CA bundle for a TLS endpoint (or `root_certificates`, its bytes).
         auth_token: sent as `authorization: Bearer <token>` metadata.
     """
 
     def __init__(self, target: str, model_name: str, *, signature_name: str = "serving_default",
                  version: int | None = None, version_label: str | None = None, timeout_s: float = 30.0,
-                 ca_file: str | None = None, auth_token: str | None = None):
+                 ca_file: str | None = None, auth_token: str | None = None, root_certificates: bytes | None = None):
         if version is not None and version_label:
             raise ValueError("give a model version or a version label, not both")
         from tensorflow_serving.apis import (model_service_pb2_grpc,
@@ -125,7 +134,7 @@ class PredictClient:
         self.version = version
         self.version_label = version_label
         self.timeout_s = timeout_s
-        self.channel = get_channel(target, ca_file)
+        self.channel = get_channel(target, ca_file, root_certificates)
         self._predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self._model_stub = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self._metadata = (("authorization", f"Bearer {auth_token}"),) if auth_token else None

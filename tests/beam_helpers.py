@@ -29,3 +29,19 @@ def one_line(args):
     res = subprocess.run([sys.executable, "-m", "formdigits", *args], capture_output=True, text=True, timeout=120)
     lines = [line for line in res.stderr.splitlines() if line.startswith("formdigits")]
     return res.returncode, lines
+
+
+def start(args, log_path, **popen):
+    """`formdigits ARGS` started in a subprocess, its output to `log_path`; returns the Popen."""
+    log = open(log_path, "w")  # a file, not a pipe nobody reads: a full pipe would block the job
+    return subprocess.Popen([sys.executable, "-m", "formdigits", *args], stdout=log, stderr=subprocess.STDOUT,
+                            text=True, **popen)
+
+
+def rows(db_dir):
+    """Every field and digit row of a results directory, without run ids and times: for comparing runs."""
+    fields = count(db_dir, "SELECT regexp_extract(source_uri, '[^/]+$'), page, field, value, round(confidence, 5), "
+                           "needs_review, review_reason FROM fields ORDER BY ALL")
+    digits = count(db_dir, "SELECT regexp_extract(source_uri, '[^/]+$'), page, field, position, digit, "
+                           "round(confidence, 5) FROM digits ORDER BY ALL")
+    return fields, digits

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from beam_helpers import one_line
 
 
@@ -18,3 +20,28 @@ def test_query_is_read_only_and_formats(batch_output):
     res = subprocess.run([sys.executable, "-m", "formdigits", "query", "--db", str(batch_output),
                           "SELECT count(*) AS n FROM digits"], capture_output=True, text=True, timeout=60)
     assert res.stdout.splitlines()[0].strip() == "n" and res.stdout.strip().endswith("(1 row)")
+
+
+@pytest.mark.parametrize("sql", [
+    "COPY fields TO 'x.csv'",
+    "COPY (SELECT 'garbage') TO '{db}/results.duckdb'",
+    "EXPORT DATABASE '{db}/export'",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_text('/etc/passwd')",
+    "SELECT * FROM glob('/root/*')",
+    "SELECT * FROM read_parquet('{db}/fields/*.parquet')",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "ATTACH '{db}/other.duckdb' AS other",
+    "SET enable_external_access = true",
+    "DELETE FROM fields",
+    "DROP TABLE fields",
+    "INSERT INTO rejects SELECT * FROM rejects",
+    "SELECT 1; DROP TABLE fields",
+])
+def test_anything_beyond_reading_is_refused_in_one_line(batch_output, sql):
+    before = (batch_output / "results.duckdb").read_bytes()
+    rc, lines = one_line(["query", "--db", str(batch_output), sql.format(db=batch_output)])
+    assert rc == 2 and len(lines) == 1 and "read-only" in lines[0], lines
+    assert (batch_output / "results.duckdb").read_bytes() == before
+    assert not (batch_output / "export").exists() and not (batch_output / "other.duckdb").exists()

@@ -25,7 +25,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--pages", type=int, help="corpus pages for the pipeline figures (default 100; --quick 20)")
     p.add_argument("--work-dir", default=os.path.join("bench", "work"),
                    help="where corpora (kept between runs) and outputs go (default: bench/work)")
-    p.add_argument("--only", choices=["inference", "pipeline"], help="run one part of the suite")
+    p.add_argument("--only", choices=["inference", "pipeline", "faults"], help="run one part of the suite")
     p.add_argument("--no-tesseract", action="store_true", help="skip the Tesseract baseline")
     p.set_defaults(func=_run_bench)
 
@@ -39,7 +39,7 @@ def _run_bench(args, parser) -> int:
     from bench.suite import DEFAULT_RESULTS, SuiteOptions, markdown_table, run_suite, write_results
     from bench.tesseract import tesseract_available
 
-    if not args.no_tesseract and args.only != "inference" and not tesseract_available():
+    if not args.no_tesseract and args.only in (None, "pipeline") and not tesseract_available():
         parser.error("tesseract is not installed; run make bench (it installs Debian's tesseract-ocr) or "
                      "sudo apt-get install tesseract-ocr, or pass --no-tesseract")
     options = SuiteOptions(quick=args.quick, models_dir=args.models_dir, model=args.model, pages=args.pages,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -34,11 +35,17 @@ def _add_run(sub) -> None:
                    help="flag fields whose weakest digit is below this probability (default: 0.9)")
     p.add_argument("--batch-size", type=positive_int, default=512,
                    help="crops per request to the server: its max_batch_size (default: 512, serving/batching.config)")
+    p.add_argument("--serving-ca", metavar="PEM", help="CA certificate(s) to trust when --serving serves TLS")
+    p.add_argument("--serving-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="how long to wait, retrying, while TF Serving cannot be reached; then the run stops "
+                        "(default: 120)")
     p.add_argument("--max-page-pixels", type=positive_int, default=200_000_000, metavar="N",
                    help="pages larger than this are refused from their header, before decoding "
                         "(default: 200000000; A3 at 600 dpi is 70000000)")
     p.add_argument("--streaming", action="store_true", help="keep watching --input for new files")
     p.add_argument("--poll-seconds", type=float, default=2.0, help="streaming: how often to look for new files")
+    p.add_argument("--settle-seconds", type=float, default=2.0,
+                   help="streaming: read a file once its size and time have not changed for this long (default: 2)")
     p.add_argument("--window-seconds", type=float, default=5.0, help="streaming: how often results are written")
     p.add_argument("--stop-after", type=float, metavar="SECONDS", help="streaming: stop watching after this long")
     p.add_argument("--input-subscription", metavar="SUB",
@@ -53,9 +60,9 @@ def _add_run(sub) -> None:
     p.set_defaults(func=_run_run)
 
 
-def _run_run(args, parser, beam_args) -> int:
+def _check_run_flags(args, parser, beam_args: list[str]) -> tuple[str, list[str]]:
+    """Fails fast on flags that cannot work; returns (runner, Beam's flags)."""
     import glob
-    import json
 
     runner = "DataflowRunner" if args.dry_run else args.runner
     if args.output.startswith("bq:") and len(args.output[3:].split(":")) != 2:
@@ -74,34 +81,52 @@ def _run_run(args, parser, beam_args) -> int:
         parser.error(f"--input {args.input!r} matches no files")
     if args.templates and not os.path.isdir(args.templates):
         parser.error(f"--templates {args.templates!r} is not a directory")
+    if args.serving_ca and not os.path.isfile(args.serving_ca):
+        parser.error(f"--serving-ca {args.serving_ca!r} does not exist")
+    return runner, beam_args
 
+
+def _run_run(args, parser, beam_args) -> int:
+    runner, beam_args = _check_run_flags(args, parser, beam_args)
     from pipeline.beam_pipeline import RunConfig
     from pipeline.read import input_root
-    from pipeline.run import RunError, new_run_id, run_job
+    from pipeline.run import RunError, ServingStopped, new_run_id, run_job
 
     cfg = RunConfig(input=args.input, output=args.output, serving=args.serving or "", run_id=new_run_id(),
                     model=args.model, model_version=args.model_version, model_label=args.model_label,
                     templates_dir=args.templates, review_threshold=args.review_threshold,
                     max_batch_size=args.batch_size, max_page_pixels=args.max_page_pixels,
-                    input_root=input_root(args.input),
+                    serving_timeout=args.serving_timeout, serving_ca=args.serving_ca, input_root=input_root(args.input),
                     streaming=args.streaming, poll_seconds=args.poll_seconds, stop_after=args.stop_after,
-                    window_seconds=args.window_seconds, input_subscription=args.input_subscription)
+                    settle_seconds=args.settle_seconds, window_seconds=args.window_seconds,
+                    input_subscription=args.input_subscription)
     try:
         summary = run_job(cfg, beam_args, runner=runner, dry_run=args.dry_run, models_dir=args.models_dir,
                           job_file=args.job_file)
+    except ServingStopped as exc:
+        print(f"formdigits run: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("formdigits run: stopped at once (second Ctrl-C); whole pages staged so far were written",
+              file=sys.stderr)
+        return 130
     except RunError as exc:
         print(f"formdigits run: {exc}", file=sys.stderr)
         return 2
+    _print_summary(summary, args.output)
+    return 0
+
+
+def _print_summary(summary: dict, output: str) -> None:
     if summary.get("dry_run"):
         print(f"Dataflow dry run: {summary['state']}, {summary['transforms']} transforms, "
               f"{summary['steps']} job steps -> {summary['job_file']}")
     elif "pages" in summary:
         print(f"run {summary['run_id']}: {summary['pages']} pages, {summary['fields']} fields, "
               f"{summary['digits']} digits, {summary['needs_review']} need review, {summary['rejects']} rejects; "
-              f"{summary['wall_s']}s ({summary['pages_per_s']} pages/s) -> {args.output}")
+              f"{summary['wall_s']}s ({summary['pages_per_s']} pages/s) -> {output}")
     else:
         print(json.dumps(summary))
-    return 0
 
 
 def _add_query(sub) -> None:

@@ -80,7 +80,12 @@ def _add_serve(sub) -> None:
     p.add_argument("--models-dir", help="models directory (default: models; with --model-config, overrides "
                                         "each model's base_path with DIR/<name>)")
     p.add_argument("--model-config", metavar="FILE", help="TF Serving ModelServerConfig, e.g. serving/models.config")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only); any "
+                                                       "other needs --tls-cert/--tls-key or --insecure-bind")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate (chain)")
+    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    p.add_argument("--insecure-bind", action="store_true",
+                   help="serve plaintext on a non-loopback --host (anyone who reaches the port can call it)")
     p.add_argument("--port", type=int, default=8500, help="gRPC port (default: 8500; 0 picks a free port)")
     p.add_argument("--rest-port", type=int, default=8501, help="REST/monitoring port, tfserving engine (default: 8501)")
     p.add_argument("--batching-config", metavar="FILE",
@@ -107,17 +112,29 @@ def _run_serve(args, parser) -> int:
             parser.error(f"{flag} {path!r} does not exist")
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0..65535, got {args.port}")
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if path and not os.path.isfile(path):
+            parser.error(f"{flag} {path!r} does not exist")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("TLS needs both --tls-cert and --tls-key")
+    if not engine.is_loopback(args.host) and not args.tls_cert and not args.insecure_bind:
+        parser.error(f"--host {args.host} reaches beyond this machine: serve TLS (--tls-cert CERT --tls-key KEY) "
+                     "or say --insecure-bind to serve plaintext there anyway")
+    if args.insecure_bind and not engine.is_loopback(args.host) and not args.tls_cert:
+        print(f"formdigits serve: warning: plaintext gRPC on {args.host}, no TLS and no authentication",
+              file=sys.stderr)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     batching_config = args.batching_config or engine.DEFAULT_BATCHING_CONFIG
     try:
         entries = engine.resolve_entries(args.models_dir, args.model_config)
+        tls = engine.load_tls(args.tls_cert, args.tls_key)
         if args.engine == "tfserving":
             return engine.run_tfserving(entries, port=args.port, rest_port=args.rest_port,
-                                        batching_config=batching_config,
+                                        batching_config=batching_config, tls=tls,
                                         monitoring_config=args.monitoring_config or engine.DEFAULT_MONITORING_CONFIG)
         return engine.run_local(entries, batching=engine.load_batching(batching_config), host=args.host,
                                 port=args.port, tensor_content=args.enable_serialization_as_tensor_content,
-                                poll_s=args.poll_seconds)
+                                poll_s=args.poll_seconds, tls=tls)
     except (ConfigError, OSError) as exc:
         print(f"formdigits serve: {exc}", file=sys.stderr)
         return 2

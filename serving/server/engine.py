@@ -6,6 +6,7 @@ Both engines read the same files: the models directory, `models.config`,
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import shutil
@@ -15,10 +16,12 @@ import sys
 import tempfile
 import threading
 
+from google.protobuf import text_format
+
 from serving.server.config import (BatchingOptions, ConfigError, ModelEntry, batching_options, load_batching_parameters,
                             load_model_server_config, model_entries)
 
-__all__ = ["SERVING_DIR", "DEFAULT_BATCHING_CONFIG", "DEFAULT_MONITORING_CONFIG", "resolve_entries",
+__all__ = ["is_loopback", "load_tls", "SERVING_DIR", "DEFAULT_BATCHING_CONFIG", "DEFAULT_MONITORING_CONFIG", "resolve_entries",
            "build_local_server", "run_local", "tfserving_command", "run_tfserving", "ServerProcess"]
 
 SERVING_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the config files sit in serving/
@@ -54,20 +57,40 @@ def load_batching(path: str | None) -> BatchingOptions | None:
     return batching_options(load_batching_parameters(path))
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps a server on this machine (127.0.0.0/8, ::1, localhost)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def load_tls(cert_file: str | None, key_file: str | None) -> tuple[bytes, bytes] | None:
+    """(key, certificate chain) PEM bytes for a TLS server, or None without a certificate."""
+    if not cert_file and not key_file:
+        return None
+    if not (cert_file and key_file):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    with open(key_file, "rb") as key, open(cert_file, "rb") as cert:
+        return key.read(), cert.read()
+
+
 def build_local_server(entries: list[ModelEntry], *, batching: BatchingOptions | None, host: str = "127.0.0.1",
-                       port: int = 8500, tensor_content: bool = False, poll_s: float = 1.0, interceptors=()):
+                       port: int = 8500, tensor_content: bool = False, poll_s: float = 1.0, interceptors=(),
+                       tls: tuple[bytes, bytes] | None = None):
     from serving.server.models import ModelManager
     from serving.server.service import LocalModelServer
 
     return LocalModelServer(ModelManager(entries, poll_s=poll_s), batching=batching, host=host, port=port,
-                            tensor_content=tensor_content, interceptors=interceptors)
+                            tensor_content=tensor_content, interceptors=interceptors, tls=tls)
 
 
 def run_local(entries: list[ModelEntry], *, batching: BatchingOptions | None, host: str, port: int,
-              tensor_content: bool, poll_s: float = 1.0, grace_s: float = 30.0) -> int:
+              tensor_content: bool, poll_s: float = 1.0, grace_s: float = 30.0,
+              tls: tuple[bytes, bytes] | None = None) -> int:
     """Serves until SIGTERM or SIGINT, then finishes in-flight requests and exits."""
     server = build_local_server(entries, batching=batching, host=host, port=port, tensor_content=tensor_content,
-                                poll_s=poll_s)
+                                poll_s=poll_s, tls=tls)
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -87,14 +110,14 @@ def run_local(entries: list[ModelEntry], *, batching: BatchingOptions | None, ho
 
 
 def tfserving_command(entries: list[ModelEntry], *, port: int, rest_port: int, batching_config: str | None,
-                      monitoring_config: str | None, config_dir: str, poll_s: int = 1) -> list[str]:
+                      monitoring_config: str | None, config_dir: str, poll_s: int = 1,
+                      tls: tuple[bytes, bytes] | None = None) -> list[str]:
     """The tensorflow_model_server command line for the same models and configs."""
     binary = shutil.which(TF_SERVING_BINARY)
     if binary is None:
         raise ConfigError(f"{TF_SERVING_BINARY} is not on PATH; run it from the tensorflow/serving image "
                           "(see infra/tfserving) or use the built-in server (--engine local)")
     from tensorflow_serving.config import model_server_config_pb2
-    from google.protobuf import text_format
 
     config = model_server_config_pb2.ModelServerConfig()
     for entry in entries:
@@ -117,7 +140,21 @@ def tfserving_command(entries: list[ModelEntry], *, port: int, rest_port: int, b
         cmd += ["--enable_batching", f"--batching_parameters_file={os.path.abspath(batching_config)}"]
     if monitoring_config:
         cmd.append(f"--monitoring_config_file={os.path.abspath(monitoring_config)}")
+    if tls:
+        cmd.append(f"--ssl_config_file={_write_ssl_config(tls, config_dir)}")
     return cmd
+
+
+def _write_ssl_config(tls: tuple[bytes, bytes], config_dir: str) -> str:
+    """TF Serving's SSLConfig (text format) holding the server's key and certificate."""
+    from tensorflow_serving.config import ssl_config_pb2
+
+    key, cert = tls
+    config = ssl_config_pb2.SSLConfig(server_key=key.decode(), server_cert=cert.decode(), client_verify=False)
+    path = os.path.join(config_dir, "ssl.config")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        fh.write(text_format.MessageToString(config))
+    return path
 
 
 def run_tfserving(entries: list[ModelEntry], **kwargs) -> int:
@@ -130,23 +167,26 @@ def run_tfserving(entries: list[ModelEntry], **kwargs) -> int:
 
 
 class ServerProcess:
-    """`formdigits serve` in a child process on a free loopback port (for jobs and benchmarks).
+    """The local server in a child process on a loopback port, free unless given (for jobs and benchmarks).
 
     Use as a context manager; `target` is `host:port` once started.
     """
 
-    def __init__(self, models_dir: str, batching_config: str | None = None):
+    def __init__(self, models_dir: str, batching_config: str | None = None, port: int = 0):
         self.models_dir = models_dir
         self.batching_config = batching_config
+        self.port = port
         self.proc: subprocess.Popen | None = None
         self.target = ""
 
     def __enter__(self) -> "ServerProcess":
-        cmd = [sys.executable, "-m", "serving.server", "--models-dir", self.models_dir, "--port", "0"]
+        cmd = [sys.executable, "-m", "serving.server", "--models-dir", self.models_dir, "--port", str(self.port)]
         if self.batching_config:
             cmd += ["--batching-config", self.batching_config]
+        # Its own session: Ctrl-C in a terminal goes to the job's process group, and the job, not the
+        # terminal, decides when the server stops (after the work in flight is written).
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                     env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                                     env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), start_new_session=True)
         line = self.proc.stdout.readline()
         if "listening on" not in line:
             self.proc.kill()

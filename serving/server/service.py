@@ -132,10 +132,12 @@ class LocalModelServer:
             `--enable_serialization_as_tensor_content`); otherwise typed `*_val` fields.
         max_workers: concurrent RPCs.
         interceptors: grpc.ServerInterceptor objects (e.g. an auth check).
+        tls: (private key PEM, certificate chain PEM) to serve TLS; None serves plaintext.
     """
 
     def __init__(self, manager: ModelManager, batching: BatchingOptions | None = None, host: str = "127.0.0.1",
-                 port: int = 8500, tensor_content: bool = False, max_workers: int = 64, interceptors=()):
+                 port: int = 8500, tensor_content: bool = False, max_workers: int = 64, interceptors=(),
+                 tls: tuple[bytes, bytes] | None = None):
         self.manager = manager
         self.batching = batching
         self.tensor_content = tensor_content
@@ -150,7 +152,11 @@ class LocalModelServer:
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionService(self), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self), self._grpc)
         self.host = host
-        self.port = self._grpc.add_insecure_port(f"{host}:{port}")
+        if tls:
+            key, cert = tls
+            self.port = self._grpc.add_secure_port(f"{host}:{port}", grpc.ssl_server_credentials([(key, cert)]))
+        else:
+            self.port = self._grpc.add_insecure_port(f"{host}:{port}")
         if self.port == 0:
             raise OSError(f"cannot listen on {host}:{port} (in use?)")
 

@@ -1,0 +1,90 @@
+"""TF Serving going away, readers during a run, two runs at once (issue 16): nothing lost, nothing hangs.
+
+These break things on purpose against the real local server and a real DuckDB file.
+"""
+
+import socket
+import time
+
+import pytest
+
+from beam_helpers import count, one_line, rows, run, start
+from serving.server.engine import ServerProcess
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def clean(scans, server, tmp_path_factory):
+    """Rows of an undisturbed run over the scans."""
+    out = tmp_path_factory.mktemp("clean")
+    run("--input", str(scans / "scan_*"), "--templates", str(scans / "templates"), "--output", str(out),
+        "--serving", server.target, "--direct_running_mode=in_memory")
+    return rows(out)
+
+
+def test_a_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing(scans, models_dir, clean, tmp_path):
+    port = _free_port()
+    first = ServerProcess(str(models_dir), port=port).__enter__()
+    job = start(["run", "--input", str(scans / "scan_*"), "--templates", str(scans / "templates"),
+                 "--output", str(tmp_path / "out"), "--serving", f"127.0.0.1:{port}"], tmp_path / "run.log")
+    time.sleep(4)
+    first.proc.kill()
+    first.proc.wait()
+    time.sleep(4)
+    with ServerProcess(str(models_dir), port=port):
+        assert job.wait(timeout=240) == 0, (tmp_path / "run.log").read_text()[-2000:]
+    assert rows(tmp_path / "out") == clean
+    assert count(tmp_path / "out", "SELECT count(*) FROM rejects") == [(0,)]
+
+
+def test_a_server_gone_for_good_stops_the_run_with_one_line_and_a_rerun_completes(
+        scans, server, clean, tmp_path):
+    out = tmp_path / "out"
+    started = time.monotonic()
+    rc, lines = one_line(["run", "--input", str(scans / "scan_*"), "--templates", str(scans / "templates"),
+                          "--output", str(out), "--serving", f"127.0.0.1:{_free_port()}", "--serving-timeout", "5"])
+    assert rc == 3 and time.monotonic() - started < 5 + 30
+    stopped = [line for line in lines if "stopped" in line]
+    assert len(stopped) == 1 and "unreachable for" in stopped[0] and "--serving-timeout" in stopped[0]
+    if (out / "results.duckdb").exists():  # whatever was written is whole pages: no field without its digits
+        assert count(out, "SELECT count(*) FROM fields f WHERE digit_count <> (SELECT count(*) FROM digits d "
+                          "WHERE d.source_uri = f.source_uri AND d.page = f.page AND d.field = f.field)") == [(0,)]
+    run("--input", str(scans / "scan_*"), "--templates", str(scans / "templates"), "--output", str(out),
+        "--serving", server.target, "--direct_running_mode=in_memory")
+    assert rows(out) == clean
+    assert count(out, "SELECT count(*) FROM rejects") == [(0,)]
+
+
+def test_queries_during_a_run_never_break_it(scans, server, clean, tmp_path):
+    out = tmp_path / "out"
+    job = start(["run", "--input", str(scans / "scan_*"), "--templates", str(scans / "templates"),
+                 "--output", str(out), "--serving", server.target], tmp_path / "run.log")
+    answered = 0
+    while job.poll() is None:
+        if (out / "results.duckdb").exists():
+            rc, _ = one_line(["query", "--db", str(out), "SELECT count(*) FROM fields, range(300000)"])
+            answered += rc == 0
+        time.sleep(0.2)
+    assert job.returncode == 0, (tmp_path / "run.log").read_text()[-2000:]
+    assert answered >= 1
+    assert rows(out) == clean
+
+
+def test_a_second_run_into_the_same_output_refuses_at_start(scans, server, tmp_path):
+    out = tmp_path / "out"
+    first = start(["run", "--input", str(scans / "scan_*"), "--templates", str(scans / "templates"),
+                   "--output", str(out), "--serving", server.target], tmp_path / "first.log")
+    deadline = time.monotonic() + 60
+    while not (out / ".run.lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    rc, lines = one_line(["run", "--input", str(scans / "scan_00001*"), "--templates", str(scans / "templates"),
+                          "--output", str(out), "--serving", server.target])
+    assert rc == 2 and len(lines) == 1 and "another formdigits run" in lines[0] and "--output" in lines[0]
+    assert first.wait(timeout=240) == 0
+    (pages,), = count(out, "SELECT count(DISTINCT (source_uri, page)) FROM fields")
+    assert pages == 6  # the first run's summary and rows are its own
