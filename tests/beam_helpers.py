@@ -6,6 +6,7 @@ import sys
 import duckdb
 
 from formdigits.cli import main
+from pipeline.store import snapshot
 
 
 def run(*args, expect=0):
@@ -16,12 +17,14 @@ def run(*args, expect=0):
 
 
 def count(db_dir, sql):
-    """Rows of `sql` over DIR/results.duckdb, opened read-only."""
-    con = duckdb.connect(str(db_dir / "results.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+    """Rows of `sql` over a snapshot of DIR/results.duckdb, as `formdigits query` reads it (a run may be writing)."""
+    with snapshot(str(db_dir)) as copy:
+        assert copy is not None, f"no results.duckdb in {db_dir}"
+        con = duckdb.connect(copy, read_only=True)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
 
 
 def one_line(args):
