@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.store import snapshot
 
-__all__ = ["EvalError", "load_truth", "load_results", "evaluate", "format_report"]
+__all__ = ["expected_calibration_error", "EvalError", "load_truth", "load_results", "evaluate", "format_report"]
 
 
 class EvalError(ValueError):
@@ -83,6 +83,15 @@ def _read_tables(con, results_dir: str, from_database: bool) -> dict[str, list[d
         names = [d[0] for d in cur.description]
         out[t] = [dict(zip(names, r)) for r in cur.fetchall()]
     return out
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE: |accuracy - confidence| per confidence bin, weighted by the bin's share of the samples."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    which = np.clip(np.digitize(confidence, np.linspace(0.0, 1.0, bins + 1)[1:-1]), 0, bins - 1)
+    return float(sum((which == b).mean() * abs(correct[which == b].mean() - confidence[which == b].mean())
+                     for b in range(bins) if (which == b).any()))
 
 
 def _rate(num: int, den: int) -> float | None:

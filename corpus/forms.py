@@ -16,6 +16,7 @@ Output (`--out DIR`):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -25,11 +26,12 @@ import cv2
 import numpy as np
 
 from corpus import builtin_templates
-from corpus.handwriting import draw_writer, find_handwriting_fonts, render_digit_ink
+from corpus.handwriting import draw_writer, find_handwriting_fonts
+from corpus.mnist_ink import draw_mnist_writer, mnist_pool
 from corpus.scanner import EXTENSIONS, FORMATS, box_on_scan, jpeg_roundtrip, print_clutter, scan, write_document
 from pipeline.templates import Field, luhn_complete, render_blank, save_templates
 
-__all__ = ["FORMATS", "CROSS_OUT_RATE", "synth_forms", "render_document", "fill_value", "write_field",
+__all__ = ["FORMATS", "CROSS_OUT_RATE", "Ink", "synth_forms", "render_document", "fill_value", "write_field",
            "glyph", "stamp_ink", "cross_out"]
 
 DPIS = (150, 200, 300)
@@ -53,8 +55,9 @@ def fill_value(field: Field, rng: np.random.Generator) -> str:
 
 # -- handwriting on the page -------------------------------------------------
 def glyph(digit: int, writer, rng, height_px: float) -> np.ndarray:
-    """One handwritten digit by `writer`, ink bright, cropped to its ink and scaled to `height_px`."""
-    ink = render_digit_ink(digit, writer, rng, scan=False)
+    """One handwritten digit by `writer` (any writer with `ink(digit, rng)`: synthetic or real MNIST glyphs),
+    ink bright, cropped to its ink and scaled to `height_px`."""
+    ink = writer.ink(digit, rng)
     ys, xs = np.nonzero(ink > 24)
     if ys.size == 0:
         return np.zeros((1, 1), np.uint8)
@@ -159,15 +162,35 @@ def _write_run(page, field: Field, box, value: str, writer, rng: np.random.Gener
 
 
 # -- documents ----------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Ink:
+    """Whose handwriting fills the forms: synthetic writers, or real MNIST glyphs of one split."""
+
+    kind: str = "synthetic"              # synthetic | mnist
+    fonts: tuple[str, ...] = ()          # synthetic: handwriting fonts for the writers' letterforms
+    mnist_path: str | None = None        # mnist: a Keras mnist.npz (corpus.mnist.fetch_mnist)
+    mnist_split: str = "validation"      # mnist: train | validation | test
+
+    def writer(self, rng: np.random.Generator):
+        """One document's writer."""
+        if self.kind == "mnist":
+            return draw_mnist_writer(rng, mnist_pool(self.mnist_path, self.mnist_split))
+        return draw_writer(rng, list(self.fonts))
+
+    @property
+    def label(self) -> str:
+        return f"mnist-{self.mnist_split}" if self.kind == "mnist" else "synthetic"
+
+
 def _make_document(args) -> list[dict]:
-    seed, index, fmt, pages, out_dir, fonts = args
+    seed, index, fmt, pages, out_dir, ink = args
     name = f"scan_{index + 1:05d}.{EXTENSIONS[fmt]}"
-    images, truth, dpi, rng = render_document(seed, index, fmt, pages, fonts, name)
+    images, truth, dpi, rng = render_document(seed, index, fmt, pages, ink, name)
     write_document(os.path.join(out_dir, name), fmt, images, dpi, rng)
     return truth
 
 
-def render_document(seed: int, index: int, fmt: str, pages: int, fonts: list[str], name: str,
+def render_document(seed: int, index: int, fmt: str, pages: int, ink: Ink, name: str,
                     cross_out_rate: float = CROSS_OUT_RATE):
     """Renders one filled, scanned document in memory: (page images, truth rows, dpi, rng).
 
@@ -178,7 +201,7 @@ def render_document(seed: int, index: int, fmt: str, pages: int, fonts: list[str
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1000 + index]))
     cv2.setRNGSeed(int(rng.integers(2**31 - 1)))
     templates = builtin_templates()
-    writer = draw_writer(rng, fonts)  # one writer per document
+    writer = ink.writer(rng)  # one writer per document
     dpi = int(DPIS[int(rng.integers(len(DPIS)))])
     scale = dpi / 72.0
     images, truth = [], []
@@ -199,16 +222,17 @@ def render_document(seed: int, index: int, fmt: str, pages: int, fonts: list[str
         for field in template.fields:
             truth.append({"source": name, "page": page_no, "template": template.name, "field": field.name,
                           "value": values[field.name], "box": box_on_scan(field, scale, matrix), "dpi": dpi,
-                          "upside_down": upside_down, "struck": struck[field.name]})
+                          "upside_down": upside_down, "struck": struck[field.name], "ink": ink.label})
     return images, truth, dpi, rng
 
 
 def synth_forms(count: int, out_dir: str, seed: int = 0, formats=FORMATS, workers: int | None = None,
-                progress=None) -> dict:
+                progress=None, ink: Ink | None = None) -> dict:
     """Generates `count` filled, scanned form pages into `out_dir`.
 
     Single-page formats hold one form per file; TIFF and PDF documents hold two
-    or three (fewer at the end, to make exactly `count`).
+    or three (fewer at the end, to make exactly `count`). `ink` says whose
+    handwriting fills them (default: synthetic writers with the installed fonts).
 
     Returns:
         A summary: files, pages, fields, seconds.
@@ -223,11 +247,13 @@ def synth_forms(count: int, out_dir: str, seed: int = 0, formats=FORMATS, worker
     save_templates(builtin_templates(), os.path.join(out_dir, "templates"))
     plan_rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     jobs, remaining, index = [], count, 0
-    fonts = find_handwriting_fonts()
+    ink = ink or Ink(fonts=tuple(find_handwriting_fonts()))
+    if ink.kind == "mnist":
+        mnist_pool(ink.mnist_path, ink.mnist_split)  # read once here; the workers fork with it
     while remaining > 0:
         fmt = formats[index % len(formats)]
         pages = 1 if fmt in ("png", "jpeg") else min(remaining, int(plan_rng.integers(2, 4)))
-        jobs.append((seed, index, fmt, pages, out_dir, fonts))
+        jobs.append((seed, index, fmt, pages, out_dir, ink))
         remaining -= pages
         index += 1
     workers = workers or os.cpu_count() or 1

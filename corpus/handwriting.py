@@ -88,6 +88,10 @@ class WriterStyle:
     pressure: float                # pen-pressure variation along strokes, 0..1
     darkness: float                # ink darkness 0..1 (pencil to marker)
 
+    def ink(self, digit: int, rng: np.random.Generator) -> np.ndarray:
+        """One of this writer's glyphs of `digit` as written on a page (not scanned), ink bright on 0."""
+        return render_digit_ink(digit, self, rng, scan=False)
+
 
 def draw_writer(rng: np.random.Generator, fonts: list[str]) -> WriterStyle:
     """Draws one writer's style."""

@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 from corpus import builtin_templates
-from corpus.forms import CROSS_OUT_RATE, render_document
+from corpus.forms import CROSS_OUT_RATE, Ink, render_document
+from corpus.mnist_ink import mnist_pool
 from corpus.handwriting import find_handwriting_fonts
 from pipeline.register import register_page
 from pipeline.segment import cut_fields
@@ -33,9 +34,9 @@ STRUCK = 10  # label of a struck-through digit in `_document_crops`
 
 def _document_crops(args) -> tuple[np.ndarray, np.ndarray]:
     """Crops of one rendered document: (28x28 crops, digit labels, STRUCK for a struck-through digit)."""
-    seed, index, fonts, cross_out_rate = args
+    seed, index, ink, cross_out_rate = args
     templates = builtin_templates()
-    images, truth, _, rng = render_document(seed, index, "png", 1, fonts, "train", cross_out_rate=cross_out_rate)
+    images, truth, _, rng = render_document(seed, index, "png", 1, ink, "train", cross_out_rate=cross_out_rate)
     page = images[0]
     if rng.random() < 0.4:  # many scans are JPEGs
         ok, buf = cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(55, 90))])
@@ -60,13 +61,16 @@ def _document_crops(args) -> tuple[np.ndarray, np.ndarray]:
     return np.array(crops, np.uint8).reshape(-1, 28, 28), np.array(labels, np.uint8)
 
 
-def _crops(n: int, seed: int, stream: int, cross_out_rate: float, workers, fonts, progress, keep_struck: bool):
-    fonts = find_handwriting_fonts() if fonts is None else fonts
+def _crops(n: int, seed: int, stream: int, cross_out_rate: float, workers, ink: Ink | None, progress,
+           keep_struck: bool):
+    ink = ink or Ink(fonts=tuple(find_handwriting_fonts()))
+    if ink.kind == "mnist":
+        mnist_pool(ink.mnist_path, ink.mnist_split)  # read once here; the workers fork with it
     workers = workers or os.cpu_count() or 1
     parts, total, index = [], 0, 0
     with ProcessPoolExecutor(workers) as pool:
         while total < n:
-            jobs = [(seed * 7919 + stream * 104729, index + k, fonts, cross_out_rate) for k in range(workers * 4)]
+            jobs = [(seed * 7919 + stream * 104729, index + k, ink, cross_out_rate) for k in range(workers * 4)]
             index += len(jobs)
             for images, labels in pool.map(_document_crops, jobs):
                 if not keep_struck:  # a struck-through digit has no digit label to learn
@@ -78,14 +82,18 @@ def _crops(n: int, seed: int, stream: int, cross_out_rate: float, workers, fonts
     return tuple(np.concatenate(column)[:n] for column in zip(*parts))
 
 
-def generate_form_crops(n: int, seed: int, stream: int, workers: int | None = None, fonts=None,
+def generate_form_crops(n: int, seed: int, stream: int, workers: int | None = None, ink: Ink | None = None,
                         progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """About `n` labelled digit crops cut from rendered forms (deterministic by seed and stream)."""
-    return _crops(n, seed, stream, CROSS_OUT_RATE, workers, fonts, progress, keep_struck=False)
+    """About `n` labelled digit crops cut from rendered forms (deterministic by seed, stream and ink).
+
+    `ink` says whose handwriting fills the forms (default: synthetic writers); real MNIST ink takes
+    its glyphs from the split it names, so crops for training come from MNIST's training split.
+    """
+    return _crops(n, seed, stream, CROSS_OUT_RATE, workers, ink, progress, keep_struck=False)
 
 
 def generate_strike_crops(n: int, seed: int, stream: int, cross_out_rate: float = 0.6, workers: int | None = None,
-                          fonts=None, progress=None) -> tuple[np.ndarray, np.ndarray]:
+                          ink: Ink | None = None, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """About `n` crops cut from forms with many struck-through digits: (28x28 crops, struck 0/1)."""
-    images, labels = _crops(n, seed, stream, cross_out_rate, workers, fonts, progress, keep_struck=True)
+    images, labels = _crops(n, seed, stream, cross_out_rate, workers, ink, progress, keep_struck=True)
     return images, (labels == STRUCK).astype(np.uint8)

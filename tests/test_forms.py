@@ -9,7 +9,8 @@ import pypdfium2 as pdfium
 from PIL import Image
 
 from corpus import builtin_templates
-from corpus.forms import stamp_ink, synth_forms
+from corpus.forms import Ink, stamp_ink, synth_forms
+from corpus.mnist_ink import mnist_pool
 from pipeline.templates import check_value
 
 
@@ -103,3 +104,16 @@ def test_full_ink_on_a_dark_writer_stays_dark():
     ink[2:8, 2:8] = 255
     stamp_ink(page, ink, 5, 5, 1.05)
     assert page[7:13, 7:13].max() == 0 and page[0, 0] == 230
+
+
+def test_real_ink_forms_are_written_with_glyphs_of_the_split_asked_for(real_mnist, tmp_path):
+    ink = Ink(kind="mnist", mnist_path=str(real_mnist), mnist_split="validation")
+    for out in ("a", "b"):
+        synth_forms(2, str(tmp_path / out), seed=11, formats=("png",), workers=1, ink=ink)
+    assert (tmp_path / "a" / "scan_00001.png").read_bytes() == (tmp_path / "b" / "scan_00001.png").read_bytes()
+    assert {t["ink"] for t in _truth(tmp_path / "a")} == {"mnist-validation"}
+    pool = mnist_pool(str(real_mnist), "validation")
+    writer = ink.writer(np.random.default_rng(1))
+    glyphs = [writer.ink(d, np.random.default_rng(d)) for d in range(10)]
+    assert all(g.dtype == np.uint8 and g.max() == 255 and g.shape[0] == 112 for g in glyphs)
+    assert sum(len(v) for v in pool.values()) == 10000

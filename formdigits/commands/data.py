@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
 from formdigits.args import positive_int
+from formdigits.commands.common import mnist_file
 
 __all__ = ["add_parsers"]
 
@@ -29,7 +31,8 @@ def _formats(text: str) -> tuple[str, ...]:
 
 def _add_synth_forms(sub) -> None:
     p = sub.add_parser("synth-forms", help="generate scanned handwritten forms with ground truth",
-                       description="Fill form templates with synthetic handwriting, scan them (skew, noise, "
+                       description="Fill form templates with handwriting (synthetic writers, or real MNIST "
+                                   "digits with --ink mnist), scan them (skew, noise, "
                                    "blur, stamps...) and write PNG/JPEG/TIFF/PDF files, DIR/templates/ and "
                                    "DIR/truth.jsonl.")
     p.add_argument("--count", type=positive_int, required=True, help="number of form pages")
@@ -37,13 +40,33 @@ def _add_synth_forms(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--formats", type=_formats, default=("png", "jpeg", "tiff", "pdf"),
                    help="comma-separated, from png,jpeg,tiff,pdf (default: all)")
+    p.add_argument("--ink", choices=("synthetic", "mnist"), default="synthetic",
+                   help="whose handwriting fills the forms: synthetic writers (default), or real MNIST digits")
+    p.add_argument("--mnist-split", choices=("validation", "test"), default="validation",
+                   help="--ink mnist: which MNIST split's digits (default: validation, the development set; "
+                        "test only for reported figures)")
+    p.add_argument("--mnist-path", metavar="FILE.npz",
+                   help="--ink mnist: a Keras mnist.npz (default: the cached one, fetched if missing)")
     p.set_defaults(func=_run_synth_forms)
 
 
 def _run_synth_forms(args, parser) -> int:
     import time
 
-    from corpus.forms import synth_forms
+    from corpus.forms import Ink, synth_forms
+    from corpus.handwriting import find_handwriting_fonts
+    from corpus.mnist import MnistFetchError, MnistFileError
+
+    if args.mnist_path and not os.path.isfile(args.mnist_path):
+        parser.error(f"--mnist-path {args.mnist_path!r} does not exist (formdigits fetch-mnist --out FILE writes one)")
+    if args.ink != "mnist" and (args.mnist_path or args.mnist_split != "validation"):
+        parser.error("--mnist-path and --mnist-split go with --ink mnist")
+    try:
+        ink = (Ink(kind="mnist", mnist_path=mnist_file(args.mnist_path, "synth-forms"), mnist_split=args.mnist_split)
+               if args.ink == "mnist" else Ink(fonts=tuple(find_handwriting_fonts())))
+    except (MnistFetchError, MnistFileError) as exc:
+        print(f"formdigits synth-forms: {exc}", file=sys.stderr)
+        return 2
 
     last = [0.0]
 
@@ -52,7 +75,7 @@ def _run_synth_forms(args, parser) -> int:
             last[0] = time.monotonic()
             print(f"  {done}/{total} pages", file=sys.stderr, flush=True)
 
-    summary = synth_forms(args.count, args.out, seed=args.seed, formats=args.formats, progress=progress)
+    summary = synth_forms(args.count, args.out, seed=args.seed, formats=args.formats, progress=progress, ink=ink)
     print(f"{summary['pages']} pages in {summary['files']} files, {summary['fields']} fields, "
           f"{summary['seconds']}s -> {args.out} (truth: {os.path.join(args.out, 'truth.jsonl')})")
     return 0
