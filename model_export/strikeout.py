@@ -15,6 +15,7 @@ be rarer still.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -27,7 +28,10 @@ import numpy as np
 from keras import layers
 
 from corpus.forms import cross_out, glyph, stamp_ink
-from corpus.handwriting import HELDOUT_STREAM, SAMPLES_PER_WRITER, TRAIN_STREAM, draw_writer, find_handwriting_fonts
+from corpus.forms import Ink
+from corpus.handwriting import HELDOUT_STREAM, SAMPLES_PER_WRITER, TRAIN_STREAM, find_handwriting_fonts
+from corpus.mnist import DEFAULT_MNIST_PATH, fetch_mnist
+from corpus.mnist_ink import mnist_pool
 from model_export.form_crops import generate_strike_crops
 from pipeline.normalize import EmptyCropError, mnist_normalize
 from pipeline.strikeout import DEFAULT_WEIGHTS, WEIGHT_NAMES, StrikeDetector
@@ -41,9 +45,9 @@ def _log(msg: str) -> None:
 
 def _isolated(args) -> tuple[np.ndarray, np.ndarray]:
     """One writer's digits rendered alone, every other one struck through: (28x28 crops, struck 0/1)."""
-    seed, stream, writer_id, count, fonts = args
+    seed, stream, writer_id, count, ink = args
     rng = np.random.default_rng(np.random.SeedSequence([seed, stream, 7000 + writer_id]))
-    writer = draw_writer(rng, fonts)
+    writer = ink.writer(rng)
     crops, labels = [], []
     for i in range(count):
         struck = i % 2
@@ -63,13 +67,15 @@ def _isolated(args) -> tuple[np.ndarray, np.ndarray]:
     return np.array(crops, np.uint8).reshape(-1, 28, 28), np.array(labels, np.uint8)
 
 
-def isolated_strike_crops(n: int, seed: int, stream: int, workers: int | None = None, fonts=None):
+def isolated_strike_crops(n: int, seed: int, stream: int, workers: int | None = None, ink: Ink | None = None):
     """`n` digits rendered alone, half of them struck through: (28x28 crops, struck 0/1).
 
     They add struck examples of every writer style and size; forms have few.
     """
-    fonts = find_handwriting_fonts() if fonts is None else fonts
-    jobs = [(seed, stream, w, SAMPLES_PER_WRITER, fonts) for w in range(math.ceil(n / SAMPLES_PER_WRITER))]
+    ink = ink or Ink(fonts=tuple(find_handwriting_fonts()))
+    if ink.kind == "mnist":
+        mnist_pool(ink.mnist_path, ink.mnist_split)  # read once here; the workers fork with it
+    jobs = [(seed, stream, w, SAMPLES_PER_WRITER, ink) for w in range(math.ceil(n / SAMPLES_PER_WRITER))]
     with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
         parts = list(pool.map(_isolated, jobs, chunksize=8))
     return np.concatenate([p[0] for p in parts])[:n], np.concatenate([p[1] for p in parts])[:n]
@@ -89,12 +95,21 @@ def build_network(width: tuple[int, int, int] = NETWORK_WIDTH):
     ], name="strikeout")
 
 
+def _threshold(scores: np.ndarray, truth: np.ndarray, max_false_rate: float) -> float:
+    """The lowest threshold (at least 0.5) that takes at most `max_false_rate` of the ordinary digits for struck."""
+    negatives = np.sort(scores[truth == 0])[::-1]
+    allowed = int(math.floor(max_false_rate * len(negatives)))
+    return max(0.5, float(negatives[allowed])) if len(negatives) > allowed else 0.5
+
+
 def train_detector(train, heldout, *, epochs: int = 10, max_false_rate: float = 3e-4, seed: int = 0,
                    width: tuple[int, int, int] = NETWORK_WIDTH):
     """Fits the detector; returns (StrikeDetector, held-out report dict).
 
     Args:
-        train, heldout: (crops uint8 [N, 28, 28], struck 0/1 [N]).
+        train: (crops uint8 [N, 28, 28], struck 0/1 [N]).
+        heldout: such a pair, or {name: pair} for held-out sets kept apart (each ink of handwriting):
+            the threshold holds the false rate within `max_false_rate` on every one of them.
         max_false_rate: the largest share of held-out ordinary digits allowed above the threshold.
     """
     keras.utils.set_random_seed(seed)
@@ -103,19 +118,34 @@ def train_detector(train, heldout, *, epochs: int = 10, max_false_rate: float = 
     model.fit(train[0][..., None], train[1].astype(np.float32), epochs=epochs, batch_size=128, verbose=0)
     weights = [w for layer in model.layers for w in layer.get_weights()]
     detector = StrikeDetector(dict(zip(WEIGHT_NAMES, weights)), threshold=0.5)
-    scores, truth = detector.scores(heldout[0]), heldout[1].astype(np.int64)
-    negatives = np.sort(scores[truth == 0])[::-1]
-    allowed = int(math.floor(max_false_rate * len(negatives)))
-    detector.threshold = max(0.5, float(negatives[allowed])) if len(negatives) > allowed else 0.5
-    hits = scores > detector.threshold
-    report = {
-        "threshold": round(detector.threshold, 6),
-        "heldout_struck": int((truth == 1).sum()),
-        "heldout_ordinary": int((truth == 0).sum()),
-        "recall": round(float(hits[truth == 1].mean()), 4) if (truth == 1).any() else None,
-        "false_rate": round(float(hits[truth == 0].mean()), 6) if (truth == 0).any() else None,
-    }
+    sets = heldout if isinstance(heldout, dict) else {"heldout": heldout}
+    scored = {name: (detector.scores(x), np.asarray(y, np.int64)) for name, (x, y) in sets.items()}
+    detector.threshold = max(_threshold(s, t, max_false_rate) for s, t in scored.values())
+    report = {"threshold": round(detector.threshold, 6)}
+    for name, (scores, truth) in scored.items():
+        hits = scores > detector.threshold
+        report[name] = {
+            "struck": int((truth == 1).sum()), "ordinary": int((truth == 0).sum()),
+            "recall": round(float(hits[truth == 1].mean()), 4) if (truth == 1).any() else None,
+            "false_rate": round(float(hits[truth == 0].mean()), 6) if (truth == 0).any() else None,
+        }
     return detector, report
+
+
+def _training_sets(args, inks: dict[str, Ink]) -> tuple:
+    """(training crops and labels, {held-out set name: crops and labels}), half of each from either ink."""
+    parts, heldout = [], {}
+    for name, ink in inks.items():
+        train_ink = dataclasses.replace(ink, mnist_split="train")
+        parts.append(generate_strike_crops(args.samples // len(inks), seed=args.seed, stream=TRAIN_STREAM,
+                                           ink=train_ink))
+        if args.isolated:
+            parts.append(isolated_strike_crops(args.isolated // len(inks), seed=args.seed, stream=TRAIN_STREAM,
+                                               ink=train_ink))
+        heldout[f"{name} forms"] = generate_strike_crops(args.heldout // len(inks), seed=args.seed,
+                                                         stream=HELDOUT_STREAM, ink=ink)
+    train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    return train, heldout
 
 
 def main(argv=None) -> int:
@@ -128,17 +158,17 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--width", type=int, nargs=3, default=NETWORK_WIDTH, metavar=("CONV1", "CONV2", "DENSE"),
                         help="filters of the two convolutions and units of the dense layer (default %(default)s)")
+    parser.add_argument("--mnist-path", default=DEFAULT_MNIST_PATH,
+                        help="real handwriting for half of the data (default: the cached MNIST, fetched if missing)")
     parser.add_argument("--out", default=DEFAULT_WEIGHTS)
     args = parser.parse_args(argv)
     started = time.monotonic()
-    _log(f"cutting {args.samples} + {args.heldout} crops from forms with struck-through digits, "
-         f"rendering {args.isolated} alone")
-    forms = generate_strike_crops(args.samples, seed=args.seed, stream=TRAIN_STREAM)
-    alone = (isolated_strike_crops(args.isolated, seed=args.seed, stream=TRAIN_STREAM) if args.isolated
-             else (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8)))
-    heldout = generate_strike_crops(args.heldout, seed=args.seed, stream=HELDOUT_STREAM)
-    train = (np.concatenate([forms[0], alone[0]]), np.concatenate([forms[1], alone[1]]))
-    _log(f"  {int(train[1].sum())} struck of {len(train[1])} in training, {int(heldout[1].sum())} held out")
+    inks = {"synthetic-ink": Ink(fonts=tuple(find_handwriting_fonts())),
+            "real-ink": Ink(kind="mnist", mnist_path=fetch_mnist(args.mnist_path, log=_log), mnist_split="validation")}
+    _log(f"cutting {args.samples} + {args.heldout} crops from forms with struck-through digits, rendering "
+         f"{args.isolated} alone; half synthetic writers, half MNIST glyphs (training split; held out: validation)")
+    train, heldout = _training_sets(args, inks)
+    _log(f"  {int(train[1].sum())} struck of {len(train[1])} in training")
     detector, report = train_detector(train, heldout, epochs=args.epochs, max_false_rate=args.max_false_rate,
                                       seed=args.seed, width=tuple(args.width))
     detector.save(args.out)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from corpus import builtin_templates
-from corpus.forms import render_document
+from corpus.forms import Ink, render_document
 from corpus.handwriting import find_handwriting_fonts
 from pipeline.register import register_page
 from pipeline.segment import cut_fields
@@ -13,7 +13,7 @@ from pipeline.types import SegmentError
 
 def _scan(index: int):
     """One rendered, scanned page (corpus seed 31, a document of its own) and its truth rows."""
-    [page], truth, _, _ = render_document(31, index, "png", 1, [], f"scan_{index}.png")
+    [page], truth, _, _ = render_document(31, index, "png", 1, Ink(), f"scan_{index}.png")
     return page, truth
 
 
@@ -51,5 +51,6 @@ def test_a_page_of_no_template_is_a_clear_error():
 def test_a_stamp_over_the_title_still_registers_the_right_form():
     # An invoice whose "RECEIVED" stamp landed on the printed title (corpus seed 8675309, file 89, with
     # the handwriting fonts make setup installs): on the title alone it looked more like a deposit slip.
-    [page], truth, _, _ = render_document(8675309, 88, "png", 1, find_handwriting_fonts(), "scan_00089.png")
+    [page], truth, _, _ = render_document(8675309, 88, "png", 1, Ink(fonts=tuple(find_handwriting_fonts())),
+                                          "scan_00089.png")
     assert register_page(page, builtin_templates())[1].template.name == truth[0]["template"] == "invoice"
