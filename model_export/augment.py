@@ -30,6 +30,7 @@ class Distortions:
     scale: float = 0.08       # relative, either way
     shear: float = 0.15
     shift_px: float = 1.5
+    elastic_px: float = 0.0   # RMS of a smooth random displacement on top (Simard's elastic warp; 0: none)
 
 
 def _inverse_affines(rng: np.random.Generator, n: int, d: Distortions) -> np.ndarray:
@@ -57,7 +58,22 @@ def distort_batch(images: np.ndarray, rng: np.random.Generator, d: Distortions =
     """
     out = images.copy()
     chosen = np.nonzero(rng.random(len(images)) < d.share)[0]
-    for k, m in zip(chosen, _inverse_affines(rng, len(chosen), d)):
+    affines = _inverse_affines(rng, len(chosen), d)
+    if d.elastic_px > 0:
+        fields = _elastic_fields(rng, len(chosen), d.elastic_px)
+        grid = np.stack(np.meshgrid(np.arange(SIZE, dtype=np.float32), np.arange(SIZE, dtype=np.float32)), -1)
+        for k, m, field in zip(chosen, affines, fields):
+            source = grid @ m[:, :2].T + m[:, 2] + field  # where each output pixel reads the crop
+            out[k] = cv2.remap(images[k], source[..., 0], source[..., 1], cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return out
+    for k, m in zip(chosen, affines):
         out[k] = cv2.warpAffine(images[k], m, (SIZE, SIZE), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return out
+
+
+def _elastic_fields(rng: np.random.Generator, n: int, rms_px: float, knots: int = 4) -> np.ndarray:
+    """[n, 28, 28, 2] smooth random displacements: a coarse grid of random moves, upsampled bicubically."""
+    coarse = rng.normal(0.0, rms_px, (n, knots, knots, 2)).astype(np.float32)
+    return np.stack([cv2.resize(c, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC) for c in coarse])

@@ -39,15 +39,24 @@ _VERSION_RE = re.compile(r"^\d+$")
 
 
 class _ServingModule(tf.Module):
-    """Holds the Keras model and exposes the contract's two signatures."""
+    """Holds the Keras model and exposes the contract's two signatures.
 
-    def __init__(self, model):
+    `temperature` (from calibration) divides the model's logits: the served
+    probabilities are softmax(log p / T), the classes unchanged.
+    """
+
+    def __init__(self, model, temperature: float = 1.0):
         super().__init__()
         self.model = model
+        self.temperature = tf.constant(temperature, tf.float32)
+
+    def _probabilities(self, images):
+        probabilities = tf.cast(self.model(images, training=False), tf.float32)
+        return tf.nn.softmax(tf.math.log(tf.maximum(probabilities, 1e-12)) / self.temperature, axis=-1)
 
     @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.uint8, name="images")])
     def serving_default(self, images):
-        probabilities = self.model(images, training=False)
+        probabilities = self._probabilities(images)
         return {
             "probabilities": tf.cast(probabilities, tf.float32),
             "classes": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
@@ -57,8 +66,7 @@ class _ServingModule(tf.Module):
     def predict_images(self, images):
         # The TF Serving MNIST tutorial's contract: float 0..1, ink = 1, flattened.
         as_uint8 = tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
-        probabilities = self.model(tf.reshape(as_uint8, [-1, 28, 28, 1]), training=False)
-        return {"scores": tf.cast(probabilities, tf.float32)}
+        return {"scores": self._probabilities(tf.reshape(as_uint8, [-1, 28, 28, 1]))}
 
 
 def list_versions(model_base: str | os.PathLike) -> list[int]:
@@ -115,7 +123,7 @@ def _write_warmup(version_dir: str, logs: list) -> None:
 
 
 def export_model(model, export_dir: str | os.PathLike, name: str, warmup_crops: np.ndarray,
-                 model_card: dict | None = None) -> tuple[int, str]:
+                 model_card: dict | None = None, temperature: float = 1.0) -> tuple[int, str]:
     """Exports `model` as the next version of `name` under `export_dir`.
 
     Args:
@@ -124,6 +132,7 @@ def export_model(model, export_dir: str | os.PathLike, name: str, warmup_crops: 
         name: model name, e.g. "lenet5".
         warmup_crops: real normalised crops for the warmup file, uint8 [N, 28, 28].
         model_card: JSON-serialisable facts about the model; the version is added.
+        temperature: divides the logits in both signatures (calibration; 1: none).
 
     Returns:
         (version, path of the version directory).
@@ -132,7 +141,7 @@ def export_model(model, export_dir: str | os.PathLike, name: str, warmup_crops: 
     os.makedirs(model_base, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".staging-", dir=model_base)
     try:
-        module = _ServingModule(model)
+        module = _ServingModule(model, temperature)
         tf.saved_model.save(module, staging, signatures={
             SERVING_DEFAULT: module.serving_default.get_concrete_function(),
             PREDICT_IMAGES: module.predict_images.get_concrete_function(),

@@ -1,8 +1,15 @@
-"""`formdigits train`: build data, train, evaluate on held-out data, export.
+"""`formdigits train`: data, training, held-out accuracy, calibration, export.
 
-Held-out data never overlaps training: for synthetic data it comes from a
-separate writer stream (writers the model never saw); for MNIST it is the
-official test split (writers disjoint from the training split).
+The data and what is held out are `model_export.data`'s; here the model is
+fitted (Adam, cosine decay, crops freshly warped each epoch), scored on every
+held-out set separately, calibrated, and exported as the next version with a
+model card that records all of it.
+
+Calibration: one temperature T, fitted on the real-handwriting development
+sets (MNIST's validation split and form crops written with its glyphs) by
+least negative log-likelihood, divides the model's logits in the exported
+graph. It changes no reading, only how sure the served probabilities say the
+model is, so `needs_review` thresholds mean what they say.
 """
 
 from __future__ import annotations
@@ -12,23 +19,40 @@ import math
 import sys
 import time
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-__all__ = ["TrainConfig", "TrainResult", "load_data", "train"]
+from corpus.evaluate import expected_calibration_error
+from corpus.mnist import DEFAULT_MNIST_PATH
+from model_export.augment import Distortions, distort_batch
+from model_export.data import DataPlan, TrainingData, load_training_data
+from model_export.export import export_model
+from model_export.models import build_model
 
-DEFAULT_SAMPLES = {"lenet5": 90000, "vgg16": 20000}
-DEFAULT_EPOCHS = {"lenet5": 10, "vgg16": 3}
-# Share of synthetic training data cut from rendered forms by the pipeline's segmenter.
-FORM_CROP_SHARE = 0.2
-HELDOUT_SAMPLES = 10000
+__all__ = ["TrainConfig", "TrainResult", "train", "fit_temperature"]
+
+# Per architecture and data: (synthetic writers, synthetic form crops, MNIST-ink form crops).
+DEFAULT_MIX = {
+    ("lenet5", "mixed"): (60000, 24000, 30000),
+    ("lenet5", "synthetic"): (90000, 18000, 0),
+    ("vgg16", "mixed"): (8000, 3000, 3000),
+    ("vgg16", "synthetic"): (20000, 4000, 0),
+}
+DEFAULT_EPOCHS = {"lenet5": 12, "vgg16": 3}
+# Where the real-handwriting held-out sets are, the temperature is fitted on them; else on the synthetic ones.
+CALIBRATION_SETS = (("mnist_validation", "mnist_form_crops"), ("synthetic_writers", "synthetic_form_crops"))
 
 
 @dataclasses.dataclass
 class TrainConfig:
     arch: str = "lenet5"
-    data: str = "synthetic"
+    data: str = "mixed"
     mnist_path: str | None = None
-    samples: int | None = None
+    samples: int | None = None              # synthetic writers' digits
+    form_crops: int | None = None           # digits cut from forms written by synthetic writers
+    mnist_form_crops: int | None = None     # digits cut from forms written with MNIST training glyphs
+    mnist_samples: int | None = None        # MNIST training images (default: all 50,000)
     heldout_samples: int | None = None
     epochs: int | None = None
     batch_size: int = 128
@@ -38,20 +62,17 @@ class TrainConfig:
     model_name: str | None = None
     vgg_weights: str = "none"
     workers: int | None = None
-    form_crops: int | None = None       # synthetic only: digits cut from rendered forms
-    augment: float = 0.7                # share of training crops freshly warped each epoch (0: none)
+    augment: float = 0.7                    # share of training crops freshly warped each epoch (0: none)
+    calibrate: bool = True
 
-    def resolved(self) -> "TrainConfig":
-        samples = self.samples or DEFAULT_SAMPLES[self.arch]
-        form_crops = self.form_crops if self.form_crops is not None else int(samples * FORM_CROP_SHARE)
-        return dataclasses.replace(
-            self,
-            samples=samples,
-            form_crops=form_crops if self.data == "synthetic" else 0,
-            heldout_samples=self.heldout_samples or min(HELDOUT_SAMPLES, max(1000, samples // 6)),
-            epochs=self.epochs or DEFAULT_EPOCHS[self.arch],
-            model_name=self.model_name or self.arch,
-        )
+    def plan(self) -> DataPlan:
+        synthetic, form_crops, mnist_form_crops = DEFAULT_MIX.get((self.arch, self.data), (0, 0, 0))
+        pick = lambda given, default: default if given is None else given  # noqa: E731
+        return DataPlan(data=self.data, mnist_path=self.mnist_path or DEFAULT_MNIST_PATH,
+                        mnist_samples=self.mnist_samples, synthetic=pick(self.samples, synthetic),
+                        synthetic_form_crops=pick(self.form_crops, form_crops),
+                        mnist_form_crops=pick(self.mnist_form_crops, mnist_form_crops),
+                        heldout=self.heldout_samples or 10000, seed=self.seed, workers=self.workers)
 
 
 @dataclasses.dataclass
@@ -67,62 +88,8 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _progress_line(label: str):
-    last = [0.0]
-
-    def report(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done == total or now - last[0] > 2.0:
-            last[0] = now
-            _log(f"  {label}: {done}/{total}")
-    return report
-
-
-def load_data(cfg: TrainConfig):
-    """Returns ((x_train, y_train), (x_heldout, y_heldout)), images uint8 [N, 28, 28]."""
-    if cfg.data == "synthetic":
-        from corpus import handwriting as synthetic
-
-        fonts = synthetic.find_handwriting_fonts()
-        _log(f"synthetic handwriting: {cfg.samples} training samples, {cfg.heldout_samples} held-out, "
-             f"seed {cfg.seed}, {len(fonts)} handwriting fonts")
-        train = synthetic.generate(cfg.samples, seed=cfg.seed, stream=synthetic.TRAIN_STREAM,
-                                   workers=cfg.workers, fonts=fonts, progress=_progress_line("train set"))
-        heldout = synthetic.generate(cfg.heldout_samples, seed=cfg.seed, stream=synthetic.HELDOUT_STREAM,
-                                     workers=cfg.workers, fonts=fonts, progress=_progress_line("held-out set"))
-        if cfg.form_crops:
-            from model_export.form_crops import generate_form_crops
-
-            _log(f"plus {cfg.form_crops} digits cut from rendered scanned forms by the pipeline's segmenter")
-            crops = generate_form_crops(cfg.form_crops, seed=cfg.seed, stream=synthetic.TRAIN_STREAM,
-                                        workers=cfg.workers, fonts=fonts, progress=_progress_line("form crops"))
-            train = (np.concatenate([train[0], crops[0]]), np.concatenate([train[1], crops[1]]))
-        return train, heldout
-    if cfg.data == "mnist":
-        from model_export.mnist import MnistFileError, load_mnist_npz
-
-        if not cfg.mnist_path:
-            raise MnistFileError("--data mnist needs --mnist-path FILE.npz (the Keras mnist.npz)")
-        (x_train, y_train), (x_test, y_test) = load_mnist_npz(cfg.mnist_path)
-        rng = np.random.default_rng(cfg.seed)
-        if cfg.samples < len(x_train):
-            keep = rng.permutation(len(x_train))[:cfg.samples]
-            x_train, y_train = x_train[keep], y_train[keep]
-        _log(f"MNIST from {cfg.mnist_path}: {len(x_train)} training, {len(x_test)} test")
-        return (x_train, y_train), (x_test, y_test)
-    raise ValueError(f"unknown --data {cfg.data!r}; choose synthetic or mnist")
-
-
-def _confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    matrix = np.zeros((10, 10), np.int64)
-    np.add.at(matrix, (y_true.astype(np.int64), y_pred.astype(np.int64)), 1)
-    return matrix
-
-
 def _predictor(model, batch_size: int = 1024):
     """A batched inference function for `model`, traced once (not once per call)."""
-    import tensorflow as tf
-
     infer = tf.function(lambda x: model(x, training=False))
 
     def predict(images: np.ndarray) -> np.ndarray:
@@ -131,17 +98,14 @@ def _predictor(model, batch_size: int = 1024):
     return predict
 
 
-def _fit(model, predict, x_train, y_train, x_held, y_held, cfg: TrainConfig) -> None:
+def _fit(model, predict, data: TrainingData, cfg: TrainConfig) -> None:
     """Adam with cosine decay, one line per epoch, the crops freshly warped each epoch (`augment`).
 
     A plain tf.function step over tf.data: on 2 CPU cores it trains LeNet-5
     about a third faster than keras `fit`, whose per-step overhead dominates
     for a model this small.
     """
-    import keras
-    import tensorflow as tf
-
-    steps = cfg.epochs * math.ceil(len(x_train) / cfg.batch_size)
+    steps = cfg.epochs * math.ceil(len(data.x) / cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(1, steps), alpha=0.02)
     optimizer = keras.optimizers.Adam(schedule)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
@@ -153,95 +117,103 @@ def _fit(model, predict, x_train, y_train, x_held, y_held, cfg: TrainConfig) -> 
             loss = loss_fn(labels, probabilities)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, -1, output_type=tf.int32), labels), tf.int32))
-        return loss * tf.cast(tf.shape(labels)[0], tf.float32), hits
-
-    from model_export.augment import Distortions, distort_batch
+        return loss * tf.cast(tf.shape(labels)[0], tf.float32)
 
     distortions = Distortions(share=cfg.augment)
     rng = np.random.default_rng(cfg.seed)
-    labels_i32 = y_train.astype(np.int32)
+    labels = data.y.astype(np.int32)
+    watched, (x_watch, y_watch) = next(iter(data.heldout.items()))
     for epoch in range(cfg.epochs):
         t0 = time.monotonic()
-        images_np = distort_batch(x_train, rng, distortions) if cfg.augment > 0 else x_train
-        data = (tf.data.Dataset.from_tensor_slices((images_np[..., None], labels_i32))
-                .shuffle(len(x_train), seed=cfg.seed + epoch).batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE))
-        loss_sum, hits = 0.0, 0
-        for images, labels in data:
-            batch_loss, batch_hits = train_step(images, labels)
-            loss_sum += float(batch_loss)
-            hits += int(batch_hits)
-        held_acc = float((predict(x_held).argmax(axis=1) == y_held).mean())
-        _log(f"epoch {epoch + 1}/{cfg.epochs}  loss {loss_sum / len(x_train):.4f}  acc {hits / len(x_train):.4f}  "
-             f"held-out acc {held_acc:.4f}  {time.monotonic() - t0:.1f}s")
+        images = distort_batch(data.x, rng, distortions) if cfg.augment > 0 else data.x
+        batches = (tf.data.Dataset.from_tensor_slices((images[..., None], labels))
+                   .shuffle(len(data.x), seed=cfg.seed + epoch).batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE))
+        loss = sum(float(train_step(x, y)) for x, y in batches)
+        accuracy = float((predict(x_watch).argmax(axis=1) == y_watch).mean())
+        _log(f"epoch {epoch + 1}/{cfg.epochs}  loss {loss / len(data.x):.4f}  {watched} {accuracy:.4f}  "
+             f"{time.monotonic() - t0:.1f}s")
+
+
+def _scaled(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    logits = np.log(np.clip(probabilities.astype(np.float64), 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature (0.5..5) that minimises the negative log-likelihood of `labels`."""
+    def nll(t):
+        return -np.log(np.clip(_scaled(probabilities, t)[np.arange(len(labels)), labels], 1e-12, 1.0)).mean()
+
+    grid = np.exp(np.linspace(np.log(0.5), np.log(5.0), 48))
+    best = float(grid[int(np.argmin([nll(t) for t in grid]))])
+    fine = np.linspace(best / 1.06, best * 1.06, 25)
+    return float(fine[int(np.argmin([nll(t) for t in fine]))])
+
+
+def _calibration_sets(heldout: dict) -> list[str]:
+    """The held-out sets of the first group in CALIBRATION_SETS that has any."""
+    for group in CALIBRATION_SETS:
+        present = [name for name in group if name in heldout]
+        if present:
+            return present
+    return []
+
+
+def _calibrate(predict, heldout: dict, cfg: TrainConfig) -> dict:
+    names = _calibration_sets(heldout)
+    if not cfg.calibrate or not names:
+        return {"temperature": 1.0, "fitted_on": []}
+    probabilities = np.concatenate([predict(heldout[n][0]) for n in names])
+    labels = np.concatenate([heldout[n][1] for n in names]).astype(np.int64)
+    temperature = fit_temperature(probabilities, labels)
+    before, after = (expected_calibration_error(p, labels) for p in (probabilities, _scaled(probabilities, temperature)))
+    _log(f"calibration: temperature {temperature:.3f} on {', '.join(names)}; ECE {before:.4f} -> {after:.4f}")
+    return {"temperature": round(temperature, 4), "fitted_on": list(names), "ece_before": round(before, 5),
+            "ece_after": round(after, 5)}
+
+
+def _confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    matrix = np.zeros((10, 10), np.int64)
+    np.add.at(matrix, (y_true.astype(np.int64), y_pred.astype(np.int64)), 1)
+    return matrix
 
 
 def train(cfg: TrainConfig) -> TrainResult:
-    """Trains, evaluates on held-out data and exports the next version."""
-    cfg = cfg.resolved()
+    """Trains, scores every held-out set, calibrates and exports the next version."""
+    cfg = dataclasses.replace(cfg, epochs=cfg.epochs or DEFAULT_EPOCHS[cfg.arch], model_name=cfg.model_name or cfg.arch)
     started = time.monotonic()
-    (x_train, y_train), (x_held, y_held) = load_data(cfg)
+    data = load_training_data(cfg.plan())
     data_seconds = time.monotonic() - started
-
-    import keras
-
-    from model_export.export import export_model
-    from model_export.models import build_model
-
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(cfg.arch, vgg_weights=cfg.vgg_weights)
-    params = int(model.count_params())
-    _log(f"{cfg.arch}: {params:,} parameters; {cfg.epochs} epochs of {len(x_train)} samples, batch {cfg.batch_size}")
-    fit_started = time.monotonic()
+    _log(f"{cfg.arch}: {model.count_params():,} parameters; {cfg.epochs} epochs of {len(data.x)} samples, "
+         f"batch {cfg.batch_size}")
     predict = _predictor(model)
-    _fit(model, predict, x_train, y_train, x_held, y_held, cfg)
-    fit_seconds = time.monotonic() - fit_started
-
-    form_accuracy = None
-    if cfg.form_crops:
-        from model_export.form_crops import generate_form_crops
-        from corpus.handwriting import HELDOUT_STREAM
-
-        held_crops, held_labels = generate_form_crops(max(1000, cfg.heldout_samples // 5), seed=cfg.seed,
-                                                      stream=HELDOUT_STREAM, workers=cfg.workers)
-        form_accuracy = float((predict(held_crops).argmax(axis=1) == held_labels).mean())
-        _log(f"held-out form crops (unseen documents): {form_accuracy:.4%} on {len(held_labels)}")
-    predicted = predict(x_held).argmax(axis=1)
-    accuracy = float((predicted == y_held).mean())
-    confusion = _confusion(y_held, predicted)
-    _log(f"held-out accuracy {accuracy:.4%} on {len(y_held)} samples "
-         f"({'unseen writers' if cfg.data == 'synthetic' else 'MNIST test split'})")
-
-    card = _model_card(cfg, len(x_train), len(y_held), accuracy, form_accuracy, confusion, params,
-                       time.monotonic() - started, data_seconds, fit_seconds)
-    # Warm up with real crops the model has not trained on.
-    version, path = export_model(model, cfg.export_dir, cfg.model_name, x_held[:64], model_card=card)
-    card.update(name=cfg.model_name, version=version)
-    _log(f"exported {cfg.model_name} version {version} to {path}")
-    return TrainResult(version=version, path=path, heldout_accuracy=accuracy, confusion=confusion.tolist(), card=card)
-
-
-def _model_card(cfg: TrainConfig, samples: int, heldout: int, accuracy: float, form_accuracy: float | None,
-                confusion: np.ndarray, params: int, seconds: float, data_seconds: float, fit_seconds: float) -> dict:
-    """What the export records about the model (assets.extra/model_card.json)."""
-    return {
-        "arch": cfg.arch,
-        "data": cfg.data,
-        "mnist_path": cfg.mnist_path if cfg.data == "mnist" else None,
-        "samples": int(samples),
-        "heldout_samples": int(heldout),
-        "epochs": cfg.epochs,
-        "augment": cfg.augment,
-        "batch_size": cfg.batch_size,
-        "seed": cfg.seed,
-        "vgg_weights": cfg.vgg_weights if cfg.arch == "vgg16" else None,
-        "heldout_accuracy": round(accuracy, 6),
-        "form_crops": cfg.form_crops,
-        "heldout_form_crop_accuracy": None if form_accuracy is None else round(form_accuracy, 6),
-        "confusion_matrix": confusion.tolist(),
-        "parameters": params,
-        "training_seconds": round(seconds, 1),
-        "data_seconds": round(data_seconds, 1),
-        "fit_seconds": round(fit_seconds, 1),
+    _fit(model, predict, data, cfg)
+    heldout = {}
+    for name, (x, y) in data.heldout.items():
+        predicted = predict(x).argmax(axis=1)
+        heldout[name] = {"samples": int(len(y)), "accuracy": round(float((predicted == y).mean()), 6)}
+        _log(f"held-out {name}: {heldout[name]['accuracy']:.4%} on {len(y)}")
+    primary, (x_held, y_held) = next(iter(data.heldout.items()))
+    confusion = _confusion(y_held, predict(x_held).argmax(axis=1))
+    calibration = _calibrate(predict, data.heldout, cfg)
+    card = {
+        "arch": cfg.arch, "data": cfg.data, "sources": data.sources, "samples": int(len(data.x)),
+        "heldout": heldout, "heldout_primary": primary, "heldout_accuracy": heldout[primary]["accuracy"],
+        "heldout_samples": heldout[primary]["samples"], "confusion_matrix": confusion.tolist(),
+        "calibration": calibration, "epochs": cfg.epochs, "augment": cfg.augment, "batch_size": cfg.batch_size,
+        "seed": cfg.seed, "vgg_weights": cfg.vgg_weights if cfg.arch == "vgg16" else None,
+        "parameters": int(model.count_params()), "data_seconds": round(data_seconds, 1),
+        "training_seconds": round(time.monotonic() - started, 1),
         "input": "uint8 [N,28,28,1], 0 = paper, 255 = ink (MNIST-normalised)",
     }
+    # Warm up with real crops the model has not trained on.
+    version, path = export_model(model, cfg.export_dir, cfg.model_name, x_held[:64], model_card=card,
+                                 temperature=calibration["temperature"])
+    card.update(name=cfg.model_name, version=version)
+    _log(f"exported {cfg.model_name} version {version} to {path}")
+    return TrainResult(version=version, path=path, heldout_accuracy=heldout[primary]["accuracy"],
+                       confusion=confusion.tolist(), card=card)

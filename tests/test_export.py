@@ -91,13 +91,38 @@ def test_warmup_records_parse_as_prediction_logs(lenet_v1):
 def test_model_card(lenet_v1):
     card = json.loads((lenet_v1 / export.MODEL_CARD_FILE).read_text())
     assert card["arch"] == "lenet5" and card["data"] == "synthetic" and card["version"] == 1
-    assert card["form_crops"] == 600 and card["samples"] == 3000 + 600  # 20% more, cut from rendered forms
-    assert card["epochs"] == 2 and card["seed"] == 7 and 0 < card["heldout_form_crop_accuracy"] <= 1
-    assert card["parameters"] == 61706
-    assert 0.0 < card["heldout_accuracy"] <= 1.0
+    assert [(s["name"], s["samples"]) for s in card["sources"]] == [
+        ("synthetic writers", 3000), ("digits cut from forms by synthetic writers", 600)]
+    assert all("licence" in s for s in card["sources"]) and card["samples"] == 3600
+    assert {name: h["samples"] for name, h in card["heldout"].items()} == {
+        "synthetic_writers": 1000, "synthetic_form_crops": 1000}
+    assert all(0 < h["accuracy"] <= 1 for h in card["heldout"].values())
+    assert card["epochs"] == 2 and card["seed"] == 7 and card["parameters"] == 61706
+    assert card["heldout_primary"] == "synthetic_writers"
+    assert card["heldout_accuracy"] == card["heldout"]["synthetic_writers"]["accuracy"]
+    assert card["calibration"]["fitted_on"] == ["synthetic_writers", "synthetic_form_crops"]
+    assert card["calibration"]["ece_after"] <= card["calibration"]["ece_before"]
     matrix = np.array(card["confusion_matrix"])
     assert matrix.shape == (10, 10) and matrix.sum() == card["heldout_samples"]
     assert card["training_seconds"] > 0
+
+
+def test_the_served_probabilities_carry_the_calibration_temperature(tmp_path):
+    import tensorflow as tf
+
+    from model_export.models import build_lenet5
+
+    model = build_lenet5()
+    crops = np.random.default_rng(0).integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    _, plain = export.export_model(model, tmp_path, "m", crops)
+    _, warm = export.export_model(model, tmp_path, "m", crops, temperature=2.0)
+    raw = model(crops[..., None], training=False).numpy()
+    expected = np.exp(np.log(raw) / 2.0)
+    expected /= expected.sum(axis=1, keepdims=True)
+    for path, want in ((plain, raw), (warm, expected)):
+        served = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(crops[..., None]))
+        assert np.allclose(served["probabilities"].numpy(), want, atol=1e-5)
+        assert np.array_equal(served["classes"].numpy(), raw.argmax(axis=1))
 
 
 def test_versions_are_atomic_and_increase(tmp_path):

