@@ -17,9 +17,15 @@ from corpus.hostile import HOSTILE_FILES, make_hostile_files
 __all__ = ["bench_hostile"]
 
 _PROBE = """
-import json, resource, sys, time
+import json, sys, time
 from pipeline.read import Page, input_root, open_scan, read_pages
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def peak_kb():
+    # VmHWM belongs to this process's memory map; ru_maxrss would carry the parent's peak over the exec.
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+
+base = peak_kb()
 started = time.perf_counter()
 outcome = "read"
 try:
@@ -29,7 +35,7 @@ try:
 except Exception as exc:
     outcome = "refused: " + str(exc)[:120]
 seconds = time.perf_counter() - started
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_kb()
 print(json.dumps({"seconds": seconds, "mb": peak / 1024, "mb_for_the_file": (peak - base) / 1024,
                   "outcome": outcome}))
 """
