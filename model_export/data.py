@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 
 import numpy as np
 
 from corpus import handwriting
 from corpus.forms import Ink
 from corpus.mnist import LICENCE, MnistFileError, mnist_splits
+from corpus.progress import progress_printer
 from model_export.form_crops import generate_form_crops
 
 __all__ = ["DataPlan", "TrainingData", "load_training_data", "DATA_CHOICES"]
@@ -64,13 +64,7 @@ def _log(msg: str) -> None:
 
 
 def _progress(label: str):
-    last = [0.0]
-
-    def report(done: int, total: int) -> None:
-        if done == total or time.monotonic() - last[0] > 2.0:
-            last[0] = time.monotonic()
-            _log(f"  {label}: {done}/{total}")
-    return report
+    return progress_printer(f"  {label}: {{done}}/{{total}}")
 
 
 def _mnist(plan: DataPlan, parts: list, heldout: dict) -> None:

@@ -51,11 +51,10 @@ def _add_synth_forms(sub) -> None:
 
 
 def _run_synth_forms(args, parser) -> int:
-    import time
-
     from corpus.forms import Ink, synth_forms
     from corpus.handwriting import find_handwriting_fonts
     from corpus.mnist import MnistFetchError, MnistFileError
+    from corpus.progress import progress_printer
 
     if args.mnist_path and not os.path.isfile(args.mnist_path):
         parser.error(f"--mnist-path {args.mnist_path!r} does not exist (formdigits fetch-mnist --out FILE writes one)")
@@ -68,14 +67,8 @@ def _run_synth_forms(args, parser) -> int:
         print(f"formdigits synth-forms: {exc}", file=sys.stderr)
         return 2
 
-    last = [0.0]
-
-    def progress(done, total):
-        if time.monotonic() - last[0] > 2 or done == total:
-            last[0] = time.monotonic()
-            print(f"  {done}/{total} pages", file=sys.stderr, flush=True)
-
-    summary = synth_forms(args.count, args.out, seed=args.seed, formats=args.formats, progress=progress, ink=ink)
+    summary = synth_forms(args.count, args.out, seed=args.seed, formats=args.formats,
+                          progress=progress_printer("  {done}/{total} pages"), ink=ink)
     print(f"{summary['pages']} pages in {summary['files']} files, {summary['fields']} fields, "
           f"{summary['seconds']}s -> {args.out} (truth: {os.path.join(args.out, 'truth.jsonl')})")
     return 0
