@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 SYSTEM_DEPS := $(VENV)/.system-deps
 # Handwriting fonts give the synthetic writer styles real letterforms to vary;
-# tesseract-ocr is the baseline `formdigits bench` compares against.
-DEB_PACKAGES := fonts-dkg-handwriting fonts-breip fonts-rufscript fonts-humor-sans fonts-comic-neue tesseract-ocr
+# tesseract-ocr is the baseline `formdigits bench` compares against and reads labels for `template propose`;
+# DejaVu prints the forms without marks that corpus/layouts.py draws.
+DEB_PACKAGES := fonts-dejavu-core fonts-dejavu-extra fonts-dkg-handwriting fonts-breip fonts-rufscript fonts-humor-sans fonts-comic-neue tesseract-ocr
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 

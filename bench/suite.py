@@ -12,6 +12,7 @@ from bench.accuracy import bench_forms, bench_mnist
 from bench.corpora import corpus_files, make_corpus
 from bench.hostile import bench_hostile
 from bench.inference import bench_inference
+from bench.own_forms import bench_own_forms
 from bench.pipeline import bench_pipeline
 from bench.tesseract import tesseract_available, tesseract_baseline
 from corpus.evaluate import evaluate, load_results, load_truth
@@ -38,6 +39,12 @@ TARGETS = {
     "synthetic_ink_digit_accuracy": (">=", 0.995),
     "hostile_max_seconds": ("<=", 1.0),
     "hostile_max_mb": ("<=", 200),
+    "proposal_right_share": (">=", 0.95),
+    "proposal_max_false_fields_per_page": ("<=", 1),
+    "registration_right_share": (">=", 0.995),
+    "registration_mean_box_error_cells": ("<", 0.3),
+    "registration_ms_per_page_200dpi": ("<=", 50),
+    "proposed_vs_true_field_exact_points": (">=", -1.0),
 }
 
 
@@ -48,7 +55,7 @@ class SuiteOptions:
     model: str = "lenet5"
     pages: int | None = None            # corpus pages for the pipeline figures (default 100; quick 20)
     work_dir: str = os.path.join("bench", "work")
-    only: str | None = None             # "inference" | "pipeline" | "accuracy" | "faults"
+    only: str | None = None             # "inference" | "pipeline" | "accuracy" | "faults" | "own-forms"
     tesseract: bool = True
     mnist_path: str | None = None       # the accuracy part: MNIST's test split, and real ink for its forms
     accuracy_seeds: tuple[int, ...] = (900001, 900002)   # fresh corpora; never used while developing
@@ -78,6 +85,10 @@ def run_suite(opts: SuiteOptions, log=print) -> dict:
     if opts.only in (None, "accuracy") and opts.mnist_path:
         log(f"== accuracy, from the served {opts.model}")
         results["accuracy"] = _accuracy_part(opts, log)
+    if opts.only in (None, "own-forms"):
+        log("== own forms: templates proposed from blanks, registration by the form's print")
+        with ServerProcess(opts.models_dir) as server:
+            results["own_forms"] = bench_own_forms(opts.work_dir, server.target, opts.quick, log)
     if opts.only in (None, "faults"):
         log("== hostile files: each read alone in a fresh process")
         results["faults"] = bench_hostile(opts.work_dir, log)
@@ -134,7 +145,7 @@ def _accuracy_part(opts: SuiteOptions, log) -> dict:
 def _met(value, op, target) -> str:
     if value is None or target is None:
         return "-"
-    ok = value >= target if op == ">=" else value <= target if op == "<=" else value > target
+    ok = {">=": value >= target, "<=": value <= target, "<": value < target}.get(op, value > target)
     return "yes" if ok else "**no**"
 
 
@@ -142,6 +153,8 @@ def _rows(results: dict) -> list[tuple[str, object, str]]:
     inf, pipe = results.get("inference", {}), results.get("pipeline", {})
     tess, ours = pipe.get("tesseract", {}), pipe.get("ours", {})
     faults, acc = results.get("faults", {}), results.get("accuracy", {})
+    own = results.get("own_forms", {})
+    prop, reg, e2e = own.get("proposal", {}), own.get("registration", {}), own.get("end_to_end", {})
     seeds = f"worst of seeds {acc.get('seeds')}, {acc.get('pages_per_corpus')} pages each"
     grpc, local = inf.get("grpc_images_per_s", {}), inf.get("inprocess_images_per_s", {})
     return [
@@ -175,6 +188,19 @@ def _rows(results: dict) -> list[tuple[str, object, str]]:
         ("hostile_max_mb", faults.get("hostile_max_mb"),
          f"largest peak RSS of a process that refused one, imports included "
          f"({faults.get('hostile_max_mb_for_the_file')} MB of it for the file)"),
+        ("proposal_right_share", prop.get("right_share"),
+         f"{prop.get('fields')} digit fields on {prop.get('forms')} blank forms (named, built-in without marks, "
+         f"generated layouts never tuned on)"),
+        ("proposal_max_false_fields_per_page", prop.get("max_false_fields_per_page"),
+         f"{prop.get('false_fields')} false fields in all"),
+        ("registration_right_share", reg.get("right_share"),
+         f"{reg.get('pages')} filled scans of {reg.get('templates')} mark-less forms, right template and way up"),
+        ("registration_mean_box_error_cells", reg.get("mean_box_error_cells"), f"max {reg.get('max_box_error_cells')}"),
+        ("registration_ms_per_page_200dpi", reg.get("ms_per_page_200dpi_median"),
+         f"median, p95 {reg.get('ms_per_page_200dpi_p95')}; all dpi {reg.get('ms_per_page_all_median')}"),
+        ("proposed_vs_true_field_exact_points", own.get("proposed_vs_true_field_exact_points"),
+         f"field exact {e2e.get('proposed_templates', {}).get('field_exact_match')} from proposed templates vs "
+         f"{e2e.get('true_templates', {}).get('field_exact_match')} from the true ones, same scans"),
     ]
 
 

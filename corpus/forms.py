@@ -27,11 +27,13 @@ import numpy as np
 
 from corpus import builtin_templates
 from corpus.handwriting import draw_writer, find_handwriting_fonts
+from corpus.layouts import NAMED_LAYOUTS, named_layout, print_layout, random_layout, truth_template
 from corpus.mnist_ink import draw_mnist_writer, mnist_pool
-from corpus.scanner import EXTENSIONS, FORMATS, box_on_scan, jpeg_roundtrip, print_clutter, scan, write_document
-from pipeline.templates import Field, luhn_complete, render_blank, save_templates
+from corpus.scanner import (EXTENSIONS, FORMATS, box_on_scan, jpeg_roundtrip, print_clutter, scan, scribble,
+                            write_document)
+from pipeline.templates import Field, Template, luhn_complete, render_blank, save_templates
 
-__all__ = ["FORMATS", "CROSS_OUT_RATE", "Ink", "synth_forms", "render_document", "fill_value", "write_field",
+__all__ = ["FORMATS", "CROSS_OUT_RATE", "Ink", "synth_forms", "corpus_templates", "render_document", "fill_value", "write_field",
            "glyph", "stamp_ink", "cross_out"]
 
 DPIS = (150, 200, 300)
@@ -182,40 +184,73 @@ class Ink:
         return f"mnist-{self.mnist_split}" if self.kind == "mnist" else "synthetic"
 
 
+def corpus_templates(layouts: tuple[str, ...] | None) -> list[Template]:
+    """The templates a corpus is filled from: the built-in layouts (None), or forms named in `layouts`
+    (`clinic_intake` ..., `builtin` for the four built-in ones, `random:SEED` for a generated form)."""
+    if not layouts:
+        return builtin_templates()
+    out = []
+    for name in layouts:
+        if name == "builtin":
+            out.extend(builtin_templates())
+        elif name.startswith("random:"):
+            out.append(truth_template(random_layout(int(name.split(":", 1)[1]))))
+        elif name in NAMED_LAYOUTS:
+            out.append(truth_template(named_layout(name)))
+        else:
+            raise ValueError(f"unknown layout {name!r}; choose from builtin, {', '.join(NAMED_LAYOUTS)}, random:SEED")
+    return out
+
+
+def _printed(template: Template, dpi: int, rng: np.random.Generator) -> np.ndarray:
+    """A template's printed page at `dpi`: drawn from its fields (built-in) or from its layout (marks-free forms)."""
+    if template.has_marks:
+        return render_blank(template, dpi, line_grey=int(rng.integers(120, 200)))
+    return print_layout(named_layout(template.name), dpi, ink=int(rng.integers(20, 70)))
+
+
 def _make_document(args) -> list[dict]:
-    seed, index, fmt, pages, out_dir, ink = args
+    seed, index, fmt, pages, out_dir, ink, layouts = args
     name = f"scan_{index + 1:05d}.{EXTENSIONS[fmt]}"
-    images, truth, dpi, rng = render_document(seed, index, fmt, pages, ink, name)
+    images, truth, dpi, rng = render_document(seed, index, fmt, pages, ink, name, layouts=layouts)
     write_document(os.path.join(out_dir, name), fmt, images, dpi, rng)
     return truth
 
 
 def render_document(seed: int, index: int, fmt: str, pages: int, ink: Ink, name: str,
-                    cross_out_rate: float = CROSS_OUT_RATE):
+                    cross_out_rate: float = CROSS_OUT_RATE, layouts: tuple[str, ...] | None = None):
     """Renders one filled, scanned document in memory: (page images, truth rows, dpi, rng).
 
     `cross_out_rate` is the share of underline and free fields with a struck-through
     wrong digit before one of the true digits (truth row key `struck`: its position
     in the value); training data for the struck-digit detector asks for many.
+    Forms without corner marks (`layouts`, see `corpus_templates`) are scanned
+    worse: rotation up to 5 degrees, scale 5%, one page in ten upside down, and
+    handwriting over their print.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1000 + index]))
     cv2.setRNGSeed(int(rng.integers(2**31 - 1)))
-    templates = builtin_templates()
+    templates = corpus_templates(layouts)
     writer = ink.writer(rng)  # one writer per document
     dpi = int(DPIS[int(rng.integers(len(DPIS)))])
     scale = dpi / 72.0
     images, truth = [], []
     for page_no in range(1, pages + 1):
         template = templates[int(rng.integers(len(templates)))]
-        page = render_blank(template, dpi, line_grey=int(rng.integers(120, 200)))
+        page = _printed(template, dpi, rng)
         values, struck = {}, {}
         for field in template.fields:
             value = "" if rng.random() < 0.04 else fill_value(field, rng)
             struck[field.name] = write_field(page, field, value, writer, rng, scale, cross_out_rate)
             values[field.name] = value
         print_clutter(page, template, rng, scale)
-        upside_down = bool(rng.random() < 0.04)
-        scanned, matrix = scan(page, rng, dpi, upside_down)
+        if template.has_marks:
+            upside_down = bool(rng.random() < 0.04)
+            scanned, matrix = scan(page, rng, dpi, upside_down)
+        else:
+            scribble(page, template, rng, scale)
+            upside_down = bool(rng.random() < 0.1)
+            scanned, matrix = scan(page, rng, dpi, upside_down, max_angle=5.0, max_scale=0.05)
         if fmt == "png" and rng.random() < 0.2:  # scanned once as JPEG, then converted
             scanned = jpeg_roundtrip(scanned, int(rng.integers(55, 85)))
         images.append(scanned)
@@ -226,13 +261,25 @@ def render_document(seed: int, index: int, fmt: str, pages: int, ink: Ink, name:
     return images, truth, dpi, rng
 
 
+def _write_blanks(templates: list[Template], directory: str) -> None:
+    """Each marks-free form's blank page as a PDF: what a user brings to `formdigits template propose`."""
+    from corpus.layouts import write_blank_pdf
+
+    for t in templates:
+        if not t.has_marks:
+            os.makedirs(directory, exist_ok=True)
+            write_blank_pdf(named_layout(t.name), os.path.join(directory, f"{t.name}.pdf"))
+
+
 def synth_forms(count: int, out_dir: str, seed: int = 0, formats=FORMATS, workers: int | None = None,
-                progress=None, ink: Ink | None = None) -> dict:
+                progress=None, ink: Ink | None = None, layouts: tuple[str, ...] | None = None) -> dict:
     """Generates `count` filled, scanned form pages into `out_dir`.
 
     Single-page formats hold one form per file; TIFF and PDF documents hold two
     or three (fewer at the end, to make exactly `count`). `ink` says whose
-    handwriting fills them (default: synthetic writers with the installed fonts).
+    handwriting fills them (default: synthetic writers with the installed fonts);
+    `layouts` which forms (default: the built-in ones; see `corpus_templates`).
+    Forms without corner marks also get their blank as a PDF in `DIR/blanks/`.
 
     Returns:
         A summary: files, pages, fields, seconds.
@@ -244,7 +291,9 @@ def synth_forms(count: int, out_dir: str, seed: int = 0, formats=FORMATS, worker
         raise ValueError(f"unknown format {bad[0]!r}; choose from {', '.join(FORMATS)}")
     started = time.monotonic()
     os.makedirs(out_dir, exist_ok=True)
-    save_templates(builtin_templates(), os.path.join(out_dir, "templates"))
+    templates = corpus_templates(layouts)
+    save_templates(templates, os.path.join(out_dir, "templates"))
+    _write_blanks(templates, os.path.join(out_dir, "blanks"))
     plan_rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     jobs, remaining, index = [], count, 0
     ink = ink or Ink(fonts=tuple(find_handwriting_fonts()))
@@ -253,7 +302,7 @@ def synth_forms(count: int, out_dir: str, seed: int = 0, formats=FORMATS, worker
     while remaining > 0:
         fmt = formats[index % len(formats)]
         pages = 1 if fmt in ("png", "jpeg") else min(remaining, int(plan_rng.integers(2, 4)))
-        jobs.append((seed, index, fmt, pages, out_dir, ink))
+        jobs.append((seed, index, fmt, pages, out_dir, ink, layouts))
         remaining -= pages
         index += 1
     workers = workers or os.cpu_count() or 1

@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.register import box_through
 from pipeline.templates import Field, Template
 
-__all__ = ["FORMATS", "EXTENSIONS", "print_clutter", "scan", "box_on_scan", "jpeg_roundtrip", "write_document"]
+__all__ = ["FORMATS", "EXTENSIONS", "print_clutter", "scribble", "scan", "box_on_scan", "jpeg_roundtrip", "write_document"]
 
 FORMATS = ("png", "jpeg", "tiff", "pdf")
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "tiff": "tif", "pdf": "pdf"}
@@ -57,16 +57,37 @@ def print_clutter(page: np.ndarray, template: Template, rng: np.random.Generator
         np.minimum(page, (255 - layer.astype(np.float32) * rng.uniform(0.35, 0.6)).astype(np.uint8), out=page)
 
 
+def scribble(page: np.ndarray, template: Template, rng: np.random.Generator, scale: float) -> None:
+    """Handwriting over the print, clear of the fields: initials, a tick, a note in the margin."""
+    boxes = [tuple(int(v * scale) for v in f.box) for f in template.fields]
+    h, w = page.shape
+    for _ in range(int(rng.integers(1, 3))):
+        for _ in range(20):
+            bw, bh = int(rng.uniform(60, 160) * scale), int(rng.uniform(14, 30) * scale)
+            x, y = int(rng.uniform(0.05, 0.95) * w - bw / 2), int(rng.uniform(0.08, 0.92) * h)
+            if not any(_overlap((x - 10, y - 10, bw + 20, bh + 20), b) for b in boxes):
+                break
+        else:
+            return
+        t = np.linspace(0, 1, 40)
+        loops = rng.uniform(3, 7)
+        xs = x + bw * t + np.sin(t * loops * 2 * np.pi) * bh * 0.25
+        ys = y + bh / 2 + np.cos(t * loops * 2 * np.pi + rng.uniform(0, 3)) * bh * 0.45 * rng.uniform(0.6, 1)
+        pts = np.stack([xs, ys], 1).astype(np.int32)
+        cv2.polylines(page, [pts], False, int(rng.integers(20, 80)), max(1, int(0.9 * scale)), cv2.LINE_AA)
+
+
 def _overlap(a, b) -> bool:
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
-def _scan_transform(shape, rng: np.random.Generator, upside_down: bool) -> np.ndarray:
+def _scan_transform(shape, rng: np.random.Generator, upside_down: bool, max_angle: float = 3.0,
+                    max_scale: float = 0.03) -> np.ndarray:
     """Homography from the printed page to the scan: rotation, scale, shift, slight perspective."""
     h, w = shape
     src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    angle = np.deg2rad(rng.uniform(-3, 3))
-    s = rng.uniform(0.97, 1.03)
+    angle = np.deg2rad(rng.uniform(-max_angle, max_angle))
+    s = rng.uniform(1 - max_scale, 1 + max_scale)
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * s
     centre = np.float32([w / 2, h / 2])
     shift = rng.uniform(-0.015, 0.015, 2) * [w, h]
@@ -76,9 +97,11 @@ def _scan_transform(shape, rng: np.random.Generator, upside_down: bool) -> np.nd
     return cv2.getPerspectiveTransform(src, dst.astype(np.float32))
 
 
-def scan(page: np.ndarray, rng: np.random.Generator, dpi: int, upside_down: bool) -> tuple[np.ndarray, np.ndarray]:
+def scan(page: np.ndarray, rng: np.random.Generator, dpi: int, upside_down: bool, max_angle: float = 3.0,
+         max_scale: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
+    """The page as a scanner returns it, and the homography from the page to the scan."""
     h, w = page.shape
-    matrix = _scan_transform(page.shape, rng, upside_down)
+    matrix = _scan_transform(page.shape, rng, upside_down, max_angle, max_scale)
     lid = int(rng.integers(225, 250))  # the scanner lid shows where the paper does not reach
     scanned = cv2.warpPerspective(page, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=lid)
     # Paper tone and uneven illumination: a smooth multiplicative field.

@@ -1,9 +1,11 @@
 """Register stage: which template a scanned page is, which way up, and where its fields lie.
 
-A page is found by its four corner marks (the larger top-left one tells an
-upside-down scan), then compared with each template of the same shape: the
-printed title, the printed layout, and how much of the template's printed
-lines carry ink on the page. The result maps template points to page pixels.
+Fast path, for templates that print corner marks: a page is found by its four
+marks (the larger top-left one tells an upside-down scan), then compared with
+each template of the same shape: the printed title, the printed layout, and
+how much of the template's printed lines carry ink on the page. Every other
+page is matched by the form's own print (`pipeline.features`). The result maps
+template points to page pixels.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import functools
 import cv2
 import numpy as np
 
+from pipeline.features import MIN_INLIERS, match_templates, rotation_of
 from pipeline.templates import Template, render_blank
 from pipeline.types import Registration, SegmentError
 
@@ -132,12 +135,27 @@ def _mark_centres(template: Template) -> np.ndarray:
 def register_page(page: np.ndarray, templates: list[Template]) -> tuple[np.ndarray, Registration]:
     """Finds orientation, template and homography for a scanned page.
 
+    Corner marks are the fast path, for templates that print them; a page without
+    them (or with marks that fit no template) is matched by the form's own print
+    (`pipeline.features`) against every template.
+
     Returns:
         (the page upright, its registration).
 
     Raises:
-        SegmentError: no marks, or no template matches.
+        SegmentError: no template matches, with the best score.
     """
+    marked = [t for t in templates if t.has_marks]
+    why_not_marks = ""
+    if marked:
+        try:
+            return _register_by_marks(page, marked)
+        except SegmentError as exc:
+            why_not_marks = f"; {exc}"
+    return _register_by_features(page, templates, why_not_marks)
+
+
+def _register_by_marks(page: np.ndarray, templates: list[Template]) -> tuple[np.ndarray, Registration]:
     marks = _find_marks(page)
     areas = [m[2] for m in marks]
     upside_down = int(np.argmax(areas)) == 3
@@ -165,10 +183,34 @@ def register_page(page: np.ndarray, templates: list[Template]) -> tuple[np.ndarr
         score = _title_match(ink, template) + 0.5 * layout
         rank = score + _guide_cover(ink, template)
         if best is None or rank > best_rank:
-            best, best_rank = Registration(template, homography, upside_down, score), rank
+            best, best_rank = Registration(template, homography, 180 if upside_down else 0, score), rank
     if best is None or best.score < 0.3:
-        raise SegmentError(f"no template matches this page (best score {best.score if best else 0:.2f})")
+        raise SegmentError(f"no template matches this page's marks (best score {best.score if best else 0:.2f})")
     return page, best
+
+
+def _register_by_features(page: np.ndarray, templates: list[Template], why_not_marks: str):
+    matches = match_templates(page, templates)
+    best = matches[0] if matches else None
+    if best is None or best.homography is None or best.inliers < MIN_INLIERS:
+        name = f" ({best.template.name})" if best else ""
+        raise SegmentError(f"no template matches this page (best score {best.inliers if best else 0} matching "
+                           f"points{name}, {MIN_INLIERS} needed){why_not_marks}")
+    rotation = rotation_of(best.homography, best.template)
+    upright, turn = _turn_upright(page, rotation)
+    return upright, Registration(best.template, turn @ best.homography, rotation, float(best.inliers), "features")
+
+
+def _turn_upright(page: np.ndarray, rotation: int) -> tuple[np.ndarray, np.ndarray]:
+    """The page turned upright, and the matrix from the scan's pixels to the upright page's."""
+    h, w = page.shape
+    if rotation == 180:
+        return cv2.rotate(page, cv2.ROTATE_180), np.float64([[-1, 0, w - 1], [0, -1, h - 1], [0, 0, 1]])
+    if rotation == 90:   # the form's top is at the scan's right
+        return cv2.rotate(page, cv2.ROTATE_90_COUNTERCLOCKWISE), np.float64([[0, 1, 0], [-1, 0, w - 1], [0, 0, 1]])
+    if rotation == 270:
+        return cv2.rotate(page, cv2.ROTATE_90_CLOCKWISE), np.float64([[0, -1, h - 1], [1, 0, 0], [0, 0, 1]])
+    return page, np.eye(3)
 
 
 def box_through(matrix: np.ndarray, box) -> tuple[int, int, int, int]:

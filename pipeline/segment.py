@@ -19,7 +19,7 @@ from pipeline.normalize import EmptyCropError, mnist_normalize
 from pipeline.register import box_through
 from pipeline.split import digit_region, split_digits
 from pipeline.strikeout import drop_struck
-from pipeline.templates import Field, Template
+from pipeline.templates import Field, Template, reference_image
 from pipeline.types import DigitCut, FieldCut, Registration
 
 __all__ = ["CROP_SCALE", "cut_fields", "field_images", "digit_image", "normalise_cuts"]
@@ -45,11 +45,16 @@ def normalise_cuts(digits: list[DigitCut]) -> list[DigitCut]:
     return digits
 
 
-def _page_box(field_px_box, crop_to_page, page_shape, upside_down):
+def _page_box(field_px_box, crop_to_page, page_shape, rotation: int):
+    """The box on the page as it was scanned (the upright page turned back by `rotation`)."""
     x, y, w, h = box_through(crop_to_page, field_px_box)
-    if upside_down:  # report boxes on the page as it was scanned
-        H, W = page_shape
+    H, W = page_shape  # of the upright page
+    if rotation == 180:
         x, y = W - x - w, H - y - h
+    elif rotation == 90:    # the scan is the upright page turned clockwise
+        x, y, w, h = H - y - h, x, h, w
+    elif rotation == 270:
+        x, y, w, h = y, W - x - w, h, w
     return int(x), int(y), int(w), int(h)
 
 
@@ -89,7 +94,27 @@ def _field_crop(page: np.ndarray, registration: Registration, spec: Field):
                                borderValue=255)
     ink = ink_strength(crop)
     field_px = (mx0 * s, my * s, fw * s, fh * s)
+    if registration.template.reference_png:
+        _drop_out_print(ink, registration.template, crop_to_tpl, field_px)
     return ink, remove_guides(ink, ink_mask(ink), field_px, spec), field_px, crop_to_page
+
+
+def _drop_out_print(ink: np.ndarray, template: Template, crop_to_tpl: np.ndarray, field_px) -> None:
+    """Clears, in place, the form's own print (labels, neighbouring boxes) from a field crop's margins.
+
+    A form of the user's own prints its labels right under or above its boxes, inside the margin
+    a crop keeps for writing that strays; its blank page says where that print is. The field's
+    own guides, inside its box, are left to `remove_guides`, which mends the strokes crossing them.
+    """
+    k = template.reference_dpi / 72.0
+    to_reference = np.diag([k, k, 1.0]) @ crop_to_tpl
+    printed = cv2.warpPerspective(reference_image(template), to_reference, (ink.shape[1], ink.shape[0]),
+                                  flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=255) < 170
+    printed = cv2.dilate(printed.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    x, y, w, h = (int(round(v)) for v in field_px)
+    pad = int(CROP_SCALE * 1.5)
+    printed[max(0, y + pad):y + h - pad, max(0, x + pad):x + w - pad] = False
+    ink[printed] = 0
 
 
 def cut_fields(page: np.ndarray, registration: Registration, drop_struck_digits: bool = True) -> list[FieldCut]:
@@ -108,9 +133,9 @@ def cut_fields(page: np.ndarray, registration: Registration, drop_struck_digits:
         digits = []
         for pos, (bbox, mask) in enumerate(split_digits(clean, field_px, spec)):
             digits.append(DigitCut(pos, digit_image(ink, bbox, mask),
-                                   _page_box(bbox, crop_to_page, page.shape, registration.upside_down)))
+                                   _page_box(bbox, crop_to_page, page.shape, registration.rotation)))
         out.append(FieldCut(registration.template.name, spec.name, spec,
-                            _page_box(field_px, crop_to_page, page.shape, registration.upside_down),
+                            _page_box(field_px, crop_to_page, page.shape, registration.rotation),
                             normalise_cuts(digits)))
     if drop_struck_digits:
         free = [cut for cut in out if cut.spec.kind != "comb"]

@@ -14,6 +14,7 @@ Field kinds:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -29,6 +30,8 @@ __all__ = [
     "luhn_complete",
     "check_value",
     "render_blank",
+    "reference_image",
+    "load_template_file",
     "load_templates",
     "save_templates",
     "template_json",
@@ -66,14 +69,27 @@ class Field:
 
 @dataclasses.dataclass(frozen=True)
 class Template:
+    """A form layout.
+
+    Built-in layouts are drawn from their fields (`render_blank`) and carry corner
+    marks. A form of the user's own (`formdigits template propose`) has neither:
+    its blank page, `reference` (a PNG beside the JSON, read into `reference_png`
+    at load so workers need no access to the folder), is what registration matches.
+    """
+
     name: str
     title: str
-    page: str                        # letter | a4
+    page: str                        # letter | a4 | custom (then `custom_size`)
     fields: tuple[Field, ...]
+    has_marks: bool = True           # the four corner marks of `registration_marks` are printed
+    reference: str = ""              # file name of the blank page, beside the JSON
+    reference_dpi: float = 0.0
+    custom_size: tuple[float, float] | None = None
+    reference_png: bytes = dataclasses.field(default=b"", compare=False, repr=False)
 
     @property
     def size_pt(self) -> tuple[float, float]:
-        return PAGE_SIZES[self.page]
+        return self.custom_size if self.page == "custom" and self.custom_size else PAGE_SIZES[self.page]
 
     @property
     def registration_marks(self) -> list[tuple[float, float, float]]:
@@ -99,18 +115,29 @@ class Template:
 
     def to_json(self) -> dict:
         w, h = self.size_pt
-        return {
+        out = {
             "name": self.name, "title": self.title, "page": self.page, "width_pt": w, "height_pt": h,
-            "registration_marks": [list(m) for m in self.registration_marks],
-            "fields": [f.to_json() for f in self.fields],
+            "registration_marks": [list(m) for m in self.registration_marks] if self.has_marks else [],
         }
+        if self.reference:
+            out.update(reference=self.reference, reference_dpi=self.reference_dpi)
+        out["fields"] = [f.to_json() for f in self.fields]
+        return out
 
     @classmethod
-    def from_json(cls, d: dict) -> "Template":
-        if d.get("page") not in PAGE_SIZES:
-            raise ValueError(f"template {d.get('name')!r}: page must be one of {sorted(PAGE_SIZES)}")
-        return cls(name=d["name"], title=d.get("title", d["name"]), page=d["page"],
-                   fields=tuple(Field.from_json(f) for f in d["fields"]))
+    def from_json(cls, d: dict, reference_png: bytes = b"") -> "Template":
+        page = d.get("page")
+        if page not in PAGE_SIZES and page != "custom":
+            raise ValueError(f"template {d.get('name')!r}: page must be one of {sorted(PAGE_SIZES)} or custom")
+        size = (float(d["width_pt"]), float(d["height_pt"])) if page == "custom" else None
+        has_marks = bool(d.get("registration_marks", True))
+        if not has_marks and not d.get("reference"):
+            raise ValueError(f"template {d.get('name')!r}: without registration marks it needs a reference "
+                             "blank page (\"reference\": \"NAME.png\"; `formdigits template propose` writes one)")
+        return cls(name=d["name"], title=d.get("title", d["name"]), page=page,
+                   fields=tuple(Field.from_json(f) for f in d["fields"]), has_marks=has_marks,
+                   reference=d.get("reference", ""), reference_dpi=float(d.get("reference_dpi", 0.0)),
+                   custom_size=size, reference_png=reference_png)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -157,8 +184,12 @@ def template_json(template: Template) -> str:
 
 
 def save_templates(templates: list[Template], directory: str | os.PathLike) -> None:
+    """Writes each template as `<name>.json`, with its reference blank page beside it when it has one."""
     os.makedirs(directory, exist_ok=True)
     for t in templates:
+        if t.reference and t.reference_png:
+            with open(os.path.join(directory, t.reference), "wb") as fh:
+                fh.write(t.reference_png)
         with open(os.path.join(directory, f"{t.name}.json"), "w") as fh:
             fh.write(template_json(t))
 
@@ -170,18 +201,53 @@ def load_templates(directory: str | os.PathLike) -> dict[str, Template]:
         from apache_beam.io.filesystems import FileSystems
 
         paths = sorted(m.path for m in FileSystems.match([directory.rstrip("/") + "/*.json"])[0].metadata_list)
-        opener = FileSystems.open
+        opener = binary_opener = FileSystems.open
     else:
         paths = sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".json"))
         opener = open
+        binary_opener = functools.partial(open, mode="rb")
     if not paths:
         raise FileNotFoundError(f"no template .json files in {directory!r}")
     templates = {}
     for path in paths:
         with opener(path) as fh:
-            t = Template.from_json(json.loads(fh.read()))
+            d = json.loads(fh.read())
+        reference = b""
+        if d.get("reference"):
+            ref_path = path[:path.rfind("/") + 1] + d["reference"] if "://" in path else \
+                os.path.join(os.path.dirname(path), d["reference"])
+            try:
+                with binary_opener(ref_path) as fh:
+                    reference = fh.read()
+            except OSError as exc:
+                raise FileNotFoundError(f"template {d.get('name')!r}: its reference page {ref_path!r} "
+                                        f"cannot be read ({exc})") from None
+        t = Template.from_json(d, reference)
         templates[t.name] = t
     return templates
+
+
+def load_template_file(path: str | os.PathLike) -> Template:
+    """One template from its JSON file (and its reference page beside it)."""
+    path = os.fspath(path)
+    name = os.path.basename(path)
+    directory = os.path.dirname(path) or "."
+    with open(path) as fh:
+        wanted = json.loads(fh.read()).get("name")
+    templates = load_templates(directory)
+    if wanted not in templates:
+        raise ValueError(f"{name}: not a template file")
+    return templates[wanted]
+
+
+@functools.lru_cache(maxsize=32)
+def reference_image(template: Template) -> np.ndarray:
+    """The template's blank page as grey pixels at `template.reference_dpi`, decoded once (read-only)."""
+    image = cv2.imdecode(np.frombuffer(template.reference_png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise ValueError(f"template {template.name!r}: its reference page is not a readable image")
+    image.setflags(write=False)
+    return image
 
 
 # -- the printed form -------------------------------------------------------------
@@ -201,7 +267,7 @@ def render_blank(template: Template, dpi: int, line_grey: int) -> np.ndarray:
     scale = dpi / 72.0
     w_pt, h_pt = template.size_pt
     page = np.full((_pt(h_pt, scale), _pt(w_pt, scale)), PAPER, np.uint8)
-    for x, y, s in template.registration_marks:
+    for x, y, s in (template.registration_marks if template.has_marks else []):
         cv2.rectangle(page, (_pt(x, scale), _pt(y, scale)), (_pt(x + s, scale), _pt(y + s, scale)), 0, -1)
     if template.title:
         tx, ty = TITLE_ORIGIN

@@ -68,5 +68,10 @@ class Registration:
 
     template: Template
     homography: np.ndarray            # template points -> page pixels (of the upright page)
-    upside_down: bool
+    rotation: int                     # degrees the scan was turned clockwise from upright: 0, 90, 180, 270
     score: float
+    method: str = "marks"             # marks | features
+
+    @property
+    def upside_down(self) -> bool:
+        return self.rotation == 180

@@ -29,6 +29,17 @@ def _formats(text: str) -> tuple[str, ...]:
     return chosen
 
 
+def _layouts(text: str) -> tuple[str, ...]:
+    from corpus.forms import corpus_templates
+
+    chosen = tuple(n.strip() for n in text.split(",") if n.strip())
+    try:
+        corpus_templates(chosen)
+    except (ValueError, KeyError) as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip("'\"")) from None
+    return chosen
+
+
 def _add_synth_forms(sub) -> None:
     p = sub.add_parser("synth-forms", help="generate scanned handwritten forms with ground truth",
                        description="Fill form templates with handwriting (synthetic writers, or real MNIST "
@@ -45,6 +56,10 @@ def _add_synth_forms(sub) -> None:
     p.add_argument("--mnist-split", choices=("validation", "test"), default="validation",
                    help="--ink mnist: which MNIST split's digits (default: validation, the development set; "
                         "test only for reported figures)")
+    p.add_argument("--layouts", type=_layouts, default=None, metavar="NAMES",
+                   help="comma-separated forms to fill: builtin (default: the four built-in layouts with corner "
+                        "marks), clinic_intake, school_marks, bank_giro, census_return (forms without marks; "
+                        "their blank PDFs go to DIR/blanks/), random:SEED (a generated form)")
     p.add_argument("--mnist-path", metavar="FILE.npz",
                    help="--ink mnist: a Keras mnist.npz (default: the cached one, fetched if missing)")
     p.set_defaults(func=_run_synth_forms)
@@ -68,7 +83,8 @@ def _run_synth_forms(args, parser) -> int:
         return 2
 
     summary = synth_forms(args.count, args.out, seed=args.seed, formats=args.formats,
-                          progress=progress_printer("  {done}/{total} pages"), ink=ink)
+                          progress=progress_printer("  {done}/{total} pages"), ink=ink,
+                          layouts=args.layouts)
     print(f"{summary['pages']} pages in {summary['files']} files, {summary['fields']} fields, "
           f"{summary['seconds']}s -> {args.out} (truth: {os.path.join(args.out, 'truth.jsonl')})")
     return 0

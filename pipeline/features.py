@@ -1,0 +1,160 @@
+"""Registration by the form's own print: keypoints of the page matched to each template's blank page.
+
+Forms people bring have no corner marks. Their printed text, lines and logos
+are the landmarks instead: ORB keypoints of the scan are matched to those of
+the template's reference page, a homography is fitted with RANSAC (MAGSAC++,
+which refits on its inliers), and the template with the most inliers wins.
+ORB is rotation invariant, so the same fit says whether the page was scanned
+upside down or sideways.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import cv2
+import numpy as np
+
+from pipeline.templates import Template, reference_image, render_blank
+
+__all__ = ["WORK_LONG_SIDE", "MIN_INLIERS", "FeatureMatch", "match_templates", "rotation_of"]
+
+WORK_LONG_SIDE = 1000   # pixels: pages and references are matched at this size (~90 dpi for letter)
+PAGE_FEATURES = 1500    # a filled page: handwriting takes many of the strongest corners
+REFERENCE_FEATURES = 800
+RATIO = 0.8             # Lowe's ratio test
+GRID = (10, 8)          # rows, columns: keypoints are kept per cell of this grid
+REFINE_RADIUS = 4.0     # work pixels (~3 points)
+MIN_INLIERS = 20        # fewer than this: the page is not that form (unrelated pages reach ~10)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reference:
+    points: np.ndarray        # float32 [N, 2]: keypoint positions in template points
+    descriptors: np.ndarray   # uint8 [N, 32]
+
+
+@dataclasses.dataclass
+class FeatureMatch:
+    """How well one template fits a page: template points -> page pixels (of the page as given)."""
+
+    template: Template
+    homography: np.ndarray | None
+    inliers: int
+
+
+def _orb(features: int) -> cv2.ORB:
+    # A low FAST threshold: printed lines on a pale scan are faint; edgeThreshold small so marks near the
+    # page's border count.
+    return cv2.ORB_create(nfeatures=features, scaleFactor=1.2, nlevels=6, edgeThreshold=15,
+                          fastThreshold=10, patchSize=31)
+
+
+def _detect(image: np.ndarray, features: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """ORB keypoints spread over the page (positions, descriptors).
+
+    ORB keeps the strongest corners, and those crowd into a bold title or a logo, or into
+    the handwriting of a filled page; a fit on them alone tilts far from them. The page is
+    cut into a grid and each cell keeps its own strongest few.
+    """
+    keypoints = _orb(features * 4).detect(image, None)
+    if not keypoints:
+        return np.zeros((0, 2), np.float32), None
+    xy = np.float32([k.pt for k in keypoints])
+    response = np.float32([k.response for k in keypoints])
+    h, w = image.shape
+    cell = (np.minimum(xy[:, 1] * GRID[0] // h, GRID[0] - 1) * GRID[1]
+            + np.minimum(xy[:, 0] * GRID[1] // w, GRID[1] - 1)).astype(np.int64)
+    order = np.lexsort((-response, cell))
+    first = np.searchsorted(cell[order], cell[order], side="left")
+    rank = np.arange(len(order)) - first
+    quota = max(1, features // len(np.unique(cell)))  # blank cells give their share to the others
+    keep = [keypoints[i] for i in order[rank < quota]]
+    keep, descriptors = _orb(features).compute(image, keep)
+    return np.float32([k.pt for k in keep]).reshape(-1, 2), descriptors
+
+
+def _work_size(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The image scaled so its long side is WORK_LONG_SIDE, and that scale."""
+    f = WORK_LONG_SIDE / max(image.shape)
+    return cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA), f
+
+
+@functools.lru_cache(maxsize=64)
+def _reference(template: Template) -> _Reference:
+    """Keypoints of the template's blank page, computed once per worker."""
+    if template.reference_png:
+        image, px_per_pt = reference_image(template), template.reference_dpi / 72.0
+    else:  # a built-in layout: its drawing is its blank page
+        image, px_per_pt = render_blank(template, 150, line_grey=110), 150 / 72.0
+    small, f = _work_size(image)
+    points, descriptors = _detect(small, REFERENCE_FEATURES)
+    if descriptors is None:
+        return _Reference(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
+    return _Reference(points / (f * px_per_pt), descriptors)
+
+
+def _fit(ref: _Reference, page_points: np.ndarray, page_desc: np.ndarray, matcher) -> tuple[np.ndarray | None, int]:
+    """An affine fit (robust, and steady far from where the matches are) and its inlier count."""
+    if len(ref.descriptors) < 2 or len(page_desc) < 2:
+        return None, 0
+    pairs = matcher.knnMatch(page_desc, ref.descriptors, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
+    if len(good) < 8:
+        return None, len(good)
+    src = ref.points[[m.trainIdx for m in good]]
+    dst = page_points[[m.queryIdx for m in good]]
+    affine, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0, maxIters=2000,
+                                        confidence=0.999, refineIters=10)
+    if affine is None:
+        return None, 0
+    return np.vstack([affine, [0, 0, 1]]), int(mask.sum())
+
+
+def _refine(homography: np.ndarray, ref: _Reference, page_points: np.ndarray, page_desc: np.ndarray) -> np.ndarray:
+    """A full homography fitted on every keypoint pair that the first fit puts within a few pixels.
+
+    The ratio test keeps only distinctive pairs, which cluster in the printed text; the repeated
+    corners of boxes and combs, spread over the whole form, are what pin down its far corners and
+    the scanner's slight perspective.
+    """
+    projected = cv2.perspectiveTransform(ref.points[None], homography).reshape(-1, 2)
+    dx = projected[:, :1] - page_points[:, 0]
+    dy = projected[:, 1:] - page_points[:, 1]
+    near = dx * dx + dy * dy < REFINE_RADIUS ** 2
+    ri, pi = np.nonzero(near)
+    if len(ri) < MIN_INLIERS:
+        return homography
+    alike = np.unpackbits(ref.descriptors[ri] ^ page_desc[pi], axis=1).sum(1) < 64
+    refined, mask = cv2.findHomography(ref.points[ri[alike]], page_points[pi[alike]], cv2.USAC_MAGSAC, 2.0,
+                                       maxIters=1000, confidence=0.999)
+    return homography if refined is None or mask.sum() < MIN_INLIERS else refined
+
+
+def match_templates(page: np.ndarray, templates: list[Template]) -> list[FeatureMatch]:
+    """Every template's fit to the page, most inliers first; the best one's homography refined."""
+    small, f = _work_size(page)
+    points, descriptors = _detect(small, PAGE_FEATURES)
+    if descriptors is None:
+        return [FeatureMatch(t, None, 0) for t in templates]
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    fits = [(t, *_fit(_reference(t), points, descriptors, matcher)) for t in templates]
+    fits.sort(key=lambda fit: -fit[2])
+    to_page = np.diag([1 / f, 1 / f, 1.0])  # work pixels -> page pixels
+    out = []
+    for i, (template, homography, inliers) in enumerate(fits):
+        if homography is not None and i == 0 and inliers >= MIN_INLIERS:
+            homography = _refine(homography, _reference(template), points, descriptors)
+        out.append(FeatureMatch(template, None if homography is None else to_page @ homography, inliers))
+    return out
+
+
+def rotation_of(homography: np.ndarray, template: Template) -> int:
+    """Which way the form lies on the page: degrees the scan is turned clockwise (0, 90, 180, 270)."""
+    w, h = template.size_pt
+    centre = np.float32([[[w / 2, h / 2]], [[w / 2, h / 2 - 100]]])
+    p = cv2.perspectiveTransform(centre, homography).reshape(2, 2)
+    up = p[1] - p[0]  # the form's "up" on the page; (0, -1) when upright
+    angle = np.degrees(np.arctan2(up[0], -up[1]))
+    return int(round(angle / 90.0)) % 4 * 90
