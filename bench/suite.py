@@ -153,8 +153,6 @@ def _rows(results: dict) -> list[tuple[str, object, str]]:
     inf, pipe = results.get("inference", {}), results.get("pipeline", {})
     tess, ours = pipe.get("tesseract", {}), pipe.get("ours", {})
     faults, acc = results.get("faults", {}), results.get("accuracy", {})
-    own = results.get("own_forms", {})
-    prop, reg, e2e = own.get("proposal", {}), own.get("registration", {}), own.get("end_to_end", {})
     seeds = f"worst of seeds {acc.get('seeds')}, {acc.get('pages_per_corpus')} pages each"
     grpc, local = inf.get("grpc_images_per_s", {}), inf.get("inprocess_images_per_s", {})
     return [
@@ -188,6 +186,12 @@ def _rows(results: dict) -> list[tuple[str, object, str]]:
         ("hostile_max_mb", faults.get("hostile_max_mb"),
          f"largest peak RSS of a process that refused one, imports included "
          f"({faults.get('hostile_max_mb_for_the_file')} MB of it for the file)"),
+    ] + _own_forms_rows(results.get("own_forms", {}))
+
+
+def _own_forms_rows(own: dict) -> list[tuple[str, object, str]]:
+    prop, reg, e2e = own.get("proposal", {}), own.get("registration", {}), own.get("end_to_end", {})
+    return [
         ("proposal_right_share", prop.get("right_share"),
          f"{prop.get('fields')} digit fields on {prop.get('forms')} blank forms (named, built-in without marks, "
          f"generated layouts never tuned on)"),

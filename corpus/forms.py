@@ -261,10 +261,13 @@ def render_document(seed: int, index: int, fmt: str, pages: int, ink: Ink, name:
     return images, truth, dpi, rng
 
 
-def _write_blanks(templates: list[Template], directory: str) -> None:
-    """Each marks-free form's blank page as a PDF: what a user brings to `formdigits template propose`."""
+def _write_templates(templates: list[Template], out_dir: str) -> None:
+    """The corpus's templates, and each marks-free form's blank page as a PDF (what a user brings to
+    `formdigits template propose`)."""
     from corpus.layouts import write_blank_pdf
 
+    save_templates(templates, os.path.join(out_dir, "templates"))
+    directory = os.path.join(out_dir, "blanks")
     for t in templates:
         if not t.has_marks:
             os.makedirs(directory, exist_ok=True)
@@ -277,9 +280,8 @@ def synth_forms(count: int, out_dir: str, seed: int = 0, formats=FORMATS, worker
 
     Single-page formats hold one form per file; TIFF and PDF documents hold two
     or three (fewer at the end, to make exactly `count`). `ink` says whose
-    handwriting fills them (default: synthetic writers with the installed fonts);
-    `layouts` which forms (default: the built-in ones; see `corpus_templates`).
-    Forms without corner marks also get their blank as a PDF in `DIR/blanks/`.
+    handwriting fills them (default: synthetic writers); `layouts` which forms
+    (default: the built-in ones; see `corpus_templates`; blanks in `DIR/blanks/`).
 
     Returns:
         A summary: files, pages, fields, seconds.
@@ -291,9 +293,7 @@ def synth_forms(count: int, out_dir: str, seed: int = 0, formats=FORMATS, worker
         raise ValueError(f"unknown format {bad[0]!r}; choose from {', '.join(FORMATS)}")
     started = time.monotonic()
     os.makedirs(out_dir, exist_ok=True)
-    templates = corpus_templates(layouts)
-    save_templates(templates, os.path.join(out_dir, "templates"))
-    _write_blanks(templates, os.path.join(out_dir, "blanks"))
+    _write_templates(corpus_templates(layouts), out_dir)
     plan_rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     jobs, remaining, index = [], count, 0
     ink = ink or Ink(fonts=tuple(find_handwriting_fonts()))

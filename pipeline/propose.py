@@ -257,9 +257,9 @@ def read_labels(blank: Blank) -> list[TextLine]:
     return out
 
 
-def _label_of(p: Proposal, lines: list[TextLine], found: list[Proposal]) -> tuple[str, str]:
-    """The nearest text left of the field on its row (with no other field between), and the nearest just
-    above or below it; the farther of the two is dropped when the other is much closer."""
+def _label_of(p: Proposal, lines: list[TextLine], found: list[Proposal]) -> tuple[str, str, bool]:
+    """The nearest text left of the field on its row (with no other field between), the nearest just
+    above or below it, and whether the second is much the closer (then it is the field's label)."""
     x, y, w, h = p.box
     # Text left of another field on the same row is that field's label.
     stop = max([q.box[0] + q.box[2] for q in found if q is not p and q.box[0] + q.box[2] <= x + 1
@@ -277,9 +277,7 @@ def _label_of(p: Proposal, lines: list[TextLine], found: list[Proposal]) -> tupl
         gap = min(abs(y - (ty + th)), abs(ty - (y + h)))
         if overlaps and gap < best and not (y < ty + th / 2 < y + h):
             near, best = t.text, gap
-    if left and near and best * 4 < side:
-        left = None
-    return left or "", near or ""
+    return left or "", near or "", bool(near and best * 4 < side)
 
 
 def _slug(text: str) -> str:
@@ -296,12 +294,15 @@ def name_fields(found: list[Proposal], lines: list[TextLine]) -> list[str]:
                   and q.kind == p.kind]
         stacked = len(column) > 1 and any(abs(found[j].box[1] - (p.box[1] + p.box[3])) < 4 or
                                           abs(p.box[1] - (found[j].box[1] + found[j].box[3])) < 4 for j in column)
-        left, near = labels[i]
-        if stacked:  # a table: the column's head is the text above its top cell
+        left, near, near_is_closer = labels[i]
+        if stacked:  # a table: the row's label is left of its first cell, the column's head above its top one
+            middle = p.box[1] + p.box[3] / 2
+            row = [j for j, q in enumerate(found) if abs(q.box[1] + q.box[3] / 2 - middle) < p.box[3] / 2]
+            left = left or labels[min(row, key=lambda j: found[j].box[0])][0]
             head = labels[min(column, key=lambda j: found[j].box[1])][1]
             name = "_".join(part for part in (_slug(left), _slug(head)) if part)
         else:
-            name = _slug(left) or _slug(near)
+            name = _slug(near) if near_is_closer else _slug(left) or _slug(near)
         if not name and len(column) > 1:  # a grid without row labels: the column's head and the row
             top = sorted(column, key=lambda j: found[j].box[1])
             head = _slug(labels[top[0]][1]) or _slug(labels[top[0]][0])
