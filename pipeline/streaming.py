@@ -111,6 +111,14 @@ def watch_micro_batches(cfg, run_batch: Callable[[object], dict], add_summary: C
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if stopper.draining.is_set():
+            # Drained already: a second Ctrl-C arriving while the job winds down (or after the last
+            # batch) still means "stop now", exit 130, not an interpreter killed by SIGINT.
+            signal.signal(signal.SIGINT, _stop_now)
+
+
+def _stop_now(_signum, _frame):
+    raise SystemExit(130)
 
 
 def _run_one(cfg, batch: list, run_batch, add_summary, settler: Settler, alone: set, fatal) -> None:
