@@ -27,7 +27,7 @@ import numpy as np
 
 from corpus import builtin_templates
 from corpus.handwriting import draw_writer, find_handwriting_fonts
-from corpus.layouts import NAMED_LAYOUTS, named_layout, print_layout, random_layout, truth_template
+from corpus.layouts import NAMED_LAYOUTS, named_layout, print_layout, random_layout, truth_template, write_blank_pdf
 from corpus.mnist_ink import draw_mnist_writer, mnist_pool
 from corpus.scanner import (EXTENSIONS, FORMATS, box_on_scan, jpeg_roundtrip, print_clutter, scan, scribble,
                             write_document)
@@ -264,8 +264,6 @@ def render_document(seed: int, index: int, fmt: str, pages: int, ink: Ink, name:
 def _write_templates(templates: list[Template], out_dir: str) -> None:
     """The corpus's templates, and each marks-free form's blank page as a PDF (what a user brings to
     `formdigits template propose`)."""
-    from corpus.layouts import write_blank_pdf
-
     save_templates(templates, os.path.join(out_dir, "templates"))
     directory = os.path.join(out_dir, "blanks")
     for t in templates:

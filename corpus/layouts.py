@@ -343,8 +343,13 @@ def print_layout(layout: Layout, dpi: int, ink: int = 30) -> np.ndarray:
     return np.array(image)
 
 
+@functools.lru_cache(maxsize=64)
 def truth_template(layout: Layout, dpi: int = REFERENCE_DPI) -> Template:
-    """The layout's true template, with its blank page as the registration reference (no corner marks)."""
+    """The layout's true template, with its blank page as the registration reference (no corner marks).
+
+    Cached: every document of a corpus asks for its forms' templates, and drawing and
+    compressing the blank page is the costly part.
+    """
     buf = io.BytesIO()
     Image.fromarray(print_layout(layout, dpi)).save(buf, format="PNG", optimize=True)
     return Template(layout.name, layout.title, layout.page, layout.fields, has_marks=False,

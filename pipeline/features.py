@@ -1,9 +1,10 @@
 """Registration by the form's own print: keypoints of the page matched to each template's blank page.
 
 Forms people bring have no corner marks. Their printed text, lines and logos
-are the landmarks instead: ORB keypoints of the scan are matched to those of
-the template's reference page, a homography is fitted with RANSAC (MAGSAC++,
-which refits on its inliers), and the template with the most inliers wins.
+are the landmarks instead: ORB keypoints, spread over a grid, of the scan are
+matched to those of the template's reference page; an affine fit by RANSAC
+scores each template (most inliers wins), and the winner's homography is then
+refitted (MAGSAC++) on every keypoint pair the affine fit puts close together.
 ORB is rotation invariant, so the same fit says whether the page was scanned
 upside down or sideways.
 """

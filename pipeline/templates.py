@@ -210,34 +210,34 @@ def load_templates(directory: str | os.PathLike) -> dict[str, Template]:
         raise FileNotFoundError(f"no template .json files in {directory!r}")
     templates = {}
     for path in paths:
-        with opener(path) as fh:
-            d = json.loads(fh.read())
-        reference = b""
-        if d.get("reference"):
-            ref_path = path[:path.rfind("/") + 1] + d["reference"] if "://" in path else \
-                os.path.join(os.path.dirname(path), d["reference"])
-            try:
-                with binary_opener(ref_path) as fh:
-                    reference = fh.read()
-            except OSError as exc:
-                raise FileNotFoundError(f"template {d.get('name')!r}: its reference page {ref_path!r} "
-                                        f"cannot be read ({exc})") from None
-        t = Template.from_json(d, reference)
+        t = _load_one(path, opener, binary_opener)
         templates[t.name] = t
     return templates
 
 
+def _load_one(path: str, opener, binary_opener) -> Template:
+    """One template from its JSON file, with the reference page named in it read from beside it."""
+    with opener(path) as fh:
+        d = json.loads(fh.read())
+    reference = b""
+    if d.get("reference"):
+        ref_path = path[:path.rfind("/") + 1] + d["reference"] if "://" in path else \
+            os.path.join(os.path.dirname(path), d["reference"])
+        try:
+            with binary_opener(ref_path) as fh:
+                reference = fh.read()
+        except OSError as exc:
+            raise FileNotFoundError(f"template {d.get('name')!r}: its reference page {ref_path!r} "
+                                    f"cannot be read ({exc})") from None
+    return Template.from_json(d, reference)
+
+
 def load_template_file(path: str | os.PathLike) -> Template:
-    """One template from its JSON file (and its reference page beside it)."""
-    path = os.fspath(path)
-    name = os.path.basename(path)
-    directory = os.path.dirname(path) or "."
-    with open(path) as fh:
-        wanted = json.loads(fh.read()).get("name")
-    templates = load_templates(directory)
-    if wanted not in templates:
-        raise ValueError(f"{name}: not a template file")
-    return templates[wanted]
+    """One template from its local JSON file (and its reference page beside it)."""
+    try:
+        return _load_one(os.fspath(path), open, functools.partial(open, mode="rb"))
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{os.path.basename(os.fspath(path))}: not a template file ({exc})") from None
 
 
 @functools.lru_cache(maxsize=32)

@@ -29,6 +29,7 @@ def add_parsers(sub) -> None:
 
 
 def _run_propose(args, parser) -> int:
+    import collections
     import re
 
     import cv2
@@ -51,9 +52,7 @@ def _run_propose(args, parser) -> int:
     preview = os.path.join(args.out, f"{args.name}.preview.png")
     s = blank.scale
     cv2.imwrite(preview, draw_fields(blank.image, template, np.diag([s, s, 1.0])))
-    kinds = {}
-    for f in template.fields:
-        kinds[f.kind] = kinds.get(f.kind, 0) + 1
+    kinds = collections.Counter(f.kind for f in template.fields)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
     print(f"{len(template.fields)} fields ({summary}) -> {os.path.join(args.out, args.name + '.json')}")
     print(f"look at {preview}, rename or delete fields in the JSON, then: "
