@@ -29,7 +29,8 @@ from corpus.layouts import NAMED_LAYOUTS, named_layout, truth_template, write_bl
 from corpus.proposals import rename_like, score_proposal
 from pipeline.propose import propose_template, read_blank
 from pipeline.read import read_pages
-from pipeline.register import box_through, register_page
+from pipeline.segment import box_as_scanned
+from pipeline.register import register_page
 from pipeline.templates import load_templates, render_blank, save_templates
 from pipeline.types import SegmentError
 
@@ -107,13 +108,10 @@ def _registration_part(corpus: str, templates: list, log) -> dict:
 
 def _box_errors(reg, shape, rows) -> list[float]:
     """Distance between each field's registered centre and its true one, in the field's cells (or heights)."""
-    H, W = shape
     out = []
     for row in rows:
         field = reg.template.field(row["field"])
-        x, y, w, h = box_through(reg.homography, field.box)
-        if reg.upside_down:
-            x, y = W - x - w, H - y - h
+        x, y, w, h = box_as_scanned(field.box, reg.homography, shape, reg.rotation)
         tx, ty, tw, th = row["box"]
         cell_pt = field.box[2] / field.cells if field.kind == "comb" else field.box[3]
         out.append(float(np.hypot(x + w / 2 - tx - tw / 2, y + h / 2 - ty - th / 2) / (cell_pt * row["dpi"] / 72)))

@@ -22,7 +22,7 @@ from pipeline.strikeout import drop_struck
 from pipeline.templates import Field, Template, reference_image
 from pipeline.types import DigitCut, FieldCut, Registration
 
-__all__ = ["CROP_SCALE", "cut_fields", "field_images", "digit_image", "normalise_cuts"]
+__all__ = ["CROP_SCALE", "box_as_scanned", "cut_fields", "field_images", "digit_image", "normalise_cuts"]
 
 
 CROP_SCALE = 4.0  # canonical field crops: pixels per point (~288 dpi)
@@ -45,9 +45,10 @@ def normalise_cuts(digits: list[DigitCut]) -> list[DigitCut]:
     return digits
 
 
-def _page_box(field_px_box, crop_to_page, page_shape, rotation: int):
-    """The box on the page as it was scanned (the upright page turned back by `rotation`)."""
-    x, y, w, h = box_through(crop_to_page, field_px_box)
+def box_as_scanned(box, matrix, page_shape, rotation: int) -> tuple[int, int, int, int]:
+    """Where rectangle `box` lands, through `matrix` onto the upright page of `page_shape`, on the page as
+    it was scanned (the upright page turned back by `rotation`)."""
+    x, y, w, h = box_through(matrix, box)
     H, W = page_shape  # of the upright page
     if rotation == 180:
         x, y = W - x - w, H - y - h
@@ -133,9 +134,9 @@ def cut_fields(page: np.ndarray, registration: Registration, drop_struck_digits:
         digits = []
         for pos, (bbox, mask) in enumerate(split_digits(clean, field_px, spec)):
             digits.append(DigitCut(pos, digit_image(ink, bbox, mask),
-                                   _page_box(bbox, crop_to_page, page.shape, registration.rotation)))
+                                   box_as_scanned(bbox, crop_to_page, page.shape, registration.rotation)))
         out.append(FieldCut(registration.template.name, spec.name, spec,
-                            _page_box(field_px, crop_to_page, page.shape, registration.rotation),
+                            box_as_scanned(field_px, crop_to_page, page.shape, registration.rotation),
                             normalise_cuts(digits)))
     if drop_struck_digits:
         free = [cut for cut in out if cut.spec.kind != "comb"]
