@@ -7,8 +7,9 @@ INSTALLED := $(VENV)/.installed
 SYSTEM_DEPS := $(VENV)/.system-deps
 # Handwriting fonts give the synthetic writer styles real letterforms to vary;
 # tesseract-ocr is the baseline `formdigits bench` compares against and reads labels for `template propose`;
-# DejaVu prints the forms without marks that corpus/layouts.py draws.
-DEB_PACKAGES := fonts-dejavu-core fonts-dejavu-extra fonts-dkg-handwriting fonts-breip fonts-rufscript fonts-humor-sans fonts-comic-neue tesseract-ocr
+# DejaVu prints the forms without marks that corpus/layouts.py draws; chromium and its driver run the review
+# app's browser test.
+DEB_PACKAGES := fonts-dejavu-core fonts-dejavu-extra fonts-dkg-handwriting fonts-breip fonts-rufscript fonts-humor-sans fonts-comic-neue tesseract-ocr chromium chromium-driver
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 

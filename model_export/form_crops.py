@@ -47,7 +47,7 @@ def _document_crops(args) -> tuple[np.ndarray, np.ndarray]:
         upright, registration = register_page(page, templates)
     except SegmentError:
         return np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8)
-    for cut in cut_fields(upright, registration, drop_struck_digits=False):
+    for cut in cut_fields(upright, registration, drop_struck_digits=False, review=False):
         row = rows.get(cut.field)
         value = list(row["value"]) if row else []
         if row and row.get("struck") is not None:

@@ -24,17 +24,19 @@ import time
 
 import apache_beam as beam
 from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
 from pipeline.assemble import assemble_page
+from pipeline.crops import crop_rows, object_name
 from pipeline.infer import (DEFAULT_SERVING_TIMEOUT_S, InferenceFailed, ServingUnreachable, TFServingModelHandler,
                             describe_dead_letter)
 from pipeline.lines import find_lines
 from pipeline.progress import WorkerProgress
 from pipeline.read import DEFAULT_MAX_PAGE_PIXELS, Page, clean_message, open_scan, read_pages
 from pipeline.register import register_page
-from pipeline.schema import bigquery_schema
+from pipeline.schema import TABLES, bigquery_schema
 from pipeline.segment import cut_fields
 from pipeline.templates import load_templates
 from pipeline.types import PageCut
@@ -72,6 +74,8 @@ class RunConfig:
     max_page_pixels: int = DEFAULT_MAX_PAGE_PIXELS
     serving_timeout: float = DEFAULT_SERVING_TIMEOUT_S   # seconds without a server before the job stops
     serving_ca: str | None = None        # PEM CA bundle when TF Serving serves TLS
+    keep_crops: str = "flagged"          # none | flagged | all: fields whose pictures go to `crops`
+    crops_location: str | None = None    # BigQuery output: where crop PNGs go as objects (gs://bucket/path)
 
     @property
     def bigquery(self) -> tuple[str, str] | None:
@@ -141,9 +145,10 @@ def _heap_trimmer():
 class SegmentPage(beam.DoFn):
     """(key, page) -> PageCut; a page that cannot be registered or cut -> rejects."""
 
-    def __init__(self, templates: list | None):
+    def __init__(self, templates: list | None, review_pictures: bool = True):
         # Parsed in the driver and shipped with the DoFn: workers need no access to the templates' folder.
         self.templates = templates
+        self.review_pictures = review_pictures
 
     def setup(self):
         self.trim_heap = _heap_trimmer()
@@ -157,9 +162,9 @@ class SegmentPage(beam.DoFn):
         try:
             if self.templates:
                 upright, registration = register_page(image, self.templates)
-                cuts = cut_fields(upright, registration)
+                cuts = cut_fields(upright, registration, review=self.review_pictures)
             else:
-                cuts = find_lines(image)
+                cuts = find_lines(image, review=self.review_pictures)
         except Exception as exc:  # noqa: BLE001 - a page that breaks segmentation is that page's reject
             yield beam.pvalue.TaggedOutput("rejects", {"rejects": [_reject(uri, page, "segment", exc)]})
             return
@@ -171,12 +176,13 @@ class SegmentPage(beam.DoFn):
 
 
 class AssemblePage(beam.DoFn):
-    """PredictionResult(PageCut, PageReads) -> {"fields": rows, "digits": rows}; a refused page -> rejects."""
+    """PredictionResult(PageCut, PageReads) -> {"fields", "digits", "crops": rows}; a refused page -> rejects."""
 
-    def __init__(self, review_threshold: float, run_id: str, target: str):
+    def __init__(self, review_threshold: float, run_id: str, target: str, keep_crops: str = "flagged"):
         self.review_threshold = review_threshold
         self.run_id = run_id
         self.target = target
+        self.keep_crops = keep_crops
 
     def process(self, result):
         page, reads = result.example, result.inference
@@ -184,8 +190,29 @@ class AssemblePage(beam.DoFn):
             yield {"rejects": [_reject(page.source_uri, page.page, "infer",
                                        f"TF Serving at {self.target}: {reads.message}", reads.error_type)]}
             return
-        yield assemble_page(page, reads, review_threshold=self.review_threshold, run_id=self.run_id,
-                            processed_at=_now())
+        now = _now()
+        rows = assemble_page(page, reads, review_threshold=self.review_threshold, run_id=self.run_id,
+                             processed_at=now)
+        rows["crops"] = crop_rows(page, rows["fields"], self.keep_crops, self.run_id, now)
+        yield rows
+
+
+class StoreCropObjects(beam.DoFn):
+    """Dataflow: each kept crop's PNG becomes an object under `location`, its URI in the row instead.
+
+    The object is named by the field's key: a re-run overwrites it, never adds a second.
+    """
+
+    def __init__(self, location: str):
+        self.location = location
+
+    def process(self, tables: dict[str, list[dict]]):
+        for row in tables.get("crops", ()):
+            uri = object_name(self.location, row["source_uri"], row["page"], row["field"])
+            with FileSystems.create(uri, mime_type="image/png") as fh:
+                fh.write(row["image"])
+            row["image"], row["image_uri"] = None, uri
+        yield tables
 
 
 def _failed_batch_to_rejects(failed, target: str):
@@ -234,7 +261,7 @@ class WriteLocalRows(beam.DoFn):
         self.batch_rows = batch_rows
 
     def start_bundle(self):
-        self.buffer = {"fields": [], "digits": [], "rejects": []}
+        self.buffer = {table: [] for table in TABLES}
         self.count = 0
 
     def process(self, element):
@@ -284,18 +311,22 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:
     read = ReadPages(cfg.progress_dir, cfg.input_root, cfg.max_page_pixels)
     pages = files | "Read" >> beam.ParDo(read).with_outputs("rejects", main="pages")
     templates = list(load_templates(cfg.templates_dir).values()) if cfg.templates_dir else None
-    cut = pages.pages | "Segment" >> beam.ParDo(SegmentPage(templates)).with_outputs("rejects", main="pages")
+    segment = SegmentPage(templates, review_pictures=cfg.keep_crops != "none")
+    cut = pages.pages | "Segment" >> beam.ParDo(segment).with_outputs("rejects", main="pages")
     handler = TFServingModelHandler(cfg.serving, cfg.model, version=cfg.model_version,
                                     version_label=cfg.model_label, max_batch_size=cfg.max_batch_size,
                                     serving_timeout_s=cfg.serving_timeout, progress_dir=cfg.progress_dir,
                                     ca_file=cfg.serving_ca)
     inferred, failed = cut.pages | "RunInference" >> RunInference(handler).with_exception_handling()
-    assembled = inferred | "Assemble" >> beam.ParDo(AssemblePage(cfg.review_threshold, cfg.run_id, cfg.serving))
+    assembled = inferred | "Assemble" >> beam.ParDo(AssemblePage(cfg.review_threshold, cfg.run_id, cfg.serving,
+                                                                  cfg.keep_crops))
     infer_failed = failed.failed_inferences | "FailedBatches" >> beam.Map(_failed_batch_to_rejects, cfg.serving)
     read_rejects = pages.rejects | "ReadRejects" >> beam.Map(lambda row: {"rejects": [row]})
     branches = {"Pages": assembled, "ReadRejects": read_rejects, "SegmentRejects": cut.rejects,
                 "InferRejects": infer_failed}
     if cfg.bigquery:
+        if cfg.keep_crops != "none":
+            branches["Pages"] = assembled | "StoreCrops" >> beam.ParDo(StoreCropObjects(cfg.crops_location))
         rows = tuple(branches.values()) | "AllRows" >> beam.Flatten() | "Count" >> beam.ParDo(CountRows())
         _write_bigquery(rows, cfg)
         return {"rows": rows}
@@ -312,7 +343,7 @@ def _write_bigquery(rows, cfg: RunConfig) -> None:
     project, dataset = cfg.bigquery
     method = (beam.io.WriteToBigQuery.Method.STORAGE_WRITE_API if cfg.streaming or cfg.input_subscription
               else beam.io.WriteToBigQuery.Method.FILE_LOADS)
-    for table in ("fields", "digits", "rejects"):
+    for table in TABLES:
         (rows
          | f"ToJson_{table}" >> beam.FlatMap(lambda tables, t=table: [to_json_row(r) for r in tables.get(t, [])])
          | f"WriteToBigQuery_{table}" >> beam.io.WriteToBigQuery(

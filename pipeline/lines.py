@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from pipeline.crops import LINE_HEIGHT_PX, ReviewCrop, review_crop
 from pipeline.guides import ink_mask, ink_strength
 from pipeline.segment import digit_image, normalise_cuts
 from pipeline.split import Blob, components, digit_region, join_bows, merge_pieces, split_blobs
@@ -18,8 +19,13 @@ from pipeline.types import DigitCut, FieldCut
 __all__ = ["find_lines"]
 
 
-def find_lines(page: np.ndarray) -> list[FieldCut]:
-    """Finds lines of handwriting on a page without a template; each line becomes a field."""
+def find_lines(page: np.ndarray, review: bool = True) -> list[FieldCut]:
+    """Finds lines of handwriting on a page without a template; each line becomes a field.
+
+    Args:
+        page: the grey page.
+        review: keep each line's picture for a person (`FieldCut.review`).
+    """
     ink = ink_strength(page)
     binary = ink_mask(ink)
     H, W = page.shape
@@ -40,11 +46,26 @@ def find_lines(page: np.ndarray) -> list[FieldCut]:
             digits.append(DigitCut(pos, digit_image(ink, bbox, mask), bbox))
         x0, y0 = min(c.x for c in row), min(c.y for c in row)
         x1, y1 = max(c.x + c.w for c in row), max(c.y + c.h for c in row)
-        out.append(FieldCut("", f"line{len(out) + 1:02d}", None, (int(x0), int(y0), int(x1 - x0), int(y1 - y0)),
-                            normalise_cuts(digits)))
+        box = (int(x0), int(y0), int(x1 - x0), int(y1 - y0))
+        out.append(FieldCut("", f"line{len(out) + 1:02d}", None, box, normalise_cuts(digits),
+                            review=_line_picture(page, box, digits) if review else None))
     for cut, (digits, struck) in zip(out, drop_struck([(c.digits, 1, len(c.digits)) for c in out])):
         cut.digits, cut.struck = digits, struck
     return out
+
+
+def _line_picture(page: np.ndarray, box, digits: list[DigitCut]) -> ReviewCrop:
+    """A line of writing with a margin of half its height, shrunk to about LINE_HEIGHT_PX tall.
+
+    Sets each digit's `field_box` (its page box, in the picture's source region).
+    """
+    x, y, w, h = box
+    m = h // 2
+    x0, y0 = max(0, x - m), max(0, y - m)
+    for d in digits:
+        bx, by, bw, bh = d.bbox
+        d.field_box = (bx - x0, by - y0, bw, bh)
+    return review_crop(page[y0:y + h + m, x0:x + w + m], LINE_HEIGHT_PX / max(h, 1))
 
 
 def _rows(comps: list[Blob]) -> list[list[Blob]]:

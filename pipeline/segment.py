@@ -14,6 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from pipeline.crops import TEMPLATE_FIELD_SCALE, review_crop
 from pipeline.guides import ink_mask, ink_strength, remove_guides
 from pipeline.normalize import EmptyCropError, mnist_normalize
 from pipeline.register import box_through
@@ -81,7 +82,7 @@ def _right_margin(template: Template, spec: Field) -> float:
 def _field_crop(page: np.ndarray, registration: Registration, spec: Field):
     """One field of the registered page at CROP_SCALE, with margins for writing that strays.
 
-    Returns (ink, cleaned binary, field box in the crop, crop -> page homography).
+    Returns (grey crop, ink, cleaned binary, field box in the crop, crop -> page homography).
     """
     s = CROP_SCALE
     fx, fy, fw, fh = spec.box
@@ -97,7 +98,7 @@ def _field_crop(page: np.ndarray, registration: Registration, spec: Field):
     field_px = (mx0 * s, my * s, fw * s, fh * s)
     if registration.template.reference_png:
         _drop_out_print(ink, registration.template, crop_to_tpl, field_px)
-    return ink, remove_guides(ink, ink_mask(ink), field_px, spec), field_px, crop_to_page
+    return crop, ink, remove_guides(ink, ink_mask(ink), field_px, spec), field_px, crop_to_page
 
 
 def _drop_out_print(ink: np.ndarray, template: Template, crop_to_tpl: np.ndarray, field_px) -> None:
@@ -118,7 +119,8 @@ def _drop_out_print(ink: np.ndarray, template: Template, crop_to_tpl: np.ndarray
     ink[printed] = 0
 
 
-def cut_fields(page: np.ndarray, registration: Registration, drop_struck_digits: bool = True) -> list[FieldCut]:
+def cut_fields(page: np.ndarray, registration: Registration, drop_struck_digits: bool = True,
+               review: bool = True) -> list[FieldCut]:
     """Cuts every field of the registered (upright) page into digit crops.
 
     Args:
@@ -127,17 +129,20 @@ def cut_fields(page: np.ndarray, registration: Registration, drop_struck_digits:
         drop_struck_digits: leave out struck-through digits in fields written
             freely (comb cells hold one digit each, so a correction there is an
             overwrite, not an extra digit). Off only to cut training data.
+        review: keep each field's picture for a person (`FieldCut.review`).
     """
     out = []
     for spec in registration.template.fields:
-        ink, clean, field_px, crop_to_page = _field_crop(page, registration, spec)
+        grey, ink, clean, field_px, crop_to_page = _field_crop(page, registration, spec)
         digits = []
         for pos, (bbox, mask) in enumerate(split_digits(clean, field_px, spec)):
             digits.append(DigitCut(pos, digit_image(ink, bbox, mask),
-                                   box_as_scanned(bbox, crop_to_page, page.shape, registration.rotation)))
+                                   box_as_scanned(bbox, crop_to_page, page.shape, registration.rotation),
+                                   field_box=tuple(int(v) for v in bbox)))
         out.append(FieldCut(registration.template.name, spec.name, spec,
                             box_as_scanned(field_px, crop_to_page, page.shape, registration.rotation),
-                            normalise_cuts(digits)))
+                            normalise_cuts(digits),
+                            review=review_crop(grey, TEMPLATE_FIELD_SCALE) if review else None))
     if drop_struck_digits:
         free = [cut for cut in out if cut.spec.kind != "comb"]
         rules = [(c.digits, c.spec.min_length, c.spec.max_length) for c in free]
@@ -154,7 +159,7 @@ def field_images(page: np.ndarray, registration: Registration) -> list[tuple[Fie
     """
     out = []
     for spec in registration.template.fields:
-        ink, clean, _, _ = _field_crop(page, registration, spec)
+        _, ink, clean, _, _ = _field_crop(page, registration, spec)
         strokes = np.where(clean > 0, ink, 0).astype(np.float32)
         full = float(np.percentile(strokes[clean > 0], 95)) if clean.any() else 1.0
         out.append((spec, (255 - np.clip(strokes * (255 / max(full, 1.0)), 0, 255)).astype(np.uint8)))

@@ -30,7 +30,7 @@ from pipeline import schema
 from pipeline.write import remove_partial_files, staged_batches
 
 __all__ = ["DB_NAME", "StoreBusy", "commit_staged", "export_parquet", "snapshot", "RunLock", "Committer",
-           "ensure_tables"]
+           "ensure_tables", "locked_reader", "locked_writer"]
 
 DB_NAME = "results.duckdb"
 WRITE_LOCK = ".write.lock"
@@ -53,8 +53,10 @@ def _locked(output_dir: str, shared: bool = False):
 
 
 def ensure_tables(con) -> None:
-    for table in schema.TABLES:
+    """The run's tables, the reviewers' corrections and the final-value view, created where missing."""
+    for table in (*schema.TABLES, *schema.REVIEW_TABLES):
         con.execute(schema.duckdb_ddl(table))
+    con.execute(schema.FIELDS_REVIEWED)
 
 
 def _connect(path: str, wait_s: float):
@@ -85,6 +87,7 @@ _REPLACE_PAGES = """
         SELECT source_uri FROM new_fields UNION SELECT source_uri FROM new_rejects;
     DELETE FROM digits t USING read_pages p WHERE t.source_uri = p.source_uri AND t.page = p.page;
     DELETE FROM fields t USING read_pages p WHERE t.source_uri = p.source_uri AND t.page = p.page;
+    DELETE FROM crops t USING read_pages p WHERE t.source_uri = p.source_uri AND t.page = p.page;
     DELETE FROM rejects t USING touched_pages p WHERE t.source_uri = p.source_uri AND t.page = p.page;
     DELETE FROM rejects t USING touched_files f WHERE t.source_uri = f.source_uri AND t.page IS NULL;
 """
@@ -138,7 +141,7 @@ def export_parquet(output_dir: str) -> None:
     with _locked(output_dir):
         con = _connect(path, wait_s=120.0)
         try:
-            for table in schema.TABLES:
+            for table in (*schema.TABLES, *schema.REVIEW_TABLES):
                 directory = os.path.join(output_dir, table)
                 os.makedirs(directory, exist_ok=True)
                 final = os.path.join(directory, f"{table}.parquet")
@@ -147,6 +150,36 @@ def export_parquet(output_dir: str) -> None:
                 for name in os.listdir(directory):  # shards of older versions of this layout
                     if name.endswith(".parquet") and name != f"{table}.parquet":
                         os.remove(os.path.join(directory, name))
+        finally:
+            con.close()
+
+
+@contextlib.contextmanager
+def locked_reader(output_dir: str):
+    """A read-only connection to the database, held between two commits; keep it short (a commit waits).
+
+    For small, fast reads (the review queue's next item); long queries use `snapshot`.
+    """
+    with _locked(output_dir, shared=True):
+        con = duckdb.connect(os.path.join(output_dir, DB_NAME), read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+@contextlib.contextmanager
+def locked_writer(output_dir: str, wait_s: float = 30.0):
+    """A writing connection between two commits, for one transaction of the caller's (a review action).
+
+    Takes the same lock as the committer, so a run writing at the same time waits for it, and it for a run.
+    """
+    with _locked(output_dir):
+        con = _connect(os.path.join(output_dir, DB_NAME), wait_s)
+        try:
+            ensure_tables(con)
+            yield con
+            con.execute("CHECKPOINT")  # readers copy the file alone, no write-ahead log beside it
         finally:
             con.close()
 

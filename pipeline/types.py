@@ -6,10 +6,14 @@ Plain data, no behaviour: segmentation fills them, inference and assembly read t
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.templates import Field, Template
+
+if TYPE_CHECKING:
+    from pipeline.crops import ReviewCrop
 
 __all__ = ["SegmentError", "DigitCut", "FieldCut", "PageCut", "Registration"]
 
@@ -26,6 +30,7 @@ class DigitCut:
     image: np.ndarray                 # grey crop, ink bright, background 0
     bbox: tuple[int, int, int, int]   # on the page as scanned
     crop: np.ndarray | None = None    # MNIST-normalised uint8 [28, 28]; None when the cut holds no ink
+    field_box: tuple[int, int, int, int] | None = None  # in the field's cut, which its review picture shrinks
 
 
 @dataclasses.dataclass
@@ -38,6 +43,7 @@ class FieldCut:
     bbox: tuple[int, int, int, int]   # the field's box on the page as scanned
     digits: list[DigitCut]
     struck: int = 0                   # struck-through digits left out of `digits`
+    review: "ReviewCrop | None" = None  # the field's picture for a person (`--keep-crops`)
 
 
 @dataclasses.dataclass

@@ -1,5 +1,6 @@
 """The Beam pipeline end to end: DirectRunner, the real local server, real DuckDB files."""
 
+import json
 import os
 import shutil
 
@@ -100,3 +101,33 @@ def test_without_templates_lines_become_fields(scans, server, tmp_path):
 # -- the inference handler's failure paths (faults a real server cannot be made to produce on demand) --------
 
 
+
+
+def test_flagged_fields_keep_a_picture_with_their_digit_boxes(batch_output):
+    """--keep-crops flagged (the default): one crops row per flagged field, a small PNG, one box per digit read."""
+    flagged = set(count(batch_output, "SELECT source_uri, page, field FROM fields WHERE needs_review"))
+    rows = count(batch_output, """
+        SELECT c.source_uri, c.page, c.field, c.image, c.width, c.height, c.digit_boxes, f.digit_count
+        FROM crops c JOIN fields f USING (source_uri, page, field)""")
+    assert flagged and {r[:3] for r in rows} == flagged
+    for *_, png, width, height, boxes, digit_count in rows:
+        image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert image.shape == (height, width) and image.dtype == np.uint8
+        assert len(png) < 20_000
+        boxes = json.loads(boxes)
+        assert len(boxes) == digit_count
+        for b in boxes:
+            x, y, w, h = b["box"]
+            assert 0 <= x and 0 <= y and x + w <= width + 1 and y + h <= height + 1
+
+
+def test_keep_crops_all_then_none_replaces_the_pages_crops(scans, server, tmp_path):
+    args = ("--input", str(scans / "scan_00002*"), "--output", str(tmp_path), "--templates",
+            str(scans / "templates"), "--serving", server.target, "--direct_running_mode=in_memory")
+    run(*args, "--keep-crops", "all")
+    (fields, crops, keys), = count(tmp_path, """
+        SELECT (SELECT count(*) FROM fields), count(*), count(DISTINCT (source_uri, page, field)) FROM crops""")
+    assert fields == crops == keys > 0
+    run(*args, "--keep-crops", "none")
+    (crops,), = count(tmp_path, "SELECT count(*) FROM crops")
+    assert crops == 0

@@ -59,6 +59,7 @@ def test_dataflow_dry_run_translates_offline(scans, tmp_path):
     text = json.dumps(description)
     assert "RunInference/BeamML_RunInference" in text
     assert "WriteToBigQuery_fields" in text and "WriteToBigQuery_rejects" in text
+    assert "WriteToBigQuery_crops" in text and "StoreCrops" in text  # crop PNGs as objects, their URIs in BigQuery
     assert description["job"]["name"]
 
 
@@ -73,3 +74,5 @@ def test_wrong_flags_fail_fast(tmp_path):
     assert rc == 2 and "matches no files" in lines[0]
     rc, lines = one_line(["run", "--input", "gs://b/x", "--output", "bq:only-project", "--dry-run"])
     assert rc == 2 and "bq:PROJECT:DATASET" in lines[0]
+    rc, lines = one_line(["run", "--input", "gs://b/x", "--output", "bq:p:d", "--serving", "h:8500"])
+    assert rc == 2 and "--crops-location gs://" in lines[0]

@@ -10,7 +10,8 @@ import pytest
 from pipeline import schema
 from pipeline.schema import bigquery_schema
 from pipeline.write import STAGING, remove_partial_files, stage_rows, staged_batches, to_json_row
-from rows import field_rows, reject_row
+from pipeline.beam_pipeline import StoreCropObjects
+from rows import crop_row, field_rows, reject_row
 
 
 def test_a_batch_is_staged_whole_as_one_directory(tmp_path):
@@ -31,10 +32,24 @@ def test_a_half_written_batch_is_never_seen_and_is_cleared(tmp_path):
     assert os.listdir(tmp_path / STAGING) == []
 
 
+def test_crops_go_to_objects_named_by_key_for_bigquery(tmp_path):
+    """On Dataflow a crop's PNG is an object (here a local path: Beam's FileSystems), its URI in the row."""
+    store = StoreCropObjects(str(tmp_path / "crops"))
+    png = crop_row()["image"]
+    for _ in range(2):  # a re-run writes the same object again, not a second one
+        (tables,) = list(store.process({"crops": [crop_row()]}))
+    row = tables["crops"][0]
+    assert row["image"] is None and row["image_uri"].endswith("/p0001/amount.png")
+    assert open(row["image_uri"], "rb").read() == png and png.startswith(b"\x89PNG")
+    assert sum(len(files) for _, _, files in os.walk(tmp_path / "crops")) == 1
+
+
 @pytest.mark.parametrize("table", sorted(schema.TABLES))
-def test_rows_for_bigquery_match_its_schema(table):
+def test_rows_for_bigquery_match_its_schema(table, tmp_path):
     field, digits = field_rows("40719")
-    row = to_json_row({"fields": field, "digits": digits[0], "rejects": reject_row("gs://b/x.png", None)}[table])
+    (crops,) = list(StoreCropObjects(str(tmp_path)).process({"crops": [crop_row()]}))
+    row = to_json_row({"fields": field, "digits": digits[0], "rejects": reject_row("gs://b/x.png", None),
+                       "crops": crops["crops"][0]}[table])
     json.dumps(row)  # what the BigQuery client sends: plain JSON, no numpy scalars or datetimes
     columns = bigquery_schema(table)["fields"]
     assert [c["name"] for c in columns] == list(row)

@@ -42,6 +42,11 @@ def _add_run(sub) -> None:
     p.add_argument("--max-page-pixels", type=positive_int, default=200_000_000, metavar="N",
                    help="pages larger than this are refused from their header, before decoding "
                         "(default: 200000000; A3 at 600 dpi is 70000000)")
+    p.add_argument("--keep-crops", choices=("none", "flagged", "all"), default="flagged",
+                   help="keep a small picture of these fields for review, in the crops table (default: flagged)")
+    p.add_argument("--crops-location", metavar="GS_PATH",
+                   help="BigQuery output: where crop PNGs go as objects (default: the --temp-location bucket's "
+                        "formdigits-crops/)")
     p.add_argument("--streaming", action="store_true", help="keep watching --input for new files")
     p.add_argument("--poll-seconds", type=float, default=2.0, help="streaming: how often to look for new files")
     p.add_argument("--settle-seconds", type=float, default=2.0,
@@ -79,6 +84,11 @@ def _check_run_flags(args, parser, beam_args: list[str]) -> tuple[str, list[str]
                                  f"--temp_location={args.temp_location}"]
     elif not args.input.startswith("gs://") and not args.streaming and not glob.glob(args.input):
         parser.error(f"--input {args.input!r} matches no files")
+    if args.output.startswith("bq:") and args.keep_crops != "none" and not args.crops_location:
+        if not (args.temp_location or "").startswith("gs://"):
+            parser.error("BigQuery output keeps crops as objects: give --crops-location gs://BUCKET/PATH "
+                         "(or --temp-location gs://..., or --keep-crops none)")
+        args.crops_location = "gs://" + args.temp_location[5:].split("/")[0] + "/formdigits-crops"
     if args.templates and not os.path.isdir(args.templates):
         parser.error(f"--templates {args.templates!r} is not a directory")
     if args.serving_ca and not os.path.isfile(args.serving_ca):
@@ -99,7 +109,8 @@ def _run_run(args, parser, beam_args) -> int:
                     serving_timeout=args.serving_timeout, serving_ca=args.serving_ca, input_root=input_root(args.input),
                     streaming=args.streaming, poll_seconds=args.poll_seconds, stop_after=args.stop_after,
                     settle_seconds=args.settle_seconds, window_seconds=args.window_seconds,
-                    input_subscription=args.input_subscription)
+                    input_subscription=args.input_subscription, keep_crops=args.keep_crops,
+                    crops_location=args.crops_location)
     try:
         summary = run_job(cfg, beam_args, runner=runner, dry_run=args.dry_run, models_dir=args.models_dir,
                           job_file=args.job_file)
