@@ -12,11 +12,11 @@ import os
 import sys
 
 from formdigits.args import OneLineParser
-from formdigits.commands import bench, data, jobs, models, template
+from formdigits.commands import bench, data, jobs, models, review, template
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_GROUPS = (models, data, jobs, bench, template)
+COMMAND_GROUPS = (models, data, jobs, review, bench, template)
 # Commands whose unknown flags are passed on (`run` hands them to Beam: --direct_num_workers, --machine_type...).
 PASS_THROUGH = {"run"}
 
