@@ -28,6 +28,7 @@ from corpus import handwriting
 from corpus.forms import Ink
 from corpus.mnist import LICENCE, MnistFileError, mnist_splits
 from corpus.progress import progress_printer
+from model_export.corrections import LICENCE as REVIEWED_LICENCE, REPEATS as REVIEWED_REPEATS, reviewed_digits
 from model_export.form_crops import generate_form_crops
 
 __all__ = ["DataPlan", "TrainingData", "load_training_data", "DATA_CHOICES"]
@@ -49,6 +50,7 @@ class DataPlan:
     heldout: int = 10000                    # per held-out set (MNIST's validation split is always whole)
     seed: int = 0
     workers: int | None = None
+    corrections: str | None = None          # a results directory whose reviewed digits join the training set
 
 
 @dataclasses.dataclass
@@ -57,6 +59,7 @@ class TrainingData:
     y: np.ndarray                           # [N]
     sources: list[dict]                     # name, samples, licence: for the model card
     heldout: dict[str, tuple[np.ndarray, np.ndarray]]   # name -> (x, y); the first is the one watched per epoch
+    reviewed: dict | None = None            # what --corrections gave: fields used and left out (model card)
 
 
 def _log(msg: str) -> None:
@@ -119,6 +122,7 @@ def load_training_data(plan: DataPlan) -> TrainingData:
         _log(f"synthetic handwriting: {len(fonts)} handwriting fonts")
         _synthetic(plan, parts, heldout, fonts)
         _form_crops(plan, parts, heldout, fonts)
+    reviewed = _reviewed(plan, parts) if plan.corrections else None
     if not parts:
         raise ValueError(f"--data {plan.data!r} with no samples asked for")
     x = np.concatenate([p[1] for p in parts])
@@ -126,4 +130,17 @@ def load_training_data(plan: DataPlan) -> TrainingData:
     sources = [{"name": name, "samples": int(len(py)), "licence": licence} for name, _, py, licence in parts]
     for s in sources:
         _log(f"  {s['samples']:>6} {s['name']}")
-    return TrainingData(x, y, sources, heldout)
+    return TrainingData(x, y, sources, heldout, reviewed)
+
+
+def _reviewed(plan: DataPlan, parts: list) -> dict:
+    """Digits people corrected or accepted in `formdigits review`, each REVIEWED_REPEATS times."""
+    found = reviewed_digits(plan.corrections)
+    stats = {**found.stats, "repeats": REVIEWED_REPEATS}
+    left = ", ".join(f"{n} {why}" for why, n in found.stats["left_out"].items() if n) or "none"
+    _log(f"reviewed fields in {plan.corrections}: {stats['corrected_fields']} corrected and "
+         f"{stats['accepted_fields']} accepted give {len(found.y)} digits (x{REVIEWED_REPEATS}); left out: {left}")
+    if len(found.y):
+        parts.append(("reviewed_corrections", np.repeat(found.x, REVIEWED_REPEATS, axis=0),
+                      np.repeat(found.y, REVIEWED_REPEATS), REVIEWED_LICENCE))
+    return stats

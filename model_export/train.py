@@ -64,6 +64,7 @@ class TrainConfig:
     workers: int | None = None
     augment: float = 0.7                    # share of training crops freshly warped each epoch (0: none)
     calibrate: bool = True
+    corrections: str | None = None          # results directory: reviewed digits join the training set
 
     def plan(self) -> DataPlan:
         synthetic, form_crops, mnist_form_crops = DEFAULT_MIX.get((self.arch, self.data), (0, 0, 0))
@@ -72,7 +73,8 @@ class TrainConfig:
                         mnist_samples=self.mnist_samples, synthetic=pick(self.samples, synthetic),
                         synthetic_form_crops=pick(self.form_crops, form_crops),
                         mnist_form_crops=pick(self.mnist_form_crops, mnist_form_crops),
-                        heldout=self.heldout_samples or 10000, seed=self.seed, workers=self.workers)
+                        heldout=self.heldout_samples or 10000, seed=self.seed, workers=self.workers,
+                        corrections=self.corrections)
 
 
 @dataclasses.dataclass
@@ -209,6 +211,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         "parameters": int(model.count_params()), "data_seconds": round(data_seconds, 1),
         "training_seconds": round(time.monotonic() - started, 1),
         "input": "uint8 [N,28,28,1], 0 = paper, 255 = ink (MNIST-normalised)",
+        "corrections": data.reviewed,
     }
     # Warm up with real crops the model has not trained on.
     version, path = export_model(model, cfg.export_dir, cfg.model_name, x_held[:64], model_card=card,

@@ -43,6 +43,9 @@ def _add_train(sub) -> None:
                    help="share of training crops given a fresh small rotation/scale/shear/shift each epoch "
                         "(default: 0.7; 0 = none)")
     p.add_argument("--no-calibrate", action="store_true", help="serve the network's own probabilities")
+    p.add_argument("--corrections", metavar="DIR",
+                   help="a results directory reviewed in formdigits review: its corrected and accepted digits "
+                        "join the training set (counted in the model card)")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--export-dir", default="models", help="models directory (default: models)")
@@ -56,6 +59,8 @@ def _run_train(args, parser) -> int:
         parser.error(f"--mnist-path {args.mnist_path!r} does not exist (formdigits fetch-mnist --out FILE writes one)")
     if args.mnist_path and args.data == "synthetic":
         parser.error("--mnist-path is not used with --data synthetic")
+    if args.corrections and not os.path.isfile(os.path.join(args.corrections, "results.duckdb")):
+        parser.error(f"--corrections {args.corrections!r} holds no results.duckdb (the --output DIR of formdigits run)")
     if args.arch == "vgg16" and args.vgg_weights not in ("imagenet", "none") and not os.path.isfile(args.vgg_weights):
         parser.error(f"--vgg-weights {args.vgg_weights!r} is neither 'imagenet', 'none' nor an existing file")
     from corpus.mnist import MnistFetchError, MnistFileError
@@ -68,14 +73,16 @@ def _run_train(args, parser) -> int:
             mnist_form_crops=args.mnist_form_crops, mnist_samples=args.mnist_samples,
             heldout_samples=args.heldout_samples, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
             export_dir=args.export_dir, vgg_weights=args.vgg_weights, augment=args.augment,
-            calibrate=not args.no_calibrate))
+            calibrate=not args.no_calibrate, corrections=args.corrections))
     except (MnistFileError, MnistFetchError) as exc:
         print(f"formdigits train: {exc}", file=sys.stderr)
         return 2
     card = result.card
     held = ", ".join(f"{name} {h['accuracy']:.2%}" for name, h in card["heldout"].items())
+    reviewed = card.get("corrections")
+    extra = f"; {reviewed['digits']} reviewed digits from {args.corrections}" if reviewed else ""
     print(f"{card['name']} v{result.version}: held-out {held}; {card['parameters']:,} parameters, "
-          f"{card['training_seconds']}s -> {result.path}")
+          f"{card['training_seconds']}s{extra} -> {result.path}")
     return 0
 
 
