@@ -13,7 +13,7 @@ DEB_PACKAGES := fonts-dejavu-core fonts-dejavu-extra fonts-dkg-handwriting fonts
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup test mnist demo bench bench-quick lock clean
+.PHONY: setup test mnist demo bench bench-quick screenshots lock clean
 
 setup: $(INSTALLED) $(SYSTEM_DEPS)
 
@@ -64,6 +64,8 @@ demo: setup mnist
 	@echo "== scores, real MNIST ink"; $(BIN)/formdigits eval --results demo/out-real-ink --truth demo/real-ink/truth.jsonl
 	@echo "== fields to review"; $(BIN)/formdigits query --db demo/out-real-ink \
 	  "SELECT regexp_extract(source_uri, '[^/]+$$') AS file, page, field, value, round(confidence, 3) AS confidence, review_reason FROM fields WHERE needs_review ORDER BY confidence LIMIT 10"
+	$(BIN)/formdigits report --db demo/out-real-ink --out demo/report.html
+	@echo "== review the flagged fields: $(BIN)/formdigits review --db demo/out-real-ink"
 
 # The benchmark suite (README "Benchmarks"); trains the default model first if there is none.
 bench: setup mnist
@@ -73,6 +75,10 @@ bench: setup mnist
 bench-quick: setup mnist
 	@$(TRAIN_IF_NEEDED)
 	$(BIN)/formdigits bench --quick --out bench/results/quick.json
+
+# The README's picture of the review queue, taken by the browser test.
+screenshots: setup
+	FORMDIGITS_SCREENSHOT=docs/review-queue.png $(BIN)/python -m pytest -q tests/test_review_browser.py
 
 # Re-resolve the pins after editing pyproject.toml's versions.
 lock:

@@ -14,6 +14,7 @@ from bench.hostile import bench_hostile
 from bench.inference import bench_inference
 from bench.own_forms import bench_own_forms
 from bench.pipeline import bench_pipeline
+from bench.review import bench_review
 from bench.tesseract import tesseract_available, tesseract_baseline
 from corpus.evaluate import evaluate, load_results, load_truth
 from pipeline.templates import load_templates
@@ -45,6 +46,8 @@ TARGETS = {
     "registration_mean_box_error_cells": ("<", 0.3),
     "registration_ms_per_page_200dpi": ("<=", 50),
     "proposed_vs_true_field_exact_points": (">=", -1.0),
+    "review_next_item_p95_ms": ("<", 100),
+    "report_mb_1000_pages": ("<", 5),
 }
 
 
@@ -55,7 +58,7 @@ class SuiteOptions:
     model: str = "lenet5"
     pages: int | None = None            # corpus pages for the pipeline figures (default 100; quick 20)
     work_dir: str = os.path.join("bench", "work")
-    only: str | None = None             # "inference" | "pipeline" | "accuracy" | "faults" | "own-forms"
+    only: str | None = None             # "inference" | "pipeline" | "accuracy" | "faults" | "own-forms" | "review"
     tesseract: bool = True
     mnist_path: str | None = None       # the accuracy part: MNIST's test split, and real ink for its forms
     accuracy_seeds: tuple[int, ...] = (900001, 900002)   # fresh corpora; never used while developing
@@ -89,6 +92,10 @@ def run_suite(opts: SuiteOptions, log=print) -> dict:
         log("== own forms: templates proposed from blanks, registration by the form's print")
         with ServerProcess(opts.models_dir) as server:
             results["own_forms"] = bench_own_forms(opts.work_dir, server.target, opts.quick, log)
+    if opts.only in (None, "review"):
+        log("== review: the queue's next item on 100,000 fields, a 1,000-page run's report")
+        with ServerProcess(opts.models_dir) as server:
+            results["review"] = bench_review(opts.work_dir, server.target, opts.quick, log)
     if opts.only in (None, "faults"):
         log("== hostile files: each read alone in a fresh process")
         results["faults"] = bench_hostile(opts.work_dir, log)
@@ -186,7 +193,20 @@ def _rows(results: dict) -> list[tuple[str, object, str]]:
         ("hostile_max_mb", faults.get("hostile_max_mb"),
          f"largest peak RSS of a process that refused one, imports included "
          f"({faults.get('hostile_max_mb_for_the_file')} MB of it for the file)"),
-    ] + _own_forms_rows(results.get("own_forms", {}))
+    ] + _own_forms_rows(results.get("own_forms", {})) + _review_rows(results.get("review", {}))
+
+
+def _review_rows(review: dict) -> list[tuple[str, object, str]]:
+    db, session, report = review.get("database", {}), review.get("session", {}), review.get("report", {})
+    act, skip = session.get("save_and_next", {}), session.get("skip_next", {})
+    return [
+        ("review_next_item_p95_ms", review.get("review_next_item_p95_ms"),
+         f"{db.get('fields')} fields ({db.get('flagged')} flagged): save + next median {act.get('median_ms')} ms, "
+         f"p95 {act.get('p95_ms')}; skip p95 {skip.get('p95_ms')}; over HTTP to formdigits review"),
+        ("report_mb_1000_pages", review.get("report_mb_1000_pages"),
+         f"{report.get('pages')} pages, {report.get('flagged')} flagged, {report.get('crops_shown')} pictures, "
+         f"{report.get('seconds')} s"),
+    ]
 
 
 def _own_forms_rows(own: dict) -> list[tuple[str, object, str]]:

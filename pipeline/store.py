@@ -169,15 +169,17 @@ def locked_reader(output_dir: str):
 
 
 @contextlib.contextmanager
-def locked_writer(output_dir: str, wait_s: float = 30.0):
+def locked_writer(output_dir: str, wait_s: float = 30.0, ensure: bool = True):
     """A writing connection between two commits, for one transaction of the caller's (a review action).
 
     Takes the same lock as the committer, so a run writing at the same time waits for it, and it for a run.
+    `ensure=False` skips creating missing tables, for callers that did so once before.
     """
     with _locked(output_dir):
         con = _connect(os.path.join(output_dir, DB_NAME), wait_s)
         try:
-            ensure_tables(con)
+            if ensure:
+                ensure_tables(con)
             yield con
             con.execute("CHECKPOINT")  # readers copy the file alone, no write-ahead log beside it
         finally:

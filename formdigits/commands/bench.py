@@ -26,7 +26,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--pages", type=int, help="corpus pages for the pipeline figures (default 100; --quick 20)")
     p.add_argument("--work-dir", default=os.path.join("bench", "work"),
                    help="where corpora (kept between runs) and outputs go (default: bench/work)")
-    p.add_argument("--only", choices=["inference", "pipeline", "accuracy", "faults", "own-forms"], help="run one part of the suite")
+    p.add_argument("--only", choices=["inference", "pipeline", "accuracy", "faults", "own-forms", "review"], help="run one part of the suite")
     p.add_argument("--mnist-path", metavar="FILE.npz",
                    help="accuracy part: a Keras mnist.npz (default: the cached one, fetched if missing)")
     p.add_argument("--accuracy-seeds", type=int, nargs="+", metavar="SEED",

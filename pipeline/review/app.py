@@ -118,8 +118,8 @@ def _options():
 
 
 def _next():
-    filters = _filters()
-    return jsonify(item=queue.next_item(_db(), filters, _json_arg("after")), remaining=queue.remaining(_db(), filters))
+    item, left = queue.next_and_remaining(_db(), _filters(), _json_arg("after"))
+    return jsonify(item=item, remaining=left)
 
 
 def _item():
@@ -135,14 +135,13 @@ def _review():
     if not isinstance(key, list) or len(key) != 3:
         abort(400, "key is [source_uri, page, field]")
     reviewer = str(body.get("reviewer") or current_app.config["REVIEWER"])[:100]
-    saved = queue.record(_db(), key, body.get("action"), body.get("value"), reviewer,
-                         confirmed=bool(body.get("confirm")))
     f = body.get("filters") or {}
     filters = queue.Filters(f.get("template") or None, f.get("field") or None, f.get("reason") or None)
     # The next item comes with the answer: one round trip per keystroke of the reviewer's.
-    after = body.get("after") or None
-    return jsonify(saved={**saved, "reviewed_at": saved["reviewed_at"].isoformat()},
-                   item=queue.next_item(_db(), filters, after), remaining=queue.remaining(_db(), filters))
+    saved = queue.record(_db(), key, body.get("action"), body.get("value"), reviewer,
+                         confirmed=bool(body.get("confirm")), then=filters, after=body.get("after") or None)
+    return jsonify(saved={**saved.row, "reviewed_at": saved.row["reviewed_at"].isoformat()},
+                   item=saved.next_item, remaining=saved.remaining)
 
 
 def make_server(app: Flask, host: str, port: int, threads: int = 4):

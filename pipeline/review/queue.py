@@ -26,8 +26,9 @@ import os
 from pipeline.store import DB_NAME, locked_reader, locked_writer
 from pipeline.templates import Field, check_value
 
-__all__ = ["ACTIONS", "REASONS", "Filters", "ReviewError", "NeedsConfirmation", "check_database", "next_item",
-           "get_item", "remaining", "options", "record", "rule_problems", "rule_text"]
+__all__ = ["ACTIONS", "REASONS", "Filters", "ReviewError", "NeedsConfirmation", "Saved", "check_database",
+           "next_item", "next_and_remaining", "get_item", "remaining", "options", "record", "rule_problems",
+           "rule_text"]
 
 ACTIONS = ("accept", "correct", "unreadable")
 # Reason filters: a label a person picks, and what `review_reason` says for it (pipeline.assemble).
@@ -92,14 +93,14 @@ def check_database(db_dir: str) -> None:
 
 def next_item(db_dir: str, filters: Filters = Filters(), after: list | None = None) -> dict | None:
     """The first pending item after cursor `after` (an item's "cursor"), or from the start; None at the end."""
-    where, params = filters.where()
-    if after is not None:
-        where += f" AND ({_SORT}) > (?, ?, ?, ?)"
-        params += list(after)
     with locked_reader(db_dir) as con:
-        key = con.execute(f"SELECT f.source_uri, f.page, f.field FROM fields f WHERE {_PENDING}{where} "
-                          f"ORDER BY {_SORT} LIMIT 1", params).fetchone()
-        return _item(con, key) if key else None
+        return _next(con, filters, after)
+
+
+def next_and_remaining(db_dir: str, filters: Filters = Filters(), after: list | None = None) -> tuple[dict | None, int]:
+    """`next_item` and `remaining` over one connection: what the page asks for after a skip."""
+    with locked_reader(db_dir) as con:
+        return _next(con, filters, after), _remaining(con, filters)
 
 
 def get_item(db_dir: str, key: list) -> dict | None:
@@ -109,9 +110,23 @@ def get_item(db_dir: str, key: list) -> dict | None:
 
 
 def remaining(db_dir: str, filters: Filters = Filters()) -> int:
-    where, params = filters.where()
     with locked_reader(db_dir) as con:
-        return con.execute(f"SELECT count(*) FROM fields f WHERE {_PENDING}{where}", params).fetchone()[0]
+        return _remaining(con, filters)
+
+
+def _next(con, filters: Filters, after: list | None) -> dict | None:
+    where, params = filters.where()
+    if after is not None:
+        where += f" AND ({_SORT}) > (?, ?, ?, ?)"
+        params += list(after)
+    key = con.execute(f"SELECT f.source_uri, f.page, f.field FROM fields f WHERE {_PENDING}{where} "
+                      f"ORDER BY {_SORT} LIMIT 1", params).fetchone()
+    return _item(con, key) if key else None
+
+
+def _remaining(con, filters: Filters) -> int:
+    where, params = filters.where()
+    return con.execute(f"SELECT count(*) FROM fields f WHERE {_PENDING}{where}", params).fetchone()[0]
 
 
 def _item(con, key: tuple) -> dict | None:
@@ -185,9 +200,18 @@ def rule_text(rule: dict | None) -> str:
     return ", ".join(parts)
 
 
-def record(db_dir: str, key: list, action: str, value: str | None, reviewer: str,
-           confirmed: bool = False) -> dict:
-    """Saves one review action as a `corrections` row, in one transaction; returns the row.
+@dataclasses.dataclass
+class Saved:
+    """What a review action wrote, and (when asked for) the queue's next item and count after it."""
+
+    row: dict
+    next_item: dict | None = None
+    remaining: int | None = None
+
+
+def record(db_dir: str, key: list, action: str, value: str | None, reviewer: str, confirmed: bool = False,
+           then: Filters | None = None, after: list | None = None) -> Saved:
+    """Saves one review action as a `corrections` row, in one transaction.
 
     Args:
         key: (source_uri, page, field) of a field in `fields`.
@@ -195,6 +219,8 @@ def record(db_dir: str, key: list, action: str, value: str | None, reviewer: str
         value: the right digits, for `correct`.
         reviewer: who.
         confirmed: save a correction even though it breaks the field's rule.
+        then: also answer the next pending item after cursor `after` under these filters, and the count
+            left, over the same connection (one connection a keystroke: opening one is most of the cost).
 
     Raises:
         ReviewError: an unknown field or action, or a value that is not digits.
@@ -206,7 +232,7 @@ def record(db_dir: str, key: list, action: str, value: str | None, reviewer: str
     if action == "correct" and not value.isdigit():
         raise ReviewError("a correction is the field's digits, 0-9 only")
     source_uri, page, field = key
-    with locked_writer(db_dir) as con:
+    with locked_writer(db_dir, ensure=False) as con:
         found = con.execute("""SELECT f.value, c.field_rule FROM fields f LEFT JOIN crops c USING (source_uri, page, field)
                                WHERE source_uri = ? AND page = ? AND field = ?""", [source_uri, page, field]).fetchone()
         if found is None:
@@ -223,4 +249,6 @@ def record(db_dir: str, key: list, action: str, value: str | None, reviewer: str
         con.execute(f"INSERT INTO corrections ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                     list(row.values()))
         con.execute("COMMIT")
-    return row
+        if then is None:
+            return Saved(row)
+        return Saved(row, _next(con, then, after), _remaining(con, then))

@@ -33,7 +33,7 @@ h1{font-size:1.5em;margin-bottom:.2em} h2{margin-top:1.6em;border-bottom:1px sol
 .tile b{display:block;font-size:1.6em} table{border-collapse:collapse;margin:.5em 0;font-variant-numeric:tabular-nums}
 th,td{padding:.2em .7em;border-bottom:1px solid #e5e7eb;text-align:left;vertical-align:middle}
 td.n{text-align:right} .muted{color:#6b7280} img{display:block;max-width:420px}
-.bar{fill:#2563eb} .bar.low{fill:#dc2626} svg text{font:11px system-ui,sans-serif;fill:#374151}
+.why{display:inline-block;min-width:16em;max-width:26em} .bar{fill:#2563eb} .bar.low{fill:#dc2626} svg text{font:11px system-ui,sans-serif;fill:#374151}
 """
 
 
@@ -95,7 +95,7 @@ def _histogram(con) -> str:
 def _templates(con) -> str:
     rows = _rows(con, """
         SELECT coalesce(f.template, '(no template)'), count(DISTINCT (f.source_uri, f.page)), count(*),
-               round(100.0 * count(*) FILTER (WHERE f.needs_review) / count(*), 1),
+               round(100.0 * count(*) FILTER (WHERE f.needs_review) / count(*), 1)::VARCHAR,
                round(avg(f.confidence), 4), count(*) FILTER (WHERE f.digit_count = 0),
                count(*) FILTER (WHERE r.review_status = 'correct'),
                count(*) FILTER (WHERE r.review_status IN ('accept', 'correct', 'unreadable'))
@@ -127,7 +127,7 @@ def _flagged(con, max_crops: int) -> tuple[str, int, int]:
             spent, shown = spent + len(data), shown + 1
             picture = f'<img alt="{_e(field)}" loading="lazy" src="data:image/png;base64,{data}">'
         where = f'<span title="{_e(uri)}">{_e(uri.rsplit("/", 1)[-1])}</span> p{page}'
-        cells = [where, _e(field), picture, f"<b>{_e(value)}</b>", _e(conf), _e(reason),
+        cells = [where, _e(field), picture, f"<b>{_e(value)}</b>", _e(conf), f"<span class=why>{_e(reason)}</span>",
                  _e(status if status == "pending" else f"{status}: {final or ''}")]
         out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("where", "field", "picture", "read", "confidence", "why", "review"))
