@@ -207,12 +207,16 @@ class StoreCropObjects(beam.DoFn):
         self.location = location
 
     def process(self, tables: dict[str, list[dict]]):
-        for row in tables.get("crops", ()):
+        if not tables.get("crops"):
+            yield tables
+            return
+        rows = []
+        for row in tables["crops"]:  # new rows: an element's input is not ours to change
             uri = object_name(self.location, row["source_uri"], row["page"], row["field"])
             with FileSystems.create(uri, mime_type="image/png") as fh:
                 fh.write(row["image"])
-            row["image"], row["image_uri"] = None, uri
-        yield tables
+            rows.append({**row, "image": None, "image_uri": uri})
+        yield {**tables, "crops": rows}
 
 
 def _failed_batch_to_rejects(failed, target: str):

@@ -20,8 +20,8 @@ import re
 import cv2
 import numpy as np
 
-__all__ = ["KEEP_CROPS", "ReviewCrop", "review_crop", "encode_png", "field_rule", "crop_rows", "object_name",
-           "digit_boxes"]
+__all__ = ["KEEP_CROPS", "ReviewCrop", "review_crop", "clean_paper", "encode_png", "field_rule", "crop_rows",
+           "object_name", "digit_boxes"]
 
 KEEP_CROPS = ("none", "flagged", "all")
 # Pixels of the review picture per pixel of its source; segment's canonical crops are 4 px/pt, so 2 px/pt.
@@ -39,19 +39,19 @@ class ReviewCrop:
     shrunk from) times `scale`: they follow the digits through strike-out's renumbering.
     """
 
-    image: np.ndarray   # uint8 [h, w]
+    image: np.ndarray   # uint8 [h, w], grey as scanned; whitened only when kept (`crop_rows`)
     scale: float        # pixels of `image` per pixel of the field cut
 
 
 def review_crop(grey: np.ndarray, scale: float) -> ReviewCrop:
-    """The review picture of a field from its grey cut."""
+    """The review picture of a field from its grey cut (shrunk now: a page carries one per field)."""
     scale = min(scale, 1.0)
     if scale < 1.0:
         grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    return ReviewCrop(_clean_paper(grey), scale)
+    return ReviewCrop(grey, scale)
 
 
-def _clean_paper(grey: np.ndarray) -> np.ndarray:
+def clean_paper(grey: np.ndarray) -> np.ndarray:
     """Paper to pure white and ink to GREY_LEVELS levels: scanner noise and shading are most of a grey PNG's bytes.
 
     The paper's own level is taken locally (a closing wider than any stroke, on a quarter-size copy, so about
@@ -112,7 +112,7 @@ def crop_rows(page, field_rows: list[dict], keep: str, run_id: str, processed_at
     for cut, row in zip(page.fields, field_rows):
         if cut.review is None or (keep == "flagged" and not row["needs_review"]):
             continue
-        image = cut.review.image
+        image = clean_paper(cut.review.image)
         rows.append({
             "source_uri": page.source_uri, "page": page.page, "field": cut.field, "template": cut.template or None,
             "image": encode_png(image), "image_uri": None, "width": int(image.shape[1]),
