@@ -192,3 +192,26 @@ def test_train_learns_from_reviewed_digits_and_counts_them(review_db, tmp_path):
     assert card["corrections"]["digits"] == digits and card["corrections"]["corrected_fields"] == len(used)
     assert {"name": "reviewed_corrections", "samples": digits * REPEATS}.items() <= \
         [s for s in card["sources"] if s["name"] == "reviewed_corrections"][0].items()
+
+
+def test_the_review_command_serves_until_stopped(review_db, tmp_path):
+    """`formdigits review` as a user starts it: it prints its address, answers there, and stops on SIGTERM."""
+    import signal
+    import time
+    import urllib.request
+
+    from beam_helpers import start
+
+    log = tmp_path / "review.log"
+    proc = start(["review", "--db", review_db, "--port", "0"], log)
+    try:
+        deadline = time.monotonic() + 60
+        while "http://" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        address = re.search(r"http://127\.0\.0\.1:\d+/", log.read_text()).group(0)
+        answer = json.loads(urllib.request.urlopen(address + "api/next", timeout=10).read())
+        assert answer["item"]["needs_review"] and answer["remaining"] > 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    assert "stopped" in log.read_text()

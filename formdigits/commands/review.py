@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import sys
 
 from formdigits.args import positive_int
@@ -67,13 +68,20 @@ def _run_review(args, parser) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     address = f"http://{host}:{server.effective_port}/" + (f"?token={args.token}" if args.token else "")
     print(f"formdigits review: {args.db} at {address} (Ctrl-C to stop)", flush=True)
+    # SIGTERM (a service manager, `kill`) stops it like Ctrl-C: the socket closed, an answer in flight sent.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        server.run()
+        server.run()  # waitress ends its loop on KeyboardInterrupt itself
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
+    print("formdigits review: stopped", file=sys.stderr)
     return 0
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
 
 
 def _run_report(args, parser) -> int:
