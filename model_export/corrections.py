@@ -28,13 +28,11 @@ __all__ = ["ReviewedDigits", "reviewed_digits", "REPEATS", "LICENCE"]
 REPEATS = 5
 LICENCE = "your own forms, reviewed by people in formdigits review"
 
+# Each reviewed field's latest answer, as the view that gives final values has it (pipeline.schema).
 _REVIEWED = """
-WITH latest AS (
-    SELECT * FROM corrections
-    QUALIFY row_number() OVER (PARTITION BY source_uri, page, field ORDER BY reviewed_at DESC) = 1
-)
-SELECT l.action, l.value_corrected, c.image, c.digit_boxes
-FROM latest l LEFT JOIN crops c USING (source_uri, page, field)
+SELECT r.review_status, r.value, c.image, c.digit_boxes
+FROM fields_reviewed r LEFT JOIN crops c USING (source_uri, page, field)
+WHERE r.review_status IN ('accept', 'correct', 'unreadable')
 """
 
 

@@ -114,20 +114,16 @@ def commit_staged(output_dir: str, wait_s: float = 120.0) -> int:
     batches = staged_batches(output_dir)
     if not batches:
         return 0
-    with _locked(output_dir):
-        con = _connect(os.path.join(output_dir, DB_NAME), wait_s)
+    with locked_writer(output_dir, wait_s, ensure=False) as con:
+        con.execute("BEGIN TRANSACTION")
         try:
-            con.execute("BEGIN TRANSACTION")
             ensure_tables(con)
             for batch in batches:  # in the order they were written: a later read of a page wins
                 _merge_batch(con, batch)
             con.execute("COMMIT")
-            con.execute("CHECKPOINT")  # readers copy the file alone, no write-ahead log beside it
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        finally:
-            con.close()
     for batch in batches:
         shutil.rmtree(batch, ignore_errors=True)
     return len(batches)
@@ -170,7 +166,7 @@ def locked_reader(output_dir: str):
 
 @contextlib.contextmanager
 def locked_writer(output_dir: str, wait_s: float = 30.0, ensure: bool = True):
-    """A writing connection between two commits, for one transaction of the caller's (a review action).
+    """A writing connection between two commits, for the caller's transaction (staged batches, a review action).
 
     Takes the same lock as the committer, so a run writing at the same time waits for it, and it for a run.
     `ensure=False` skips creating missing tables, for callers that did so once before.

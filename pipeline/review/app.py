@@ -51,11 +51,6 @@ def _page() -> str:
     return read("review.html").replace("/*STYLE*/", read("review.css")).replace("/*SCRIPT*/", read("review.js"))
 
 
-def _filters() -> queue.Filters:
-    args = request.args
-    return queue.Filters(args.get("template") or None, args.get("field") or None, args.get("reason") or None)
-
-
 def _json_arg(name: str):
     try:
         return json.loads(request.args[name]) if request.args.get(name) else None
@@ -118,7 +113,7 @@ def _options():
 
 
 def _next():
-    item, left = queue.next_and_remaining(_db(), _filters(), _json_arg("after"))
+    item, left = queue.next_and_remaining(_db(), queue.Filters.from_mapping(request.args), _json_arg("after"))
     return jsonify(item=item, remaining=left)
 
 
@@ -135,8 +130,7 @@ def _review():
     if not isinstance(key, list) or len(key) != 3:
         abort(400, "key is [source_uri, page, field]")
     reviewer = str(body.get("reviewer") or current_app.config["REVIEWER"])[:100]
-    f = body.get("filters") or {}
-    filters = queue.Filters(f.get("template") or None, f.get("field") or None, f.get("reason") or None)
+    filters = queue.Filters.from_mapping(body.get("filters") or {})
     # The next item comes with the answer: one round trip per keystroke of the reviewer's.
     saved = queue.record(_db(), key, body.get("action"), body.get("value"), reviewer,
                          confirmed=bool(body.get("confirm")), then=filters, after=body.get("after") or None)

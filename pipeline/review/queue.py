@@ -26,7 +26,7 @@ import os
 from pipeline.store import DB_NAME, locked_reader, locked_writer
 from pipeline.templates import Field, check_value
 
-__all__ = ["ACTIONS", "REASONS", "Filters", "ReviewError", "NeedsConfirmation", "Saved", "check_database",
+__all__ = ["ACTIONS", "REASONS", "QUEUE_ORDER", "Filters", "ReviewError", "NeedsConfirmation", "Saved", "check_database",
            "next_item", "next_and_remaining", "get_item", "remaining", "options", "record", "rule_problems",
            "rule_text"]
 
@@ -42,7 +42,7 @@ REASONS = {
     "check digit": "%check digit failed%",
     "empty": "%empty%",
 }
-_SORT = "coalesce(f.confidence, 2.0), f.source_uri, f.page, f.field"
+QUEUE_ORDER = "coalesce(f.confidence, 2.0), f.source_uri, f.page, f.field"  # over `f`: fields or fields_reviewed
 _PENDING = """f.needs_review AND NOT EXISTS (
     SELECT 1 FROM corrections c WHERE c.source_uri = f.source_uri AND c.page = f.page AND c.field = f.field)"""
 
@@ -64,6 +64,11 @@ class Filters:
     template: str | None = None
     field: str | None = None
     reason: str | None = None   # a key of REASONS
+
+    @classmethod
+    def from_mapping(cls, values) -> "Filters":
+        """From a request's query arguments or JSON body; empty values mean no filter."""
+        return cls(values.get("template") or None, values.get("field") or None, values.get("reason") or None)
 
     def where(self) -> tuple[str, list]:
         """SQL conditions on `fields f` and their parameters."""
@@ -117,10 +122,10 @@ def remaining(db_dir: str, filters: Filters = Filters()) -> int:
 def _next(con, filters: Filters, after: list | None) -> dict | None:
     where, params = filters.where()
     if after is not None:
-        where += f" AND ({_SORT}) > (?, ?, ?, ?)"
+        where += f" AND ({QUEUE_ORDER}) > (?, ?, ?, ?)"
         params += list(after)
     key = con.execute(f"SELECT f.source_uri, f.page, f.field FROM fields f WHERE {_PENDING}{where} "
-                      f"ORDER BY {_SORT} LIMIT 1", params).fetchone()
+                      f"ORDER BY {QUEUE_ORDER} LIMIT 1", params).fetchone()
     return _item(con, key) if key else None
 
 

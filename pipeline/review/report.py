@@ -17,7 +17,7 @@ import os
 
 import duckdb
 
-from pipeline.review.queue import check_database
+from pipeline.review.queue import QUEUE_ORDER, check_database
 from pipeline.store import snapshot
 
 __all__ = ["IMAGE_BUDGET", "MAX_LISTED", "write_report", "report_html"]
@@ -113,12 +113,10 @@ def _rejects(con) -> str:
 def _flagged(con, max_crops: int) -> tuple[str, int, int]:
     """The flagged fields, least confident first; pictures for the first ones within the budget."""
     rows = _rows(con, f"""
-        SELECT f.source_uri, f.page, f.field, f.value, f.confidence, f.review_reason, r.review_status, r.value,
+        SELECT f.source_uri, f.page, f.field, f.value_read, f.confidence, f.review_reason, f.review_status, f.value,
                c.image
-        FROM fields f JOIN fields_reviewed r USING (source_uri, page, field)
-        LEFT JOIN crops c USING (source_uri, page, field)
-        WHERE f.needs_review ORDER BY coalesce(f.confidence, 2.0), f.source_uri, f.page, f.field
-        LIMIT {MAX_LISTED}""")
+        FROM fields_reviewed f LEFT JOIN crops c USING (source_uri, page, field)
+        WHERE f.needs_review ORDER BY {QUEUE_ORDER} LIMIT {MAX_LISTED}""")
     spent, shown, out = 0, 0, []
     for uri, page, field, value, conf, reason, status, final, image in rows:
         picture = ""
