@@ -117,7 +117,9 @@ def _guide_cover(ink: np.ndarray, template: Template) -> float:
     mask = _guide_mask(template)
     if not mask.any():
         return 1.0
-    near = cv2.dilate((ink > 40).astype(np.uint8), np.ones((3, 3), np.uint8))
+    # Thin print only (a top-hat): a scan's shaded paper is "ink" by level alone and would cover every line.
+    thin = cv2.morphologyEx(ink, cv2.MORPH_TOPHAT, np.ones((9, 9), np.uint8))
+    near = cv2.dilate((thin > 25).astype(np.uint8), np.ones((3, 3), np.uint8))
     return float(near[mask].mean())
 
 

@@ -50,3 +50,11 @@ def test_a_stamp_over_the_title_still_registers_the_right_form():
     [page], truth, _, _ = render_document(8675309, 88, "png", 1, Ink(fonts=tuple(find_handwriting_fonts())),
                                           "scan_00089.png")
     assert register_page(page, builtin_templates())[1].template.name == truth[0]["template"] == "invoice"
+
+
+def test_a_stamp_over_the_title_of_a_shaded_scan_still_registers_the_right_form(real_mnist):
+    # Real-ink corpus seed 7373, file 54: the stamp covers "INVOICE" and the scan's paper is shaded grey, so
+    # by level alone every template's lines looked inked; only thin print (a top-hat) tells the forms apart.
+    ink = Ink(kind="mnist", mnist_path=str(real_mnist), mnist_split="validation")
+    [page], truth, _, _ = render_document(7373, 53, "jpeg", 1, ink, "scan_00054.jpg")
+    assert register_page(page, builtin_templates())[1].template.name == truth[0]["template"] == "invoice"
