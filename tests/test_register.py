@@ -58,3 +58,11 @@ def test_a_stamp_over_the_title_of_a_shaded_scan_still_registers_the_right_form(
     ink = Ink(kind="mnist", mnist_path=str(real_mnist), mnist_split="validation")
     [page], truth, _, _ = render_document(7373, 53, "jpeg", 1, ink, "scan_00054.jpg")
     assert register_page(page, builtin_templates())[1].template.name == truth[0]["template"] == "invoice"
+
+
+def test_a_stamp_touching_a_corner_mark_still_finds_the_mark():
+    # Corpus seed 8484, file 5: the "VERIFIED" stamp's frame touches the bottom-right mark; joined to it,
+    # the mark was no square and the page had no marks at all.
+    [page], truth, _, _ = render_document(8484, 4, "png", 1, Ink(fonts=tuple(find_handwriting_fonts())),
+                                          "scan_00005.png")
+    assert register_page(page, builtin_templates())[1].template.name == truth[0]["template"] == "digit_lines"
