@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.templates import Field, check_value
 from pipeline.types import PageCut
 
-__all__ = ["FieldInfo", "ReadDigit", "assemble_field", "assemble_page", "best_fitting_reading",
+__all__ = ["FieldInfo", "ReadDigit", "assemble_field", "assemble_page", "best_fitting_reading", "settle_cut_blobs",
            "DEFAULT_REVIEW_THRESHOLD"]
 
 DEFAULT_REVIEW_THRESHOLD = 0.9
@@ -161,6 +161,49 @@ def assemble_page(page: PageCut, reads, *, review_threshold: float, run_id: str,
         rows["fields"].append(field_row)
         rows["digits"].extend(digit_rows)
     return rows
+
+
+def settle_cut_blobs(page: PageCut, reads):
+    """The page with each blob segmentation cut read as the likelier of whole or in pieces.
+
+    Segmentation cuts a blob clearly wider than a digit into touching digits; one
+    wide 2 or 5 looks the same. The model read both: the pieces stand when their
+    joint probability is higher, or when only they give the field a length its
+    template allows. Returns (the page, its reads), one read per digit with ink.
+    """
+    if not page.wholes_with_ink():
+        return page, reads
+    rows = iter(range(len(reads.probabilities)))
+    read_of = {id(d): next(rows) for d in page.digits_with_ink()}
+    read_of.update({id(w.digit): next(rows) for w in page.wholes_with_ink()})
+    fields = []
+    for cut in page.fields:
+        digits = list(cut.digits)
+        for whole in sorted(cut.wholes, key=lambda w: -w.first):  # from the right: positions to the left hold
+            pieces = digits[whole.first:whole.first + whole.count]
+            if id(whole.digit) in read_of and all(id(p) in read_of for p in pieces) and _whole_is_likelier(
+                    cut.spec, len(digits), whole, [reads.probabilities[read_of[id(p)]] for p in pieces],
+                    reads.probabilities[read_of[id(whole.digit)]]):
+                digits[whole.first:whole.first + whole.count] = [whole.digit]
+        for position, d in enumerate(digits):
+            if d.position != position:
+                digits[position] = dataclasses.replace(d, position=position)
+                read_of[id(digits[position])] = read_of.get(id(d))
+        fields.append(dataclasses.replace(cut, digits=digits, wholes=[]))
+    settled = dataclasses.replace(page, fields=fields)
+    order = [read_of[id(d)] for d in settled.digits_with_ink()]
+    return settled, dataclasses.replace(reads, probabilities=reads.probabilities[order],
+                                        model_versions=[reads.model_versions[k] for k in order])
+
+
+def _whole_is_likelier(spec: Field | None, length: int, whole, piece_probabilities, whole_probabilities) -> bool:
+    def fits(n: int) -> bool:
+        return spec is None or spec.min_length <= n <= spec.max_length
+
+    merged = length - whole.count + 1
+    if fits(merged) != fits(length):
+        return fits(merged)
+    return float(np.max(whole_probabilities)) > float(np.prod([np.max(p) for p in piece_probabilities]))
 
 
 def _rules(spec: Field) -> str:

@@ -12,9 +12,9 @@ import numpy as np
 from pipeline.crops import LINE_HEIGHT_PX, ReviewCrop, review_crop
 from pipeline.guides import ink_mask, ink_strength
 from pipeline.segment import digit_image, normalise_cuts
-from pipeline.split import Blob, components, digit_region, join_bows, merge_pieces, split_blobs
+from pipeline.split import Blob, components, cut_blob_wholes, digit_region, join_bows, merge_pieces, split_blobs
 from pipeline.strikeout import drop_struck
-from pipeline.types import DigitCut, FieldCut
+from pipeline.types import DigitCut, FieldCut, WholeCut
 
 __all__ = ["find_lines"]
 
@@ -39,18 +39,24 @@ def find_lines(page: np.ndarray, review: bool = True) -> list[FieldCut]:
     for row in _rows(comps):
         heights = np.median([c.h for c in row])
         row = [c for c in row if c.h > 0.4 * heights]
-        groups = split_blobs(join_bows(merge_pieces(row), labels), labels, binary)
-        digits = []
-        for pos, g in enumerate(sorted(groups, key=lambda g: g.x)):
-            bbox, mask = digit_region(g, labels, binary)
-            digits.append(DigitCut(pos, digit_image(ink, bbox, mask), bbox))
+        groups = sorted(split_blobs(join_bows(merge_pieces(row), labels), labels, binary), key=lambda g: g.x)
+
+        def digit_cut(pos, group):
+            bbox, mask = digit_region(group, labels, binary)
+            return DigitCut(pos, digit_image(ink, bbox, mask), bbox)
+
+        digits = normalise_cuts([digit_cut(pos, g) for pos, g in enumerate(groups)])
+        wholes = [WholeCut(first, count, normalise_cuts([digit_cut(first, whole)])[0])
+                  for first, count, whole in cut_blob_wholes(groups)]
         x0, y0 = min(c.x for c in row), min(c.y for c in row)
         x1, y1 = max(c.x + c.w for c in row), max(c.y + c.h for c in row)
         box = (int(x0), int(y0), int(x1 - x0), int(y1 - y0))
-        out.append(FieldCut("", f"line{len(out) + 1:02d}", None, box, normalise_cuts(digits),
-                            review=_line_picture(page, box, digits) if review else None))
+        picture = _line_picture(page, box, digits + [w.digit for w in wholes]) if review else None
+        out.append(FieldCut("", f"line{len(out) + 1:02d}", None, box, digits, review=picture, wholes=wholes))
     for cut, (digits, struck) in zip(out, drop_struck([(c.digits, 1, len(c.digits)) for c in out])):
         cut.digits, cut.struck = digits, struck
+        if struck:
+            cut.wholes = []  # its pieces' positions moved; the detector's call stands
     return out
 
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from pipeline.templates import Field
 
-__all__ = ["Blob", "components", "merge_pieces", "join_bows", "split_blobs", "split_digits", "digit_region"]
+__all__ = ["Blob", "components", "merge_pieces", "join_bows", "split_blobs", "split_digits", "split_digits_and_wholes",
+           "cut_blob_wholes", "digit_region"]
 
 
 @dataclasses.dataclass
@@ -225,6 +226,50 @@ def split_blobs(groups: list[Blob], labels: np.ndarray, binary: np.ndarray) -> l
 
 def split_digits(binary: np.ndarray, field_px: tuple[float, float, float, float], spec: Field | None):
     """Digit regions of a cleaned field: list of (mask crop bbox (x, y, w, h) in the crop, pixel mask)."""
+    return split_digits_and_wholes(binary, field_px, spec)[0]
+
+
+def split_digits_and_wholes(binary: np.ndarray, field_px: tuple[float, float, float, float], spec: Field | None):
+    """`split_digits`'s regions, and each blob that was cut into several of them, whole.
+
+    A cut is a guess from shape alone: one wide 2 or 5 looks like two touching digits. The
+    model reads the blob whole as well as in pieces, and assembly keeps the likelier
+    (`pipeline.assemble.settle_cut_blobs`).
+
+    Returns:
+        (regions, wholes): wholes are (index of the first piece, number of pieces, region).
+    """
+    groups = _field_groups(binary, field_px, spec)
+    regions = [digit_region(g, labels, binary) for g, labels in groups]
+    labels = groups[0][1] if groups else None
+    wholes = [(first, count, digit_region(whole, labels, binary))
+              for first, count, whole in cut_blob_wholes([g for g, _ in groups])]
+    return regions, wholes
+
+
+def cut_blob_wholes(groups: list[Blob]) -> list[tuple[int, int, Blob]]:
+    """Each run of `groups` (in reading order) that `_split_touching` cut from one blob: (first, count, the blob)."""
+    wholes, i = [], 0
+    while i < len(groups):
+        j = i
+        while j + 1 < len(groups) and _same_cut_blob(groups[j], groups[j + 1]):
+            j += 1
+        if j > i:
+            run = groups[i:j + 1]
+            x0, y0 = min(g.x for g in run), min(g.y for g in run)
+            x1, y1 = max(g.x + g.w for g in run), max(g.y + g.h for g in run)
+            wholes.append((i, j - i + 1, dataclasses.replace(run[0], x=x0, y=y0, w=x1 - x0, h=y1 - y0, cut=None)))
+        i = j + 1
+    return wholes
+
+
+def _same_cut_blob(a: Blob, b: Blob) -> bool:
+    """Whether a and b are neighbouring pieces of one blob that `_split_touching` cut."""
+    return a.cut is not None and b.cut is not None and a.ids == b.ids and a.cut[1] == b.cut[0]
+
+
+def _field_groups(binary: np.ndarray, field_px, spec: Field | None) -> list[tuple[Blob, np.ndarray]]:
+    """The field's digits as Blobs, in reading order, each with the label image its ids refer to."""
     x, y, w, h = field_px
     labels, comps = components(binary, min_height=max(4.0, 0.12 * h))
     # Keep what belongs to this field: centred inside its box (printed text beside it is not), and
@@ -259,7 +304,7 @@ def split_digits(binary: np.ndarray, field_px: tuple[float, float, float, float]
             # struck-through digit in fields written freely; the strike detector sees to that.
             groups = _merge_to(groups, spec.max_length + (spec.kind in ("underline", "free")))
             groups = _split_to(groups, spec.min_length, labels, binary)
-    return [digit_region(g, labels, binary) for g in groups]
+    return [(g, labels) for g in groups]
 
 
 def _split_to(groups: list[Blob], fewest: int, labels: np.ndarray, binary: np.ndarray) -> list[Blob]:

@@ -15,7 +15,7 @@ from pipeline.templates import Field, Template
 if TYPE_CHECKING:
     from pipeline.crops import ReviewCrop
 
-__all__ = ["SegmentError", "DigitCut", "FieldCut", "PageCut", "Registration"]
+__all__ = ["SegmentError", "DigitCut", "WholeCut", "FieldCut", "PageCut", "Registration"]
 
 
 class SegmentError(ValueError):
@@ -34,6 +34,15 @@ class DigitCut:
 
 
 @dataclasses.dataclass
+class WholeCut:
+    """A blob segmentation cut into several digits, uncut: the model reads both, assembly keeps the likelier."""
+
+    first: int                        # position of its first piece in the field's digits
+    count: int                        # pieces it was cut into
+    digit: DigitCut                   # the blob as one digit
+
+
+@dataclasses.dataclass
 class FieldCut:
     """One field of a page: where it is and its digits, in reading order."""
 
@@ -44,6 +53,7 @@ class FieldCut:
     digits: list[DigitCut]
     struck: int = 0                   # struck-through digits left out of `digits`
     review: "ReviewCrop | None" = None  # the field's picture for a person (`--keep-crops`)
+    wholes: list[WholeCut] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -62,9 +72,13 @@ class PageCut:
         """The digits the model reads, in field and position order (blank cuts have no crop)."""
         return [d for f in self.fields for d in f.digits if d.crop is not None]
 
+    def wholes_with_ink(self) -> list[WholeCut]:
+        """The cut blobs the model also reads whole, in field order."""
+        return [w for f in self.fields for w in f.wholes if w.digit.crop is not None]
+
     def crops(self) -> np.ndarray:
-        """uint8 [N, 28, 28]: the normalised crops of `digits_with_ink()`, in that order."""
-        crops = [d.crop for d in self.digits_with_ink()]
+        """uint8 [N, 28, 28]: the normalised crops of `digits_with_ink()`, then of `wholes_with_ink()`."""
+        crops = [d.crop for d in self.digits_with_ink()] + [w.digit.crop for w in self.wholes_with_ink()]
         return np.stack(crops) if crops else np.zeros((0, 28, 28), np.uint8)
 
 

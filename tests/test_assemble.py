@@ -4,9 +4,11 @@ import datetime
 
 import numpy as np
 
-from pipeline.assemble import FieldInfo, ReadDigit, assemble_field, best_fitting_reading
+from pipeline.assemble import FieldInfo, ReadDigit, assemble_field, best_fitting_reading, settle_cut_blobs
 from corpus import builtin_templates
-from pipeline.templates import luhn_complete, luhn_valid
+from pipeline.infer import PageReads
+from pipeline.templates import Field, luhn_complete, luhn_valid
+from pipeline.types import DigitCut, FieldCut, PageCut, WholeCut
 
 TEMPLATES = {t.name: t for t in builtin_templates()}
 BIRTH_YEAR = TEMPLATES["census_sheet"].field("r01_birth_year")
@@ -63,3 +65,43 @@ def test_no_correction_when_nothing_fitting_is_nearly_as_likely():
 def test_a_reading_that_fits_is_left_alone():
     row, _ = _assemble(BIRTH_YEAR, _probs("1987", {2: (3, 0.05)}))
     assert row["value"] == "1987" and not row["needs_review"]
+
+
+def _cut_page(spec, n_digits: int, whole_first: int, whole_count: int) -> PageCut:
+    """One field of `n_digits` digit cuts, pieces [whole_first, +whole_count) of one blob cut apart."""
+    crop = np.full((28, 28), 255, np.uint8)
+    digits = [DigitCut(i, crop, (10 * i, 0, 8, 10), crop, field_box=(10 * i, 0, 8, 10)) for i in range(n_digits)]
+    box = (10 * whole_first, 0, 10 * whole_count - 2, 10)
+    whole = WholeCut(whole_first, whole_count, DigitCut(whole_first, crop, box, crop, field_box=box))
+    return PageCut("file:///s.png", 1, [FieldCut("t", spec.name, spec, (0, 0, 99, 10), digits, wholes=[whole])])
+
+
+def _settle(spec, pieces: str, whole: tuple[str, float], doubt: float = 0.0):
+    """Settles a field read as `pieces` (the last two from one cut blob, each `doubt` unsure) against the
+    blob read whole as whole[0] with probability whole[1]."""
+    page = _cut_page(spec, len(pieces), len(pieces) - 2, 2)
+    doubts = {len(pieces) - 2: (9, doubt), len(pieces) - 1: (9, doubt)}
+    whole_p = np.full(10, (1 - whole[1]) / 9)
+    whole_p[int(whole[0])] = whole[1]
+    reads = PageReads(np.vstack([_probs(pieces, doubts), whole_p]), "lenet5", [1] * len(pieces) + [2])
+    settled, settled_reads = settle_cut_blobs(page, reads)
+    [cut] = settled.fields
+    assert [d.position for d in cut.digits] == list(range(len(cut.digits))) and cut.wholes == []
+    assert len(settled_reads.probabilities) == len(settled_reads.model_versions) == len(cut.digits)
+    return "".join(str(int(p.argmax())) for p in settled_reads.probabilities), cut, settled_reads
+
+
+def test_a_blob_cut_in_two_is_read_whole_when_the_model_finds_one_digit_likelier():
+    free = Field("line01", "free", (0, 0, 160, 34), min_length=1, max_length=12)
+    # One wide 2 cut into a 7 and an L-shaped stroke: neither piece is a sure digit, the whole is.
+    value, cut, reads = _settle(free, "4172", ("2", 0.97), doubt=0.4)
+    assert value == "412" and cut.digits[2].bbox == (20, 0, 18, 10) and reads.model_versions == [1, 1, 2]
+    # Two touching digits, each sure once cut apart, stay two.
+    assert _settle(free, "4172", ("0", 0.9))[0] == "4172"
+
+
+def test_the_fields_length_rule_decides_between_whole_and_pieces():
+    postcode = Field("postcode", "boxed", (0, 0, 116, 34), min_length=5, max_length=5)
+    assert _settle(postcode, "12345", ("2", 0.99))[0] == "12345", "only the pieces give a postcode's length"
+    household = Field("household", "boxed", (0, 0, 56, 34), min_length=1, max_length=1)
+    assert _settle(household, "71", ("2", 0.3), doubt=0.0)[0] == "2", "only the whole fits one digit"

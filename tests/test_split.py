@@ -7,7 +7,7 @@ import pytest
 from corpus.forms import glyph, stamp_ink
 from drawing import BOX, blank_field, boxed, masks, writer
 from pipeline.guides import remove_guides
-from pipeline.split import split_digits
+from pipeline.split import split_digits, split_digits_and_wholes
 from pipeline.templates import Field
 
 
@@ -151,3 +151,21 @@ def test_empty_field_gives_no_digits(spec_kind):
     page = blank_field(with_box=spec_kind == "boxed")
     _, clean = masks(page, spec)
     assert split_digits(clean, BOX, spec) == []
+
+
+def test_a_cut_blob_is_also_given_whole_for_the_model_to_judge():
+    x, y, _, _ = BOX
+    touching = blank_field()
+    cv2.ellipse(touching, (x + 80, y + 75), (36, 50), 0, 0, 360, 20, 6)
+    cv2.ellipse(touching, (x + 150, y + 75), (36, 50), 0, 0, 360, 20, 6)
+    _, clean = masks(touching, boxed(max_length=3))
+    regions, [(first, count, ((wx, wy, ww, wh), mask))] = split_digits_and_wholes(clean, BOX, boxed(max_length=3))
+    assert len(regions) == 2 and (first, count) == (0, 2)
+    assert wx == regions[0][0][0] and wx + ww == regions[1][0][0] + regions[1][0][2]
+    assert mask.sum() >= regions[0][1].sum() + regions[1][1].sum() - 2 * wh  # both pieces' ink, one column shared
+    separate = blank_field()
+    cv2.ellipse(separate, (x + 60, y + 75), (30, 50), 0, 0, 360, 20, 6)
+    cv2.ellipse(separate, (x + 160, y + 75), (30, 50), 0, 0, 360, 20, 6)
+    _, clean = masks(separate, boxed(max_length=3))
+    regions, wholes = split_digits_and_wholes(clean, BOX, boxed(max_length=3))
+    assert len(regions) == 2 and wholes == [], "digits apart were never one blob"
