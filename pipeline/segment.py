@@ -71,7 +71,7 @@ def _right_margin(template: Template, spec: Field) -> float:
     if spec.kind == "comb":
         return 0.35 * fh + 0.08 * fw
     # Not past the paper's edge either, where a scan shows the lid's shadow as a long line.
-    margin = min(1.2 * fh + 0.08 * fw, template.size_pt[0] - 24.0 - fx - fw)
+    margin = min(1.2 * fh + 0.08 * fw, template.size_pt[0] - 12.0 - fx - fw)
     for other in template.fields:
         ox, oy, ow, oh = other.box
         if other is not spec and ox >= fx + fw and oy < fy + fh and fy < oy + oh:
