@@ -239,11 +239,9 @@ def split_digits_and_wholes(binary: np.ndarray, field_px: tuple[float, float, fl
     Returns:
         (regions, wholes): wholes are (index of the first piece, number of pieces, region).
     """
-    groups = _field_groups(binary, field_px, spec)
-    regions = [digit_region(g, labels, binary) for g, labels in groups]
-    labels = groups[0][1] if groups else None
-    wholes = [(first, count, digit_region(whole, labels, binary))
-              for first, count, whole in cut_blob_wholes([g for g, _ in groups])]
+    labels, groups = _field_groups(binary, field_px, spec)
+    regions = [digit_region(g, labels, binary) for g in groups]
+    wholes = [(first, count, digit_region(whole, labels, binary)) for first, count, whole in cut_blob_wholes(groups)]
     return regions, wholes
 
 
@@ -268,8 +266,8 @@ def _same_cut_blob(a: Blob, b: Blob) -> bool:
     return a.cut is not None and b.cut is not None and a.ids == b.ids and a.cut[1] == b.cut[0]
 
 
-def _field_groups(binary: np.ndarray, field_px, spec: Field | None) -> list[tuple[Blob, np.ndarray]]:
-    """The field's digits as Blobs, in reading order, each with the label image its ids refer to."""
+def _field_groups(binary: np.ndarray, field_px, spec: Field | None) -> tuple[np.ndarray, list[Blob]]:
+    """The label image of the field's ink, and its digits as Blobs of those labels, in reading order."""
     x, y, w, h = field_px
     labels, comps = components(binary, min_height=max(4.0, 0.12 * h))
     # Keep what belongs to this field: centred inside its box (printed text beside it is not), and
@@ -280,10 +278,10 @@ def _field_groups(binary: np.ndarray, field_px, spec: Field | None) -> list[tupl
     if spec is not None and spec.kind != "comb":
         comps = _drop_beyond(comps, x + w, h)
     if not comps:
-        return []
+        return labels, []
     tallest = max(c.h for c in comps)
     if spec is not None and tallest < 0.3 * h:
-        return []  # only print and specks: a reference number run in from beside an empty field
+        return labels, []  # only print and specks: a reference number run in from beside an empty field
     big = [c for c in comps if c.h >= 0.3 * tallest or c.area >= 0.15 * tallest ** 2]
     # Small pieces are specks and guide remnants, unless they touch a digit's box: the top bar
     # of a 7 or 5 that a thin pen stroke left detached is short and flat, but it is part of the digit.
@@ -304,7 +302,7 @@ def _field_groups(binary: np.ndarray, field_px, spec: Field | None) -> list[tupl
             # struck-through digit in fields written freely; the strike detector sees to that.
             groups = _merge_to(groups, spec.max_length + (spec.kind in ("underline", "free")))
             groups = _split_to(groups, spec.min_length, labels, binary)
-    return [(g, labels) for g in groups]
+    return labels, groups
 
 
 def _split_to(groups: list[Blob], fewest: int, labels: np.ndarray, binary: np.ndarray) -> list[Blob]:
