@@ -34,7 +34,7 @@ __all__ = ["TrainConfig", "TrainResult", "train", "fit_temperature"]
 
 # Per architecture and data: (synthetic writers, synthetic form crops, MNIST-ink form crops).
 DEFAULT_MIX = {
-    ("lenet5", "mixed"): (60000, 24000, 30000),
+    ("lenet5", "mixed"): (40000, 24000, 60000),
     ("lenet5", "synthetic"): (90000, 18000, 0),
     ("vgg16", "mixed"): (8000, 3000, 3000),
     ("vgg16", "synthetic"): (20000, 4000, 0),

@@ -28,7 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
-from pipeline.assemble import assemble_page, settle_cut_blobs
+from pipeline.assemble import DEFAULT_REVIEW_THRESHOLD, assemble_page, settle_cut_blobs
 from pipeline.crops import crop_rows, object_name
 from pipeline.infer import (DEFAULT_SERVING_TIMEOUT_S, InferenceFailed, ServingUnreachable, TFServingModelHandler,
                             describe_dead_letter)
@@ -61,7 +61,7 @@ class RunConfig:
     model_version: int | None = None
     model_label: str | None = None
     templates_dir: str | None = None
-    review_threshold: float = 0.9
+    review_threshold: float = DEFAULT_REVIEW_THRESHOLD
     max_batch_size: int = 512            # crops per Predict request: the server's max_batch_size
     streaming: bool = False
     poll_seconds: float = 2.0
