@@ -28,7 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
-from pipeline.assemble import DEFAULT_REVIEW_THRESHOLD, assemble_page, settle_cut_blobs
+from pipeline.assemble import DEFAULT_REVIEW_THRESHOLD, assemble_page, settle_alternatives
 from pipeline.crops import crop_rows, object_name
 from pipeline.infer import (DEFAULT_SERVING_TIMEOUT_S, InferenceFailed, ServingUnreachable, TFServingModelHandler,
                             describe_dead_letter)
@@ -191,7 +191,7 @@ class AssemblePage(beam.DoFn):
                                        f"TF Serving at {self.target}: {reads.message}", reads.error_type)]}
             return
         now = _now()
-        page, reads = settle_cut_blobs(page, reads)
+        page, reads = settle_alternatives(page, reads)
         rows = assemble_page(page, reads, review_threshold=self.review_threshold, run_id=self.run_id,
                              processed_at=now)
         rows["crops"] = crop_rows(page, rows["fields"], self.keep_crops, self.run_id, now)

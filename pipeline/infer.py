@@ -66,7 +66,7 @@ class InferenceFailed:
 
 def _crop_count(page: PageCut) -> int:
     """A page's weight in a batch: its crops (at least 1, so empty pages still move)."""
-    return max(1, len(page.digits_with_ink()) + len(page.wholes_with_ink()))
+    return max(1, page.crop_count())
 
 
 class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, PredictClient]):

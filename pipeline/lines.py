@@ -12,9 +12,9 @@ import numpy as np
 from pipeline.crops import LINE_HEIGHT_PX, ReviewCrop, review_crop
 from pipeline.guides import ink_mask, ink_strength
 from pipeline.segment import digit_image, normalise_cuts
-from pipeline.split import Blob, components, cut_blob_wholes, digit_region, join_bows, merge_pieces, split_blobs
+from pipeline.split import Blob, components, cut_alternatives, digit_region, join_bows, merge_pieces, split_blobs
 from pipeline.strikeout import drop_struck
-from pipeline.types import DigitCut, FieldCut, WholeCut
+from pipeline.types import AlternativeCut, DigitCut, FieldCut
 
 __all__ = ["find_lines"]
 
@@ -46,17 +46,19 @@ def find_lines(page: np.ndarray, review: bool = True) -> list[FieldCut]:
             return DigitCut(pos, digit_image(ink, bbox, mask), bbox)
 
         digits = normalise_cuts([digit_cut(pos, g) for pos, g in enumerate(groups)])
-        wholes = [WholeCut(first, count, normalise_cuts([digit_cut(first, whole)])[0])
-                  for first, count, whole in cut_blob_wholes(groups)]
+        alternatives = [AlternativeCut(first, count, normalise_cuts([digit_cut(first + k, b)
+                                                                     for k, b in enumerate(blobs)]))
+                        for first, count, blobs in cut_alternatives(groups, labels, binary)]
         x0, y0 = min(c.x for c in row), min(c.y for c in row)
         x1, y1 = max(c.x + c.w for c in row), max(c.y + c.h for c in row)
         box = (int(x0), int(y0), int(x1 - x0), int(y1 - y0))
-        picture = _line_picture(page, box, digits + [w.digit for w in wholes]) if review else None
-        out.append(FieldCut("", f"line{len(out) + 1:02d}", None, box, digits, review=picture, wholes=wholes))
+        picture = _line_picture(page, box, digits + [d for a in alternatives for d in a.digits]) if review else None
+        out.append(FieldCut("", f"line{len(out) + 1:02d}", None, box, digits, review=picture,
+                            alternatives=alternatives))
     for cut, (digits, struck) in zip(out, drop_struck([(c.digits, 1, len(c.digits)) for c in out])):
         cut.digits, cut.struck = digits, struck
         if struck:
-            cut.wholes = []  # its pieces' positions moved; the detector's call stands
+            cut.alternatives = []  # its digits' positions moved; the detector's call stands
     return out
 
 

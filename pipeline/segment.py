@@ -18,10 +18,10 @@ from pipeline.crops import TEMPLATE_FIELD_SCALE, review_crop
 from pipeline.guides import ink_mask, ink_strength, remove_guides
 from pipeline.normalize import EmptyCropError, mnist_normalize
 from pipeline.register import box_through
-from pipeline.split import digit_region, split_digits_and_wholes
+from pipeline.split import digit_region, split_digits_and_alternatives
 from pipeline.strikeout import drop_struck
 from pipeline.templates import Field, Template, reference_image
-from pipeline.types import DigitCut, FieldCut, Registration, WholeCut
+from pipeline.types import AlternativeCut, DigitCut, FieldCut, Registration
 
 __all__ = ["CROP_SCALE", "box_as_scanned", "cut_fields", "field_images", "digit_image", "normalise_cuts"]
 
@@ -134,7 +134,7 @@ def cut_fields(page: np.ndarray, registration: Registration, drop_struck_digits:
     out = []
     for spec in registration.template.fields:
         grey, ink, clean, field_px, crop_to_page = _field_crop(page, registration, spec)
-        regions, wholes = split_digits_and_wholes(clean, field_px, spec)
+        regions, alternatives = split_digits_and_alternatives(clean, field_px, spec)
 
         def digit_cut(pos, bbox, mask):
             return DigitCut(pos, digit_image(ink, bbox, mask),
@@ -145,15 +145,16 @@ def cut_fields(page: np.ndarray, registration: Registration, drop_struck_digits:
         out.append(FieldCut(registration.template.name, spec.name, spec,
                             box_as_scanned(field_px, crop_to_page, page.shape, registration.rotation), digits,
                             review=review_crop(grey, TEMPLATE_FIELD_SCALE) if review else None,
-                            wholes=[WholeCut(first, count, normalise_cuts([digit_cut(first, *region)])[0])
-                                    for first, count, region in wholes]))
+                            alternatives=[AlternativeCut(first, count, normalise_cuts(
+                                [digit_cut(first + k, *region) for k, region in enumerate(others)]))
+                                for first, count, others in alternatives]))
     if drop_struck_digits:
         free = [cut for cut in out if cut.spec.kind != "comb"]
         rules = [(c.digits, c.spec.min_length, c.spec.max_length) for c in free]
         for cut, (digits, struck) in zip(free, drop_struck(rules)):
             cut.digits, cut.struck = digits, struck
             if struck:
-                cut.wholes = []  # its pieces' positions moved; the detector's call stands
+                cut.alternatives = []  # its digits' positions moved; the detector's call stands
     return out
 
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from pipeline.templates import Field
 
-__all__ = ["Blob", "components", "merge_pieces", "join_bows", "split_blobs", "split_digits", "split_digits_and_wholes",
-           "cut_blob_wholes", "digit_region"]
+__all__ = ["Blob", "components", "merge_pieces", "join_bows", "split_blobs", "split_digits",
+           "split_digits_and_alternatives", "cut_alternatives", "digit_region"]
 
 
 @dataclasses.dataclass
@@ -226,28 +226,37 @@ def split_blobs(groups: list[Blob], labels: np.ndarray, binary: np.ndarray) -> l
 
 def split_digits(binary: np.ndarray, field_px: tuple[float, float, float, float], spec: Field | None):
     """Digit regions of a cleaned field: list of (mask crop bbox (x, y, w, h) in the crop, pixel mask)."""
-    return split_digits_and_wholes(binary, field_px, spec)[0]
+    return split_digits_and_alternatives(binary, field_px, spec)[0]
 
 
-def split_digits_and_wholes(binary: np.ndarray, field_px: tuple[float, float, float, float], spec: Field | None):
-    """`split_digits`'s regions, and each blob that was cut into several of them, whole.
-
-    A cut is a guess from shape alone: one wide 2 or 5 looks like two touching digits. The
-    model reads the blob whole as well as in pieces, and assembly keeps the likelier
-    (`pipeline.assemble.settle_cut_blobs`).
+def split_digits_and_alternatives(binary: np.ndarray, field_px: tuple[float, float, float, float],
+                                  spec: Field | None):
+    """`split_digits`'s regions, and other ways to cut some of them (see `cut_alternatives`).
 
     Returns:
-        (regions, wholes): wholes are (index of the first piece, number of pieces, region).
+        (regions, alternatives): alternatives are (first, count, regions to stand in for
+        regions[first:first + count]).
     """
     labels, groups = _field_groups(binary, field_px, spec)
     regions = [digit_region(g, labels, binary) for g in groups]
-    wholes = [(first, count, digit_region(whole, labels, binary)) for first, count, whole in cut_blob_wholes(groups)]
-    return regions, wholes
+    cuttable = spec is None or spec.kind != "comb"  # a comb's cells hold a digit each
+    alternatives = [(first, count, [digit_region(b, labels, binary) for b in blobs])
+                    for first, count, blobs in cut_alternatives(groups, labels, binary, cut_whole=cuttable)]
+    return regions, alternatives
 
 
-def cut_blob_wholes(groups: list[Blob]) -> list[tuple[int, int, Blob]]:
-    """Each run of `groups` (in reading order) that `_split_touching` cut from one blob: (first, count, the blob)."""
-    wholes, i = [], 0
+def cut_alternatives(groups: list[Blob], labels: np.ndarray, binary: np.ndarray,
+                     cut_whole: bool = True) -> list[tuple[int, int, list[Blob]]]:
+    """Other ways to cut `groups` (in reading order), where shape alone cannot tell: (first, count, blobs).
+
+    A cut is a guess: one wide 2 or 5 looks like two touching digits, and two narrow
+    digits leaning together look like one wide one. Each run of pieces `_split_touching`
+    cut from one blob is offered whole; with `cut_whole`, each uncut blob that the looser
+    test of a field short of digits would cut is offered cut.
+    """
+    out, i = [], 0
+    digit_h = float(np.median([g.h for g in groups])) if groups else 0.0
+    digit_w = max(float(np.median([g.w for g in groups])) if len(groups) > 2 else 0.0, 0.45 * digit_h)
     while i < len(groups):
         j = i
         while j + 1 < len(groups) and _same_cut_blob(groups[j], groups[j + 1]):
@@ -256,9 +265,13 @@ def cut_blob_wholes(groups: list[Blob]) -> list[tuple[int, int, Blob]]:
             run = groups[i:j + 1]
             x0, y0 = min(g.x for g in run), min(g.y for g in run)
             x1, y1 = max(g.x + g.w for g in run), max(g.y + g.h for g in run)
-            wholes.append((i, j - i + 1, dataclasses.replace(run[0], x=x0, y=y0, w=x1 - x0, h=y1 - y0, cut=None)))
+            out.append((i, j - i + 1, [dataclasses.replace(run[0], x=x0, y=y0, w=x1 - x0, h=y1 - y0, cut=None)]))
+        elif cut_whole and groups[i].cut is None:
+            parts = _split_touching(groups[i], labels, binary, min(digit_w, 0.6 * digit_h), digit_h, wider_than=0.95)
+            if len(parts) > 1:
+                out.append((i, 1, parts))
         i = j + 1
-    return wholes
+    return out
 
 
 def _same_cut_blob(a: Blob, b: Blob) -> bool:

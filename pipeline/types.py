@@ -15,7 +15,7 @@ from pipeline.templates import Field, Template
 if TYPE_CHECKING:
     from pipeline.crops import ReviewCrop
 
-__all__ = ["SegmentError", "DigitCut", "WholeCut", "FieldCut", "PageCut", "Registration"]
+__all__ = ["SegmentError", "DigitCut", "AlternativeCut", "FieldCut", "PageCut", "Registration"]
 
 
 class SegmentError(ValueError):
@@ -34,12 +34,17 @@ class DigitCut:
 
 
 @dataclasses.dataclass
-class WholeCut:
-    """A blob segmentation cut into several digits, uncut: the model reads both, assembly keeps the likelier."""
+class AlternativeCut:
+    """Another way to cut part of a field: `digits` in place of the field's digits [first, first + count).
 
-    first: int                        # position of its first piece in the field's digits
-    count: int                        # pieces it was cut into
-    digit: DigitCut                   # the blob as one digit
+    Where shape alone cannot tell, segmentation offers both: a blob it cut into touching
+    digits, whole; a blob it left whole, cut. The model reads both, and assembly keeps the
+    likelier (`pipeline.assemble.settle_alternatives`).
+    """
+
+    first: int
+    count: int
+    digits: list[DigitCut]
 
 
 @dataclasses.dataclass
@@ -53,7 +58,7 @@ class FieldCut:
     digits: list[DigitCut]
     struck: int = 0                   # struck-through digits left out of `digits`
     review: "ReviewCrop | None" = None  # the field's picture for a person (`--keep-crops`)
-    wholes: list[WholeCut] = dataclasses.field(default_factory=list)
+    alternatives: list[AlternativeCut] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -72,13 +77,18 @@ class PageCut:
         """The digits the model reads, in field and position order (blank cuts have no crop)."""
         return [d for f in self.fields for d in f.digits if d.crop is not None]
 
-    def wholes_with_ink(self) -> list[WholeCut]:
-        """The cut blobs the model also reads whole, in field order."""
-        return [w for f in self.fields for w in f.wholes if w.digit.crop is not None]
+    def alternatives_with_ink(self) -> list[AlternativeCut]:
+        """The other cuts the model also reads (those whose every digit has ink), in field order."""
+        return [a for f in self.fields for a in f.alternatives if all(d.crop is not None for d in a.digits)]
+
+    def crop_count(self) -> int:
+        """len(crops()), without stacking them."""
+        return len(self.digits_with_ink()) + sum(len(a.digits) for a in self.alternatives_with_ink())
 
     def crops(self) -> np.ndarray:
-        """uint8 [N, 28, 28]: the normalised crops of `digits_with_ink()`, then of `wholes_with_ink()`."""
-        crops = [d.crop for d in self.digits_with_ink()] + [w.digit.crop for w in self.wholes_with_ink()]
+        """uint8 [N, 28, 28]: the normalised crops of `digits_with_ink()`, then of `alternatives_with_ink()`."""
+        crops = [d.crop for d in self.digits_with_ink()]
+        crops += [d.crop for a in self.alternatives_with_ink() for d in a.digits]
         return np.stack(crops) if crops else np.zeros((0, 28, 28), np.uint8)
 
 

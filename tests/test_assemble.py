@@ -4,11 +4,11 @@ import datetime
 
 import numpy as np
 
-from pipeline.assemble import FieldInfo, ReadDigit, assemble_field, best_fitting_reading, settle_cut_blobs
+from pipeline.assemble import FieldInfo, ReadDigit, assemble_field, best_fitting_reading, settle_alternatives
 from corpus import builtin_templates
 from pipeline.infer import PageReads
 from pipeline.templates import Field, luhn_complete, luhn_valid
-from pipeline.types import DigitCut, FieldCut, PageCut, WholeCut
+from pipeline.types import AlternativeCut, DigitCut, FieldCut, PageCut
 
 TEMPLATES = {t.name: t for t in builtin_templates()}
 BIRTH_YEAR = TEMPLATES["census_sheet"].field("r01_birth_year")
@@ -67,41 +67,51 @@ def test_a_reading_that_fits_is_left_alone():
     assert row["value"] == "1987" and not row["needs_review"]
 
 
-def _cut_page(spec, n_digits: int, whole_first: int, whole_count: int) -> PageCut:
-    """One field of `n_digits` digit cuts, pieces [whole_first, +whole_count) of one blob cut apart."""
+def _cut_page(spec, n_digits: int, first: int, count: int, n_other: int) -> PageCut:
+    """One field of `n_digits` digit cuts, with `n_other` other cuts offered for digits [first, first + count)."""
     crop = np.full((28, 28), 255, np.uint8)
     digits = [DigitCut(i, crop, (10 * i, 0, 8, 10), crop, field_box=(10 * i, 0, 8, 10)) for i in range(n_digits)]
-    box = (10 * whole_first, 0, 10 * whole_count - 2, 10)
-    whole = WholeCut(whole_first, whole_count, DigitCut(whole_first, crop, box, crop, field_box=box))
-    return PageCut("file:///s.png", 1, [FieldCut("t", spec.name, spec, (0, 0, 99, 10), digits, wholes=[whole])])
+    width = (10 * count - 2) // n_other
+    others = [DigitCut(first + k, crop, (10 * first + k * width, 0, width, 10), crop) for k in range(n_other)]
+    return PageCut("file:///s.png", 1, [FieldCut("t", spec.name, spec, (0, 0, 99, 10), digits,
+                                                 alternatives=[AlternativeCut(first, count, others)])])
 
 
-def _settle(spec, pieces: str, whole: tuple[str, float], doubt: float = 0.0):
-    """Settles a field read as `pieces` (the last two from one cut blob, each `doubt` unsure) against the
-    blob read whole as whole[0] with probability whole[1]."""
-    page = _cut_page(spec, len(pieces), len(pieces) - 2, 2)
-    doubts = {len(pieces) - 2: (9, doubt), len(pieces) - 1: (9, doubt)}
-    whole_p = np.full(10, (1 - whole[1]) / 9)
-    whole_p[int(whole[0])] = whole[1]
-    reads = PageReads(np.vstack([_probs(pieces, doubts), whole_p]), "lenet5", [1] * len(pieces) + [2])
-    settled, settled_reads = settle_cut_blobs(page, reads)
+def _settle(spec, now: str, count: int, other: str, other_p: float, doubt: float = 0.0):
+    """Settles a field read as `now`, whose last `count` digits (each `doubt` unsure) segmentation could also
+    cut as `other`, each of those read with probability `other_p`."""
+    page = _cut_page(spec, len(now), len(now) - count, count, len(other))
+    doubts = {len(now) - 1 - k: (9, doubt) for k in range(count)}
+    other_p = np.vstack([np.where(np.arange(10) == int(ch), other_p, (1 - other_p) / 9) for ch in other])
+    versions = [1] * len(now) + [2] * len(other)
+    settled, reads = settle_alternatives(page, PageReads(np.vstack([_probs(now, doubts), other_p]), "lenet5", versions))
     [cut] = settled.fields
-    assert [d.position for d in cut.digits] == list(range(len(cut.digits))) and cut.wholes == []
-    assert len(settled_reads.probabilities) == len(settled_reads.model_versions) == len(cut.digits)
-    return "".join(str(int(p.argmax())) for p in settled_reads.probabilities), cut, settled_reads
+    assert [d.position for d in cut.digits] == list(range(len(cut.digits))) and cut.alternatives == []
+    assert len(reads.probabilities) == len(reads.model_versions) == len(cut.digits)
+    return "".join(str(int(p.argmax())) for p in reads.probabilities), cut, reads
+
+
+FREE = Field("line01", "free", (0, 0, 160, 34), min_length=1, max_length=12)
 
 
 def test_a_blob_cut_in_two_is_read_whole_when_the_model_finds_one_digit_likelier():
-    free = Field("line01", "free", (0, 0, 160, 34), min_length=1, max_length=12)
     # One wide 2 cut into a 7 and an L-shaped stroke: neither piece is a sure digit, the whole is.
-    value, cut, reads = _settle(free, "4172", ("2", 0.97), doubt=0.4)
+    value, cut, reads = _settle(FREE, "4172", 2, "2", 0.97, doubt=0.4)
     assert value == "412" and cut.digits[2].bbox == (20, 0, 18, 10) and reads.model_versions == [1, 1, 2]
     # Two touching digits, each sure once cut apart, stay two.
-    assert _settle(free, "4172", ("0", 0.9))[0] == "4172"
+    assert _settle(FREE, "4172", 2, "0", 0.9)[0] == "4172"
 
 
-def test_the_fields_length_rule_decides_between_whole_and_pieces():
+def test_a_blob_left_whole_is_read_cut_when_its_pieces_are_likelier():
+    # Two narrow digits leaning together, read whole as an unsure 4; cut, a sure 1 and 7.
+    value, cut, reads = _settle(FREE, "584", 1, "17", 0.99, doubt=0.5)
+    assert value == "5817" and [d.position for d in cut.digits] == [0, 1, 2, 3]
+    assert _settle(FREE, "584", 1, "17", 0.7)[0] == "584", "a sure digit is not cut into unsure ones"
+
+
+def test_the_fields_length_rule_decides_between_the_two_cuts():
     postcode = Field("postcode", "boxed", (0, 0, 116, 34), min_length=5, max_length=5)
-    assert _settle(postcode, "12345", ("2", 0.99))[0] == "12345", "only the pieces give a postcode's length"
+    assert _settle(postcode, "12345", 2, "2", 0.99)[0] == "12345", "only the pieces give a postcode's length"
+    assert _settle(postcode, "1284", 1, "17", 0.3)[0] == "12817", "only the cut gives a postcode's length"
     household = Field("household", "boxed", (0, 0, 56, 34), min_length=1, max_length=1)
-    assert _settle(household, "71", ("2", 0.3), doubt=0.0)[0] == "2", "only the whole fits one digit"
+    assert _settle(household, "71", 2, "2", 0.3)[0] == "2", "only the whole fits one digit"
