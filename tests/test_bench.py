@@ -1,6 +1,7 @@
 """The benchmark suite's parts, on real data: no timings are asserted here (those belong to `formdigits bench`)."""
 
 import os
+import pathlib
 import shutil
 
 import cv2
@@ -55,6 +56,14 @@ def test_tesseract_reads_printed_digits():
     image = np.full((60, 260), 255, np.uint8)
     cv2.putText(image, "40719", (10, 45), cv2.FONT_HERSHEY_SIMPLEX, 1.4, 0, 3, cv2.LINE_AA)
     assert _tesseract_digits(image) == "40719"
+
+
+@needs_tesseract
+def test_a_field_tesseract_dies_on_is_read_as_nothing_not_a_crash():
+    # A real field of the bench's corpus (seed 4242, file 40, page 3, line10): Tesseract 5 dies of SIGFPE on it.
+    image = cv2.imread(str(pathlib.Path(__file__).parent / "data" / "tesseract_dies_on_this_field.png"),
+                       cv2.IMREAD_GRAYSCALE)
+    assert _tesseract_digits(image) is None
 
 
 @needs_tesseract
