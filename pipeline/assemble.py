@@ -168,9 +168,8 @@ def assemble_page(page: PageCut, reads, *, review_threshold: float, run_id: str,
 def settle_alternatives(page: PageCut, reads):
     """The page with each part of a field that segmentation could cut two ways read the likelier way.
 
-    Segmentation offers a blob it cut into touching digits whole as well, and a wide
-    blob it left whole cut as well (`pipeline.types.AlternativeCut`); the model read
-    both. The way the field's template allows in length wins; where both or neither
+    Segmentation offers a blob it cut into touching digits whole as well
+    (`pipeline.types.AlternativeCut`); the model read both. The way the field's template allows in length wins; where both or neither
     do, the one whose digits' joint probability is higher. Returns (the page, its
     reads), one read per digit with ink, as `assemble_page` takes them.
     """

@@ -48,7 +48,7 @@ def find_lines(page: np.ndarray, review: bool = True) -> list[FieldCut]:
         digits = normalise_cuts([digit_cut(pos, g) for pos, g in enumerate(groups)])
         alternatives = [AlternativeCut(first, count, normalise_cuts([digit_cut(first + k, b)
                                                                      for k, b in enumerate(blobs)]))
-                        for first, count, blobs in cut_alternatives(groups, labels, binary)]
+                        for first, count, blobs in cut_alternatives(groups)]
         x0, y0 = min(c.x for c in row), min(c.y for c in row)
         x1, y1 = max(c.x + c.w for c in row), max(c.y + c.h for c in row)
         box = (int(x0), int(y0), int(x1 - x0), int(y1 - y0))

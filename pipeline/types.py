@@ -38,8 +38,8 @@ class AlternativeCut:
     """Another way to cut part of a field: `digits` in place of the field's digits [first, first + count).
 
     Where shape alone cannot tell, segmentation offers both: a blob it cut into touching
-    digits, whole; a blob it left whole, cut. The model reads both, and assembly keeps the
-    likelier (`pipeline.assemble.settle_alternatives`).
+    digits is offered whole as well. The model reads both, and assembly keeps the likelier
+    (`pipeline.assemble.settle_alternatives`).
     """
 
     first: int
