@@ -34,9 +34,10 @@ def find_lines(page: np.ndarray, review: bool = True) -> list[FieldCut]:
         lines = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel))
         binary = cv2.bitwise_and(binary, cv2.bitwise_not(cv2.dilate(lines, np.ones((3, 3), np.uint8))))
     labels, comps = components(binary, min_height=max(8.0, H / 250))
-    comps = [c for c in comps if c.h < H / 8 and c.w < W / 4 and c.area > 0.1 * c.w * c.h * 0.3]
+    # Solid blocks (a form's corner marks, a filled box) are not writing: a stroke fills little of its box.
+    comps = [c for c in comps if c.h < H / 8 and c.w < W / 4 and 0.03 * c.w * c.h < c.area < 0.8 * c.w * c.h]
     out = []
-    for row in _rows(comps):
+    for row in _written_rows(_rows(comps)):
         heights = np.median([c.h for c in row])
         row = [c for c in row if c.h > 0.4 * heights]
         groups = sorted(split_blobs(join_bows(merge_pieces(row), labels), labels, binary), key=lambda g: g.x)
@@ -74,6 +75,18 @@ def _line_picture(page: np.ndarray, box, digits: list[DigitCut]) -> ReviewCrop:
         bx, by, bw, bh = d.bbox
         d.field_box = (bx - x0, by - y0, bw, bh)
     return review_crop(page[y0:y + h + m, x0:x + w + m], LINE_HEIGHT_PX / max(h, 1))
+
+
+def _written_rows(rows: list[list[Blob]]) -> list[list[Blob]]:
+    """The rows of handwriting: a printed title or reference number beside them is far smaller than the writing.
+
+    A row whose pieces are under 40% of the tallest rows' height is print; a page of one row keeps it.
+    """
+    if len(rows) < 2:
+        return rows
+    heights = [float(np.median([c.h for c in row])) for row in rows]
+    writing = float(np.percentile(heights, 75))
+    return [row for row, h in zip(rows, heights) if h >= 0.4 * writing]
 
 
 def _rows(comps: list[Blob]) -> list[list[Blob]]:

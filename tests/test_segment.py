@@ -1,7 +1,9 @@
-"""Cutting a registered page's fields: how far a field reaches, and what comes out of it."""
+"""Cutting a page into fields: how far a registered field reaches; lines of writing found without a template."""
 
 from corpus import builtin_templates
 from corpus.forms import Ink, render_document
+from corpus.handwriting import find_handwriting_fonts
+from pipeline.lines import find_lines
 from pipeline.register import register_page
 from pipeline.segment import cut_fields
 
@@ -15,3 +17,14 @@ def test_writing_that_runs_past_the_last_box_of_a_row_is_kept(real_mnist):
     [postcode] = [cut for cut in cut_fields(upright, registration) if cut.field == "r05_postcode"]
     assert [row["value"] for row in truth if row["field"] == "r05_postcode"] == ["46062"]
     assert len(postcode.digits) == 5
+
+
+def test_without_a_template_only_the_handwriting_becomes_lines():
+    # Corpus seed 8484, file 5: a digit sheet with corner marks, a printed title, a "REF" number and a stamp.
+    # The marks' row and the small print were lines of their own before; each line of writing is one now.
+    [page], truth, _, _ = render_document(8484, 4, "png", 1, Ink(fonts=tuple(find_handwriting_fonts())),
+                                          "scan_00005.png")
+    lines = find_lines(page, review=False)
+    written = [row["value"] for row in truth if row["value"]]
+    assert len(lines) == len(written) == 11
+    assert sum(len(line.digits) == len(value) for line, value in zip(lines, written)) >= 10
