@@ -169,9 +169,10 @@ def settle_alternatives(page: PageCut, reads):
     """The page with each part of a field that segmentation could cut two ways read the likelier way.
 
     Segmentation offers a blob it cut into touching digits whole as well
-    (`pipeline.types.AlternativeCut`); the model read both. The way the field's template allows in length wins; where both or neither
-    do, the one whose digits' joint probability is higher. Returns (the page, its
-    reads), one read per digit with ink, as `assemble_page` takes them.
+    (`pipeline.types.AlternativeCut`); the model read both. The way whose length
+    the field's template allows wins; where both or neither do, the one whose
+    digits' joint probability is higher. Returns (the page, its reads), one read
+    per digit with ink, as `assemble_page` takes them.
     """
     if not page.alternatives_with_ink():
         return page, reads

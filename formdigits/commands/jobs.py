@@ -31,10 +31,9 @@ def _add_run(sub) -> None:
     p.add_argument("--models-dir", default="models", help="models for the embedded server (default: models)")
     p.add_argument("--templates", metavar="DIR", help="form templates (e.g. CORPUS/templates); without them, "
                                                       "lines of digits are found on each page")
-    from pipeline.assemble import DEFAULT_REVIEW_THRESHOLD
-
-    p.add_argument("--review-threshold", type=share, default=DEFAULT_REVIEW_THRESHOLD,
-                   help=f"flag fields whose weakest digit is below this probability (default: {DEFAULT_REVIEW_THRESHOLD})")
+    # The pipeline's DEFAULT_REVIEW_THRESHOLD, written out: importing it would load OpenCV on every command.
+    p.add_argument("--review-threshold", type=share, default=0.95,
+                   help="flag fields whose weakest digit is below this probability (default: 0.95)")
     p.add_argument("--batch-size", type=positive_int, default=512,
                    help="crops per request to the server: its max_batch_size (default: 512, serving/batching.config)")
     p.add_argument("--serving-ca", metavar="PEM", help="CA certificate(s) to trust when --serving serves TLS")
