@@ -11,9 +11,8 @@ import numpy as np
 
 from pipeline.crops import LINE_HEIGHT_PX, ReviewCrop, review_crop
 from pipeline.guides import ink_mask, ink_strength
-from pipeline.segment import digit_image, normalise_cuts
+from pipeline.segment import digit_image, leave_out_struck, normalise_cuts
 from pipeline.split import Blob, components, cut_alternatives, digit_region, join_bows, merge_pieces, split_blobs
-from pipeline.strikeout import drop_struck
 from pipeline.types import AlternativeCut, DigitCut, FieldCut
 
 __all__ = ["find_lines"]
@@ -56,10 +55,7 @@ def find_lines(page: np.ndarray, review: bool = True) -> list[FieldCut]:
         picture = _line_picture(page, box, digits + [d for a in alternatives for d in a.digits]) if review else None
         out.append(FieldCut("", f"line{len(out) + 1:02d}", None, box, digits, review=picture,
                             alternatives=alternatives))
-    for cut, (digits, struck) in zip(out, drop_struck([(c.digits, 1, len(c.digits)) for c in out])):
-        cut.digits, cut.struck = digits, struck
-        if struck:
-            cut.alternatives = []  # its digits' positions moved; the detector's call stands
+    leave_out_struck(out, [(1, len(c.digits)) for c in out])
     return out
 
 

@@ -23,7 +23,8 @@ from pipeline.strikeout import drop_struck
 from pipeline.templates import Field, Template, reference_image
 from pipeline.types import AlternativeCut, DigitCut, FieldCut, Registration
 
-__all__ = ["CROP_SCALE", "box_as_scanned", "cut_fields", "field_images", "digit_image", "normalise_cuts"]
+__all__ = ["CROP_SCALE", "box_as_scanned", "cut_fields", "field_images", "digit_image", "normalise_cuts",
+           "leave_out_struck"]
 
 
 CROP_SCALE = 4.0  # canonical field crops: pixels per point (~288 dpi)
@@ -150,12 +151,16 @@ def cut_fields(page: np.ndarray, registration: Registration, drop_struck_digits:
                                 for first, count, others in alternatives]))
     if drop_struck_digits:
         free = [cut for cut in out if cut.spec.kind != "comb"]
-        rules = [(c.digits, c.spec.min_length, c.spec.max_length) for c in free]
-        for cut, (digits, struck) in zip(free, drop_struck(rules)):
-            cut.digits, cut.struck = digits, struck
-            if struck:
-                cut.alternatives = []  # its digits' positions moved; the detector's call stands
+        leave_out_struck(free, [(cut.spec.min_length, cut.spec.max_length) for cut in free])
     return out
+
+
+def leave_out_struck(cuts: list[FieldCut], lengths: list[tuple[int, int]]) -> None:
+    """Leaves struck-through digits out of each cut, in place, within its (fewest, most) digits."""
+    for cut, (digits, struck) in zip(cuts, drop_struck([(c.digits, *n) for c, n in zip(cuts, lengths)])):
+        cut.digits, cut.struck = digits, struck
+        if struck:
+            cut.alternatives = []  # its digits' positions moved; the detector's call stands
 
 
 def field_images(page: np.ndarray, registration: Registration) -> list[tuple[Field, np.ndarray]]:
