@@ -3,7 +3,8 @@
 Connected components are grouped into digits (`Blob`s): broken strokes and
 the detached pieces of one digit are joined, touching digits are cut where
 the ink is thinnest, and a template's length range decides the close calls.
-Comb fields are split by cell.
+Comb fields are split by cell, and a blob written over a tick into an empty
+cell is cut there.
 """
 
 from __future__ import annotations
@@ -180,17 +181,53 @@ def _split_touching(comp: Blob, labels: np.ndarray, binary: np.ndarray, digit_w:
     cuts.append(w)
     if loop[[min(c, w - 1) for c in cuts[1:-1]]].any():
         return [comp]  # nowhere to cut but through a loop: one wide 0, not two digits
+    parts = _pieces(comp, mask, cuts)
+    if any(p.h < SPLIT_PART_HEIGHT * h for p in parts):
+        return [comp]
+    return parts
+
+
+def _pieces(comp: Blob, mask: np.ndarray, cuts: list[int]) -> list[Blob]:
+    """The pieces of `comp` between consecutive `cuts` (columns of its box, 0 and its width included)."""
     parts = []
     for a, b in zip(cuts[:-1], cuts[1:]):
         sub = mask[:, a:b]
         ys = np.nonzero(sub.any(axis=1))[0]
         if ys.size == 0 or b - a < 2:
             continue
-        parts.append(Blob(comp.ids, x + a, y + int(ys[0]), b - a, int(ys[-1] - ys[0] + 1), int(sub.sum()),
-                          x + (a + b) / 2, y + h / 2, cut=(x + a, x + b)))
-    if any(p.h < SPLIT_PART_HEIGHT * h for p in parts):
-        return [comp]
+        parts.append(Blob(comp.ids, comp.x + a, comp.y + int(ys[0]), b - a, int(ys[-1] - ys[0] + 1),
+                          int(sub.sum()), comp.x + (a + b) / 2, comp.y + comp.h / 2, cut=(comp.x + a, comp.x + b)))
     return parts
+
+
+def _cut_at_ticks(groups: list[Blob], left: float, cell: float, cells: int, labels: np.ndarray) -> list[Blob]:
+    """Comb fields: a blob that runs over a tick into a cell nothing else was written in is two digits.
+
+    A writer who lets two digits touch across a comb's tick (a 2's tail into the
+    5 beside it) leaves one blob over two cells and a cell with nothing of its own.
+    The blob is cut at the thinnest column near the tick; `cut_alternatives` still
+    offers it whole.
+    """
+    taken = {int((g.cx - left) // cell) for g in groups}
+    out = []
+    for g in groups:
+        home = int((g.cx - left) // cell)
+        spare = [(left + k * cell, k - 1 if k == home else k) for k in (home, home + 1)]  # its ticks, the cell beyond
+        spare = [(tick, other) for tick, other in spare if 0 <= other < cells and other not in taken
+                 and g.x + 0.35 * cell <= tick <= g.x + g.w - 0.35 * cell]
+        if g.w < 1.25 * cell or not spare:
+            out.append(g)
+            continue
+        tick, other = spare[0]
+        mask = np.isin(labels[g.y:g.y + g.h, g.x:g.x + g.w], g.ids)
+        lo, hi = int(tick - g.x - 0.2 * cell), int(tick - g.x + 0.2 * cell)
+        parts = _pieces(g, mask, [0, lo + int(np.argmin(mask[:, lo:hi].sum(axis=0))), g.w])
+        if len(parts) == 2 and min(p.h for p in parts) >= 0.5 * g.h:
+            out.extend(parts)
+            taken.add(other)
+        else:
+            out.append(g)
+    return out
 
 
 def _drop_beyond(comps: list[Blob], right: float, h: float) -> list[Blob]:
@@ -299,7 +336,7 @@ def _field_groups(binary: np.ndarray, field_px, spec: Field | None) -> tuple[np.
             k = int((c.cx - x) // cell)
             if 0 <= k < spec.cells:
                 cells[k] = _union(cells[k], c) if k in cells else c
-        groups = [cells[k] for k in sorted(cells)]
+        groups = _cut_at_ticks([cells[k] for k in sorted(cells)], x, cell, spec.cells, labels)
     else:
         groups = split_blobs(join_bows(merge_pieces(comps), labels), labels, binary)
         if spec is not None:

@@ -170,3 +170,35 @@ def test_a_cut_blob_is_also_offered_whole_for_the_model_to_judge():
     _, clean = masks(separate, boxed(max_length=3))
     regions, alternatives = split_digits_and_alternatives(clean, BOX, boxed(max_length=3))
     assert len(regions) == 2 and alternatives == [], "digits apart were never one blob"
+
+
+def _comb_page(zeros, ones=()):
+    """A four-cell comb over BOX (cells 64 px wide, ticks up from its bottom): "0"s (centre, half-width), "1"s at x."""
+    page = blank_field()
+    x, y, w, h = BOX
+    for k in range(1, 4):
+        cv2.line(page, (x + 64 * k, y + h - 30), (x + 64 * k, y + h), 150, 4)
+    for cx, half_width in zeros:
+        cv2.ellipse(page, (x + cx, y + 70), (half_width, 45), 0, 0, 360, 20, 6)
+    for cx in ones:
+        cv2.line(page, (x + cx, y + 25), (x + cx, y + 115), 20, 6)
+    return page
+
+
+def test_a_comb_blob_over_a_tick_into_an_empty_cell_is_cut_there_and_offered_whole():
+    spec = Field("date", "comb", (0, 0, 64, 34), min_length=4, max_length=4, cells=4)
+    x = BOX[0]
+    _, clean = masks(_comb_page([(36, 26), (88, 26), (160, 26), (224, 26)]), spec)  # the first two touch
+    regions, alternatives = split_digits_and_alternatives(clean, BOX, spec)
+    assert len(regions) == 4
+    assert abs(regions[0][0][0] + regions[0][0][2] - (x + 64)) <= 14, "not cut near the tick"
+    [(first, count, [_])] = alternatives
+    assert (first, count) == (0, 2)
+
+
+def test_a_comb_digit_over_a_tick_is_not_cut_if_it_is_no_wider_than_a_digit_or_the_next_cell_is_written():
+    spec = Field("date", "comb", (0, 0, 64, 34), min_length=1, max_length=4, cells=4)
+    _, clean = masks(_comb_page([(64, 26)]), spec)  # astride the first tick, no wider than a digit
+    assert len(split_digits(clean, BOX, spec)) == 1
+    _, clean = masks(_comb_page([(110, 40)], ones=[180]), spec)  # wide, over the second tick, into cell 2's 1
+    assert len(split_digits(clean, BOX, spec)) == 2
