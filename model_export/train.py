@@ -27,7 +27,7 @@ from corpus.evaluate import expected_calibration_error
 from corpus.mnist import DEFAULT_MNIST_PATH
 from model_export.augment import Distortions, distort_batch
 from model_export.data import DataPlan, TrainingData, load_training_data
-from model_export.export import export_model
+from model_export.export import SHIFTED_VIEWS, export_model, mean_over_views
 from model_export.models import build_model
 
 __all__ = ["TrainConfig", "TrainResult", "train", "fit_temperature"]
@@ -64,6 +64,7 @@ class TrainConfig:
     workers: int | None = None
     augment: float = 0.7                    # share of training crops freshly warped each epoch (0: none)
     calibrate: bool = True
+    shift_views: bool = True                # serve the mean over the crop and its one-pixel shifts
     corrections: str | None = None          # results directory: reviewed digits join the training set
 
     def plan(self) -> DataPlan:
@@ -90,9 +91,9 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _predictor(model, batch_size: int = 1024):
-    """A batched inference function for `model`, traced once (not once per call)."""
-    infer = tf.function(lambda x: model(x, training=False))
+def _predictor(model, views=((0, 0),), batch_size: int = 1024):
+    """A batched inference function for `model` as it will be served (`views`), traced once (not once per call)."""
+    infer = tf.function(lambda x: mean_over_views(model, x, views))
 
     def predict(images: np.ndarray) -> np.ndarray:
         return np.concatenate([infer(tf.constant(images[i:i + batch_size, ..., None])).numpy()
@@ -192,7 +193,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     model = build_model(cfg.arch, vgg_weights=cfg.vgg_weights)
     _log(f"{cfg.arch}: {model.count_params():,} parameters; {cfg.epochs} epochs of {len(data.x)} samples, "
          f"batch {cfg.batch_size}")
-    predict = _predictor(model)
+    views = SHIFTED_VIEWS if cfg.shift_views else ((0, 0),)
+    predict = _predictor(model, views)
     _fit(model, predict, data, cfg)
     heldout = {}
     for name, (x, y) in data.heldout.items():
@@ -206,7 +208,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         "arch": cfg.arch, "data": cfg.data, "sources": data.sources, "samples": int(len(data.x)),
         "heldout": heldout, "heldout_primary": primary, "heldout_accuracy": heldout[primary]["accuracy"],
         "heldout_samples": heldout[primary]["samples"], "confusion_matrix": confusion.tolist(),
-        "calibration": calibration, "epochs": cfg.epochs, "augment": cfg.augment, "batch_size": cfg.batch_size,
+        "calibration": calibration, "views": [list(v) for v in views], "epochs": cfg.epochs, "augment": cfg.augment, "batch_size": cfg.batch_size,
         "seed": cfg.seed, "vgg_weights": cfg.vgg_weights if cfg.arch == "vgg16" else None,
         "parameters": int(model.count_params()), "data_seconds": round(data_seconds, 1),
         "training_seconds": round(time.monotonic() - started, 1),
@@ -215,7 +217,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     }
     # Warm up with real crops the model has not trained on.
     version, path = export_model(model, cfg.export_dir, cfg.model_name, x_held[:64], model_card=card,
-                                 temperature=calibration["temperature"])
+                                 temperature=calibration["temperature"], views=views)
     card.update(name=cfg.model_name, version=version)
     _log(f"exported {cfg.model_name} version {version} to {path}")
     return TrainResult(version=version, path=path, heldout_accuracy=heldout[primary]["accuracy"],

@@ -125,6 +125,24 @@ def test_the_served_probabilities_carry_the_calibration_temperature(tmp_path):
         assert np.array_equal(served["classes"].numpy(), raw.argmax(axis=1))
 
 
+def test_the_served_probabilities_are_the_mean_over_the_shifted_views(tmp_path):
+    import tensorflow as tf
+
+    from model_export.models import build_lenet5
+
+    model = build_lenet5()
+    crops = np.random.default_rng(1).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    _, path = export.export_model(model, tmp_path, "m", crops, views=export.SHIFTED_VIEWS)
+    readings = [model(np.roll(crops, (dy, dx), axis=(1, 2))[..., None], training=False).numpy()
+                for dy, dx in export.SHIFTED_VIEWS]
+    loaded = tf.saved_model.load(path)
+    served = loaded.signatures["serving_default"](images=tf.constant(crops[..., None]))
+    assert np.allclose(served["probabilities"].numpy(), np.mean(readings, axis=0), atol=1e-5)
+    flat = loaded.signatures["predict_images"](images=tf.constant(crops.reshape(5, 784) / 255.0, tf.float32))
+    assert np.allclose(flat["scores"].numpy(), np.mean(readings, axis=0), atol=1e-5)
+    assert not np.allclose(readings[0], readings[1], atol=1e-3), "the shifts made no difference to test"
+
+
 def test_versions_are_atomic_and_increase(tmp_path):
     from model_export.models import build_lenet5
 

@@ -43,6 +43,9 @@ def _add_train(sub) -> None:
                    help="share of training crops given a fresh small rotation/scale/shear/shift each epoch "
                         "(default: 0.7; 0 = none)")
     p.add_argument("--no-calibrate", action="store_true", help="serve the network's own probabilities")
+    p.add_argument("--single-view", action="store_true",
+                   help="serve the network's reading of each crop alone (default: the mean of its readings of "
+                        "the crop and its four one-pixel shifts)")
     p.add_argument("--corrections", metavar="DIR",
                    help="a results directory reviewed in formdigits review: its corrected and accepted digits "
                         "join the training set (counted in the model card)")
@@ -73,7 +76,8 @@ def _run_train(args, parser) -> int:
             mnist_form_crops=args.mnist_form_crops, mnist_samples=args.mnist_samples,
             heldout_samples=args.heldout_samples, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
             export_dir=args.export_dir, vgg_weights=args.vgg_weights, augment=args.augment,
-            calibrate=not args.no_calibrate, corrections=args.corrections))
+            calibrate=not args.no_calibrate, shift_views=not args.single_view,
+            corrections=args.corrections))
     except (MnistFileError, MnistFetchError) as exc:
         print(f"formdigits train: {exc}", file=sys.stderr)
         return 2
