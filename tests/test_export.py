@@ -98,6 +98,7 @@ def test_model_card(lenet_v1):
         "synthetic_writers": 1000, "synthetic_form_crops": 1000}
     assert all(0 < h["accuracy"] <= 1 for h in card["heldout"].values())
     assert card["epochs"] == 2 and card["seed"] == 7 and card["parameters"] == 61706
+    assert card["views"] == [list(view) for view in export.SHIFTED_VIEWS]  # the held-out figures are the served ones
     assert card["heldout_primary"] == "synthetic_writers"
     assert card["heldout_accuracy"] == card["heldout"]["synthetic_writers"]["accuracy"]
     assert card["calibration"]["fitted_on"] == ["synthetic_writers", "synthetic_form_crops"]
