@@ -237,14 +237,25 @@ def _drop_beyond(comps: list[Blob], right: float, h: float) -> list[Blob]:
     than the handwriting and stands off by a clear gap; writing that overruns the
     field goes on from its last digit at the writer's own size and spacing.
     """
-    inside = [c.h for c in comps if c.x <= right]
-    size = float(np.median(inside)) if inside else 0.0
+    inside = [c for c in comps if c.x <= right]
+    size = float(np.median([c.h for c in inside])) if inside else 0.0
+    ink = float(np.median([c.area for c in inside])) if inside else 0.0
+    # A digit past the edge may be in pieces (a 9's loop and its tail): pieces one above the other
+    # are judged together, as the digit they make, by its height and its ink (specks strung
+    # one above the other are as tall as a digit, not as inked).
+    columns: list[tuple[Blob, list[Blob]]] = []
+    for c in sorted(comps, key=lambda c: c.x):
+        if columns and _x_overlap(columns[-1][0], c) > 0.45 * min(columns[-1][0].w, c.w):
+            columns[-1] = (_union(columns[-1][0], c), columns[-1][1] + [c])
+        else:
+            columns.append((c, [c]))
     kept: list[Blob] = []
     end = None
-    for c in sorted(comps, key=lambda c: c.x):
-        if c.x > right and (end is None or c.x - end > 0.8 * h or not 0.6 * size <= c.h <= 1.5 * size):
+    for c, pieces in columns:
+        if c.x > right and (end is None or c.x - end > 0.8 * h or not 0.6 * size <= c.h <= 1.5 * size
+                            or sum(p.area for p in pieces) < 0.3 * ink):
             break
-        kept.append(c)
+        kept.extend(pieces)
         end = max(end or 0, c.x + c.w)
     return kept
 
@@ -348,7 +359,7 @@ def _field_groups(binary: np.ndarray, field_px, spec: Field | None) -> tuple[np.
 
 
 def _split_to(groups: list[Blob], fewest: int, labels: np.ndarray, binary: np.ndarray) -> list[Blob]:
-    """Fewer pieces than the field must hold: cuts the widest blobs, as long as one will cut.
+    """Fewer pieces than the field must hold: cuts the widest blob that will cut, while any will.
 
     Two narrow digits that touch (a 2 leaning into a 5) make a blob barely wider
     than tall, which `split_blobs` leaves whole; the template's length says it is two.
@@ -357,11 +368,13 @@ def _split_to(groups: list[Blob], fewest: int, labels: np.ndarray, binary: np.nd
     while 0 < len(groups) < fewest:
         digit_h = float(np.median([g.h for g in groups]))
         digit_w = max(float(np.median([g.w for g in groups])) if len(groups) > 2 else 0.0, 0.45 * digit_h)
-        i = max(range(len(groups)), key=lambda k: groups[k].w / groups[k].h)
-        parts = _split_touching(groups[i], labels, binary, min(digit_w, 0.6 * digit_h), digit_h, wider_than=0.95)
-        if len(parts) < 2:
+        for i in sorted(range(len(groups)), key=lambda k: -groups[k].w / groups[k].h):  # the widest that will cut
+            parts = _split_touching(groups[i], labels, binary, min(digit_w, 0.6 * digit_h), digit_h, wider_than=0.95)
+            if len(parts) >= 2:
+                groups[i:i + 1] = parts
+                break
+        else:
             break
-        groups[i:i + 1] = parts
     return groups
 
 

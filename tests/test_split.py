@@ -202,3 +202,46 @@ def test_a_comb_digit_over_a_tick_is_not_cut_if_it_is_no_wider_than_a_digit_or_t
     assert len(split_digits(clean, BOX, spec)) == 1
     _, clean = masks(_comb_page([(110, 40)], ones=[180]), spec)  # wide, over the second tick, into cell 2's 1
     assert len(split_digits(clean, BOX, spec)) == 2
+
+
+def _boxed_postcode_running_over(beyond):
+    """Three digits in a wide boxed field, then `beyond(page, x)` drawn right of its edge at x."""
+    spec = Field("postcode", "boxed", (0, 0, 160, 34), min_length=3, max_length=5)
+    box = (20, 60, 480, 136)
+    x, y, w, h = box
+    page = np.full((260, 700), 255, np.uint8)
+    cv2.rectangle(page, (x, y), (x + w, y + h), 150, 4)
+    rng = np.random.default_rng(5)
+    cursor = x + 240
+    for d in (5, 5, 7):
+        g = glyph(d, writer(), rng, 90)
+        stamp_ink(page, g, cursor, y + 25, 1.0)
+        cursor += g.shape[1] + 14
+    beyond(page, max(cursor, x + w + 8))
+    ink = 255 - page
+    return split_digits(remove_guides(ink, ((ink > 40) * 255).astype(np.uint8), box, spec), box, spec)
+
+
+def test_a_digit_in_pieces_past_the_edge_is_writing_but_marks_one_above_another_are_not():
+    def nine_in_two_pieces(page, x):
+        cv2.circle(page, (x + 25, 60 + 45), 20, 30, 6)             # the loop
+        cv2.line(page, (x + 44, 60 + 75), (x + 36, 60 + 125), 30, 6)  # its tail, a gap below it
+    assert len(_boxed_postcode_running_over(nine_in_two_pieces)) == 4
+
+    def dashes(page, x):  # two thin marks one above the other: as tall as a digit, with a tenth of its ink
+        for top in (20, 70):
+            cv2.line(page, (x + 20, 60 + top), (x + 20, 60 + top + 30), 30, 4)
+    assert len(_boxed_postcode_running_over(dashes)) == 3
+
+
+def test_a_field_short_of_digits_cuts_the_next_widest_blob_when_the_widest_is_one_wide_zero():
+    spec = Field("f", "boxed", (0, 0, 160, 34), min_length=3, max_length=3)
+    box = (20, 60, 480, 136)
+    x, y, _, _ = box
+    page = np.full((260, 560), 255, np.uint8)
+    cv2.ellipse(page, (x + 90, y + 70), (52, 40), 0, 0, 360, 20, 6)   # one wide 0: a cut would go through its loop
+    cv2.ellipse(page, (x + 240, y + 70), (25, 45), 0, 0, 360, 20, 6)  # two narrow 0s, touching
+    cv2.ellipse(page, (x + 292, y + 70), (25, 45), 0, 0, 360, 20, 6)
+    ink = 255 - page
+    regions = split_digits(((ink > 40) * 255).astype(np.uint8), box, spec)
+    assert len(regions) == 3 and regions[0][0][2] > 100, "the wide 0 was cut, or the touching pair was not"
