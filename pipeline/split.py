@@ -203,10 +203,9 @@ def _pieces(comp: Blob, mask: np.ndarray, cuts: list[int]) -> list[Blob]:
 def _cut_at_ticks(groups: list[Blob], left: float, cell: float, cells: int, labels: np.ndarray) -> list[Blob]:
     """Comb fields: a blob that runs over a tick into a cell nothing else was written in is two digits.
 
-    A writer who lets two digits touch across a comb's tick (a 2's tail into the
-    5 beside it) leaves one blob over two cells and a cell with nothing of its own.
-    The blob is cut at the thinnest column near the tick; `cut_alternatives` still
-    offers it whole.
+    Two digits touching across a comb's tick (a 2's tail into the 5 beside it) leave one blob over two
+    cells and a cell with nothing of its own: it is cut at the thinnest column near the tick (and
+    `cut_alternatives` still offers it whole).
     """
     taken = {int((g.cx - left) // cell) for g in groups}
     out = []
