@@ -1,10 +1,9 @@
 """Split stage: a cleaned field's ink becomes digit regions.
 
-Connected components are grouped into digits (`Blob`s): broken strokes and
-the detached pieces of one digit are joined, touching digits are cut where
-the ink is thinnest, and a template's length range decides the close calls.
-Comb fields are split by cell, and a blob written over a tick into an empty
-cell is cut there.
+Connected components are grouped into digits (`Blob`s): broken strokes and the detached pieces of
+one digit are joined, touching digits are cut where the ink is thinnest, and a template's length
+range decides the close calls. Comb fields are split by cell, and a blob written over a tick into an
+empty cell is cut there.
 """
 
 from __future__ import annotations
@@ -74,7 +73,9 @@ def merge_pieces(comps: list[Blob]) -> list[Blob]:
         if merged:
             p = merged[-1]
             overlap = _x_overlap(p, c)
-            if overlap > 0.45 * min(p.w, c.w):
+            rows = min(p.y + p.h, c.y + c.h) - max(p.y, c.y)
+            # Sharing columns, or a few columns and no rows: one above the other, as a 5's bar above its body.
+            if overlap > 0.45 * min(p.w, c.w) or (overlap > 0.15 * min(p.w, c.w) and rows <= 0.1 * min(p.h, c.h)):
                 merged[-1] = _union(p, c)
                 continue
         merged.append(c)
@@ -239,9 +240,8 @@ def _drop_beyond(comps: list[Blob], right: float, h: float) -> list[Blob]:
     inside = [c for c in comps if c.x <= right]
     size = float(np.median([c.h for c in inside])) if inside else 0.0
     ink = float(np.median([c.area for c in inside])) if inside else 0.0
-    # A digit past the edge may be in pieces (a 9's loop and its tail): pieces one above the other
-    # are judged together, as the digit they make, by its height and its ink (specks strung
-    # one above the other are as tall as a digit, not as inked).
+    # A digit past the edge may be in pieces (a 9's loop and its tail): pieces one above the other are judged
+    # together, by the height and the ink of the digit they make (marks strung one above another: too little ink).
     columns: list[tuple[Blob, list[Blob]]] = []
     for c in sorted(comps, key=lambda c: c.x):
         if columns and _x_overlap(columns[-1][0], c) > 0.45 * min(columns[-1][0].w, c.w):

@@ -245,3 +245,13 @@ def test_a_field_short_of_digits_cuts_the_next_widest_blob_when_the_widest_is_on
     ink = 255 - page
     regions = split_digits(((ink > 40) * 255).astype(np.uint8), box, spec)
     assert len(regions) == 3 and regions[0][0][2] > 100, "the wide 0 was cut, or the touching pair was not"
+
+
+def test_a_five_whose_bar_was_written_apart_above_and_to_the_right_is_one_digit():
+    page = blank_field()
+    x, y, _, _ = BOX
+    cv2.ellipse(page, (x + 70, y + 95), (30, 22), 0, -120, 150, 20, 6)    # the body, open to the upper left
+    cv2.line(page, (x + 82, y + 58), (x + 150, y + 26), 20, 6)  # the bar: a few of its columns, none of its rows
+    _, clean = masks(page, boxed())
+    [((rx, ry, rw, rh), _)] = split_digits(clean, BOX, boxed())
+    assert ry <= y + 30 and rx + rw >= x + 145
