@@ -40,7 +40,8 @@ MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many
 _VERSION_RE = re.compile(r"^\d+$")
 # The crop and its four one-pixel shifts, (rows, columns): LeNet-5's pooling makes it read a digit a
 # pixel off differently, and the mean of the five readings is the surer one (on the development sets,
-# errors fell by about a tenth: MNIST validation 69 -> 56, real-ink form crops 147 -> 134).
+# errors fell by about a tenth: MNIST validation 69 -> 56, real-ink form crops 147 -> 134). A roll is a shift
+# here: an MNIST-normalised crop has four blank pixels on every side.
 SHIFTED_VIEWS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))
 
 
