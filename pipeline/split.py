@@ -51,6 +51,11 @@ def _x_overlap(a: Blob, b: Blob) -> int:
     return min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
 
 
+def _one_column(a: Blob, b: Blob) -> bool:
+    """Whether a and b share most of the narrower one's columns: pieces of one digit, one above the other."""
+    return _x_overlap(a, b) > 0.45 * min(a.w, b.w)
+
+
 def _near(a: Blob, b: Blob, reach: float) -> bool:
     """Whether boxes a and b overlap horizontally and lie within `reach` of each other vertically."""
     y_gap = max(a.y - (b.y + b.h), b.y - (a.y + a.h))
@@ -72,10 +77,9 @@ def merge_pieces(comps: list[Blob]) -> list[Blob]:
     for c in comps:
         if merged:
             p = merged[-1]
-            overlap = _x_overlap(p, c)
             rows = min(p.y + p.h, c.y + c.h) - max(p.y, c.y)
-            # Sharing columns, or a few columns and no rows: one above the other, as a 5's bar above its body.
-            if overlap > 0.45 * min(p.w, c.w) or (overlap > 0.15 * min(p.w, c.w) and rows <= 0.1 * min(p.h, c.h)):
+            # Or a few columns and no rows: one above the other, as a 5's bar written apart above its body.
+            if _one_column(p, c) or (_x_overlap(p, c) > 0.15 * min(p.w, c.w) and rows <= 0.1 * min(p.h, c.h)):
                 merged[-1] = _union(p, c)
                 continue
         merged.append(c)
@@ -201,19 +205,18 @@ def _pieces(comp: Blob, mask: np.ndarray, cuts: list[int]) -> list[Blob]:
     return parts
 
 
-def _cut_at_ticks(groups: list[Blob], left: float, cell: float, cells: int, labels: np.ndarray) -> list[Blob]:
-    """Comb fields: a blob that runs over a tick into a cell nothing else was written in is two digits.
+def _cut_at_ticks(cells: dict[int, Blob], left: float, cell: float, count: int, labels: np.ndarray) -> list[Blob]:
+    """Comb fields, `cells` the ink of each written cell: a blob over a tick into an empty cell is two digits.
 
     Two digits touching across a comb's tick (a 2's tail into the 5 beside it) leave one blob over two
     cells and a cell with nothing of its own: it is cut at the thinnest column near the tick (and
     `cut_alternatives` still offers it whole).
     """
-    taken = {int((g.cx - left) // cell) for g in groups}
+    taken = set(cells)
     out = []
-    for g in groups:
-        home = int((g.cx - left) // cell)
+    for home, g in sorted(cells.items()):
         spare = [(left + k * cell, k - 1 if k == home else k) for k in (home, home + 1)]  # its ticks, the cell beyond
-        spare = [(tick, other) for tick, other in spare if 0 <= other < cells and other not in taken
+        spare = [(tick, other) for tick, other in spare if 0 <= other < count and other not in taken
                  and g.x + 0.35 * cell <= tick <= g.x + g.w - 0.35 * cell]
         if g.w < 1.25 * cell or not spare:
             out.append(g)
@@ -244,12 +247,11 @@ def _drop_beyond(comps: list[Blob], right: float, h: float) -> list[Blob]:
     # together, by the height and the ink of the digit they make (marks strung one above another: too little ink).
     columns: list[tuple[Blob, list[Blob]]] = []
     for c in sorted(comps, key=lambda c: c.x):
-        if columns and _x_overlap(columns[-1][0], c) > 0.45 * min(columns[-1][0].w, c.w):
+        if columns and _one_column(columns[-1][0], c):
             columns[-1] = (_union(columns[-1][0], c), columns[-1][1] + [c])
         else:
             columns.append((c, [c]))
-    kept: list[Blob] = []
-    end = None
+    kept, end = [], None
     for c, pieces in columns:
         if c.x > right and (end is None or c.x - end > 0.8 * h or not 0.6 * size <= c.h <= 1.5 * size
                             or sum(p.area for p in pieces) < 0.3 * ink):
@@ -294,10 +296,8 @@ def split_digits_and_alternatives(binary: np.ndarray, field_px: tuple[float, flo
 def cut_alternatives(groups: list[Blob]) -> list[tuple[int, int, list[Blob]]]:
     """Each run of `groups` (in reading order) that `_split_touching` cut from one blob, whole: (first, count, [blob]).
 
-    A cut is a guess from shape alone: one wide 2 or 5 looks like two touching digits.
-    (Offering the blobs left whole cut as well, by the looser test of a field short of
-    digits, was measured too: on the real-ink development corpus it mended one length in
-    135 offers, each an extra crop to read.)
+    A cut is a guess from shape alone: one wide 2 or 5 looks like two touching digits. (Offering the blobs
+    left whole cut as well was measured too: on real-ink dev forms it mended one length in 135 offers.)
     """
     out, i = [], 0
     while i < len(groups):
@@ -346,7 +346,7 @@ def _field_groups(binary: np.ndarray, field_px, spec: Field | None) -> tuple[np.
             k = int((c.cx - x) // cell)
             if 0 <= k < spec.cells:
                 cells[k] = _union(cells[k], c) if k in cells else c
-        groups = _cut_at_ticks([cells[k] for k in sorted(cells)], x, cell, spec.cells, labels)
+        groups = _cut_at_ticks(cells, x, cell, spec.cells, labels)
     else:
         groups = split_blobs(join_bows(merge_pieces(comps), labels), labels, binary)
         if spec is not None:
