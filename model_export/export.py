@@ -24,6 +24,7 @@ __all__ = [
     "WARMUP_FILE",
     "MODEL_CARD_FILE",
     "MAX_WARMUP_RECORDS",
+    "SINGLE_VIEW",
     "SHIFTED_VIEWS",
     "mean_over_views",
     "list_versions",
@@ -43,11 +44,12 @@ _VERSION_RE = re.compile(r"^\d+$")
 # errors fell by about a tenth: MNIST validation 69 -> 56, real-ink form crops 147 -> 134). A roll is a shift
 # here: an MNIST-normalised crop has four blank pixels on every side.
 SHIFTED_VIEWS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))
+SINGLE_VIEW = ((0, 0),)  # the crop as it is
 
 
 def mean_over_views(model, images, views=SHIFTED_VIEWS):
     """The model's probabilities for uint8 [N, 28, 28, 1] `images`, averaged over `views` (row, column shifts)."""
-    if len(views) == 1 and tuple(views[0]) == (0, 0):
+    if tuple(map(tuple, views)) == SINGLE_VIEW:
         return tf.cast(model(images, training=False), tf.float32)
     count = tf.shape(images)[0]
     stacked = tf.concat([tf.roll(images, shift=[dy, dx], axis=[1, 2]) for dy, dx in views], axis=0)
@@ -63,7 +65,7 @@ class _ServingModule(tf.Module):
     the served probabilities are softmax(log p / T), the classes unchanged.
     """
 
-    def __init__(self, model, temperature: float = 1.0, views=((0, 0),)):
+    def __init__(self, model, temperature: float = 1.0, views=SINGLE_VIEW):
         super().__init__()
         self.model = model
         self.temperature = tf.constant(temperature, tf.float32)
@@ -143,7 +145,7 @@ def _write_warmup(version_dir: str, logs: list) -> None:
 
 def export_model(model, export_dir: str | os.PathLike, name: str, warmup_crops: np.ndarray,
                  model_card: dict | None = None, temperature: float = 1.0,
-                 views=((0, 0),)) -> tuple[int, str]:
+                 views=SINGLE_VIEW) -> tuple[int, str]:
     """Exports `model` as the next version of `name` under `export_dir`.
 
     Args:

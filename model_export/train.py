@@ -27,7 +27,7 @@ from corpus.evaluate import expected_calibration_error
 from corpus.mnist import DEFAULT_MNIST_PATH
 from model_export.augment import Distortions, distort_batch
 from model_export.data import DataPlan, TrainingData, load_training_data
-from model_export.export import SHIFTED_VIEWS, export_model, mean_over_views
+from model_export.export import SHIFTED_VIEWS, SINGLE_VIEW, export_model, mean_over_views
 from model_export.models import build_model
 
 __all__ = ["TrainConfig", "TrainResult", "train", "fit_temperature"]
@@ -91,7 +91,7 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _predictor(model, views=((0, 0),), batch_size: int = 1024):
+def _predictor(model, views=SINGLE_VIEW, batch_size: int = 1024):
     """A batched inference function for `model` as it will be served (`views`), traced once (not once per call)."""
     infer = tf.function(lambda x: mean_over_views(model, x, views))
 
@@ -193,7 +193,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     model = build_model(cfg.arch, vgg_weights=cfg.vgg_weights)
     _log(f"{cfg.arch}: {model.count_params():,} parameters; {cfg.epochs} epochs of {len(data.x)} samples, "
          f"batch {cfg.batch_size}")
-    views = SHIFTED_VIEWS if cfg.shift_views else ((0, 0),)
+    views = SHIFTED_VIEWS if cfg.shift_views else SINGLE_VIEW
     predict = _predictor(model, views)
     _fit(model, predict, data, cfg)
     heldout = {}

@@ -26,9 +26,9 @@ import os
 from pipeline.store import DB_NAME, locked_reader, locked_writer
 from pipeline.templates import Field, check_value
 
-__all__ = ["ACTIONS", "REASONS", "QUEUE_ORDER", "Filters", "ReviewError", "NeedsConfirmation", "Saved", "check_database",
-           "next_item", "next_and_remaining", "get_item", "remaining", "options", "record", "rule_problems",
-           "rule_text"]
+__all__ = ["ACTIONS", "REASONS", "QUEUE_ORDER", "Filters", "ReviewError", "NeedsConfirmation", "Saved",
+           "check_database", "next_item", "next_and_remaining", "get_item", "remaining", "options", "record",
+           "rule_problems", "rule_text"]
 
 ACTIONS = ("accept", "correct", "unreadable")
 # Reason filters: a label a person picks, and what `review_reason` says for it (pipeline.assemble).
