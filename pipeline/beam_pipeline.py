@@ -17,10 +17,7 @@ import ctypes
 import ctypes.util
 import dataclasses
 import datetime
-import json
 import logging
-import os
-import time
 
 import apache_beam as beam
 from apache_beam.io import fileio

@@ -12,7 +12,9 @@ import numpy as np
 from pipeline.crops import LINE_HEIGHT_PX, ReviewCrop, review_crop
 from pipeline.guides import ink_mask, ink_strength
 from pipeline.segment import digit_image, leave_out_struck, normalise_cuts
-from pipeline.split import Blob, components, cut_alternatives, digit_region, join_bows, merge_pieces, split_blobs
+from pipeline.blobs import Blob, components
+from pipeline.split import digit_region, join_bows, merge_pieces
+from pipeline.touching import cut_alternatives, split_blobs
 from pipeline.types import AlternativeCut, DigitCut, FieldCut
 
 __all__ = ["find_lines"]

@@ -14,7 +14,6 @@ blank is first brought to `WORK_DPI`.
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
 import shutil
 import subprocess

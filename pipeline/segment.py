@@ -18,7 +18,7 @@ from pipeline.crops import TEMPLATE_FIELD_SCALE, review_crop
 from pipeline.guides import ink_mask, ink_strength, remove_guides
 from pipeline.normalize import EmptyCropError, mnist_normalize
 from pipeline.register import box_through
-from pipeline.split import digit_region, split_digits_and_alternatives
+from pipeline.split import split_digits_and_alternatives
 from pipeline.strikeout import drop_struck
 from pipeline.templates import Field, Template, reference_image
 from pipeline.types import AlternativeCut, DigitCut, FieldCut, Registration

@@ -255,3 +255,21 @@ def test_a_five_whose_bar_was_written_apart_above_and_to_the_right_is_one_digit(
     _, clean = masks(page, boxed())
     [((rx, ry, rw, rh), _)] = split_digits(clean, BOX, boxed())
     assert ry <= y + 30 and rx + rw >= x + 145
+
+
+def test_a_field_short_of_digits_cuts_a_narrow_one_off_the_blob_that_stands_out_and_only_that():
+    year = Field("f", "boxed", (0, 0, 64, 34), min_length=4, max_length=4)
+    page = blank_field()
+    x, y, _, _ = BOX
+    cv2.line(page, (x + 30, y + 24), (x + 30, y + 118), 20, 6)     # a 1, its flag running into the 0 beside it:
+    cv2.line(page, (x + 30, y + 70), (x + 50, y + 70), 20, 6)      # one blob 0.7x as wide as tall
+    for cx in (70, 140, 210):
+        cv2.ellipse(page, (x + cx, y + 71), (22, 45), 0, 0, 360, 20, 6)
+    _, clean = masks(page, boxed())
+    regions = split_digits(clean, BOX, year)
+    assert len(regions) == 4 and regions[0][0][2] < 26, [r[0] for r in regions]
+    even = blank_field()
+    for cx in (50, 120, 190):  # three 0s alike: nothing says which is two digits, so the field stays short
+        cv2.ellipse(even, (x + cx, y + 71), (22, 45), 0, 0, 360, 20, 6)
+    _, clean = masks(even, boxed())
+    assert len(split_digits(clean, BOX, year)) == 3
