@@ -5,10 +5,10 @@ detector's scores and each field's length rules.
 
 Read as a digit, the struck one becomes an extra digit in the field. The
 detector is a small convolutional network over the MNIST-normalised crop
-(conv 16@5x5, pool, conv 32@5x5, pool, dense 64, 1 output; 46,145 weights). It
+(conv 32@5x5, pool, conv 64@5x5, pool, dense 128, 1 output; 183,425 weights). It
 is trained by `python -m model_export.strikeout` on struck and ordinary digits
 cut by the segmenter from rendered forms plus isolated renders, and its weights
-ship with the package (`pipeline/data/strikeout.npz`, 174 kB). It runs here
+ship with the package (`pipeline/data/strikeout.npz`, 685 kB). It runs here
 in numpy, so workers need neither TensorFlow nor a model server for it; the
 segmenter scores a page's free-field crops in one call.
 """
