@@ -60,11 +60,12 @@ def channel_options(target: str) -> list[tuple[str, object]]:
     options = [
         ("grpc.max_send_message_length", _MAX_MESSAGE),
         ("grpc.max_receive_message_length", _MAX_MESSAGE),
-        # Keepalive finds dead connections (a restarted replica) before a call does.
+        # Keepalive finds a connection that died under a call in flight. Only then: a gRPC server by
+        # default (TF Serving's too) takes pings on a connection with no call as abuse and closes it
+        # with GOAWAY "too_many_pings"; an idle connection that died fails the next call, which is retried.
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.keepalive_permit_without_calls", 0),
         # gRPC backs off reconnecting up to 120 s by default: a restarted server would sit unused that long.
         ("grpc.initial_reconnect_backoff_ms", 500),
         ("grpc.min_reconnect_backoff_ms", 500),

@@ -326,3 +326,24 @@ def test_auth_token_is_sent_as_metadata(models_dir, crops):
     finally:
         server.stop(5)
     assert seen == ["Bearer s3cret"]
+
+
+def test_an_idle_channel_is_not_sent_away_for_pinging(served):
+    """A gRPC server by default (TF Serving's too) takes keepalive pings on a connection with no call in
+    flight as abuse and, after two, closes it with GOAWAY "too_many_pings": the client must not send them.
+    Keepalive here pings 60 times sooner than `channel_options` says, to see in seconds what takes minutes."""
+    from tensorflow_serving.apis import model_service_pb2_grpc
+
+    from serving.client import channel_options
+
+    options = dict(channel_options(served.target)) | {"grpc.keepalive_time_ms": 500}
+    channel = grpc.insecure_channel(served.target, options=list(options.items()))
+    states = []
+    channel.subscribe(states.append, try_to_connect=False)
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "lenet5"
+    model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
+    time.sleep(5)  # idle: with pings, the server closes the connection after 3 s
+    channel.unsubscribe(states.append)
+    channel.close()
+    assert states[-1] == grpc.ChannelConnectivity.READY, states
