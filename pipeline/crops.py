@@ -70,7 +70,9 @@ def clean_paper(grey: np.ndarray) -> np.ndarray:
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    # zlib level 6: on 600 flagged fields' pictures 0.99 ms and 3.1 kB each; level 9 took 4.7 ms for 2.9 kB,
+    # 7% of a worker's time.
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if not ok:
         raise ValueError("could not encode the review crop as PNG")
     return buf.tobytes()
