@@ -13,6 +13,7 @@ part of a job.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -21,9 +22,11 @@ import sys
 import threading
 import time
 
+import cv2
 import psutil
 
 from bench.corpora import registered_pages, replicate
+from pipeline.beam_pipeline import one_thread_per_process
 from pipeline.segment import cut_fields
 
 __all__ = ["bare_loop", "run_pipeline", "bench_pipeline"]
@@ -40,9 +43,21 @@ def _bare_file(args) -> int:
     return pages
 
 
+@contextlib.contextmanager
 def process_pool(workers: int):
-    # fork: workers inherit the imported modules, as a warm loop would.
-    return multiprocessing.get_context("fork").Pool(workers)
+    """`workers` forked processes, set up as a run's workers are (`one_thread_per_process`).
+
+    Forked, they inherit the imported modules, as a warm loop would. OpenCV's thread count is set
+    in this process before the fork and put back after: set in a forked child, whose parent's
+    threads did not come with it, it waits for them for ever.
+    """
+    threads = cv2.getNumThreads()
+    one_thread_per_process()
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            yield pool
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def bare_loop(files: list[str], templates: list, workers: int) -> dict:
