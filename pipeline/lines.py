@@ -9,10 +9,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from pipeline.blobs import Blob, components
 from pipeline.crops import LINE_HEIGHT_PX, ReviewCrop, review_crop
 from pipeline.guides import ink_mask, ink_strength
 from pipeline.segment import digit_image, leave_out_struck, normalise_cuts
-from pipeline.blobs import Blob, components
 from pipeline.split import digit_region, join_bows, merge_pieces
 from pipeline.touching import cut_alternatives, split_blobs
 from pipeline.types import AlternativeCut, DigitCut, FieldCut

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from pipeline.features import MIN_INLIERS, match_templates, rotation_of
+from pipeline.guides import ink_strength
 from pipeline.templates import Template, render_blank
 from pipeline.types import Registration, SegmentError
 
@@ -29,13 +30,8 @@ def _find_marks(page: np.ndarray) -> list[tuple[float, float, float]]:
     small = cv2.resize(page, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
     # Against the local paper level, not one global threshold: uneven scanner light
     # darkens whole corners of the page, right where the marks are.
-    paper = cv2.dilate(small, np.ones((61, 61), np.uint8))
-    # The paper level is smooth: blurred at a quarter of the size (sigma 10 at full size was 11 ms a page,
-    # a twelfth of all decode-to-crops time).
+    ink = ink_strength(small, paper_blur=10.0)
     sh, sw = small.shape
-    tiny = cv2.resize(paper, (max(1, sw // 4), max(1, sh // 4)), interpolation=cv2.INTER_AREA)
-    paper = cv2.resize(cv2.GaussianBlur(tiny, (0, 0), 2.5), (sw, sh), interpolation=cv2.INTER_LINEAR)
-    ink = cv2.subtract(paper, small)
     binary = ((ink > max(50.0, 0.45 * float(ink.max()))) * 255).astype(np.uint8)
     min_side = 0.008 * max(sh, sw)
     # Opened by most of the smallest mark's side: a solid mark keeps its square, while the thin
