@@ -96,21 +96,41 @@ def _reference(template: Template) -> _Reference:
     return _Reference(points / (f * px_per_pt), descriptors)
 
 
-def _fit(ref: _Reference, page_points: np.ndarray, page_desc: np.ndarray, matcher) -> tuple[np.ndarray | None, int]:
+def _fit(ref: _Reference, page_points: np.ndarray, page_desc: np.ndarray) -> tuple[np.ndarray | None, int]:
     """An affine fit (robust, and steady far from where the matches are) and its inlier count."""
     if len(ref.descriptors) < 2 or len(page_desc) < 2:
         return None, 0
-    pairs = matcher.knnMatch(page_desc, ref.descriptors, k=2)
-    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
+    # The two nearest reference descriptors of each page descriptor, as arrays: what BFMatcher.knnMatch
+    # computes, without a Python object per pair.
+    distance, nearest = cv2.batchDistance(page_desc, ref.descriptors, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
+    good = np.flatnonzero(distance[:, 0] < RATIO * distance[:, 1])
     if len(good) < 8:
         return None, len(good)
-    src = ref.points[[m.trainIdx for m in good]]
-    dst = page_points[[m.queryIdx for m in good]]
+    src = ref.points[nearest[good, 0]]
+    dst = page_points[good]
     affine, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0, maxIters=2000,
                                         confidence=0.999, refineIters=10)
     if affine is None:
         return None, 0
     return np.vstack([affine, [0, 0, 1]]), int(mask.sum())
+
+
+def _pairs_within(a: np.ndarray, b: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (i, j) of every pair with |a[i] - b[j]| < radius, ordered by i then j.
+
+    Only the pairs within `radius` in x are measured (b sorted by x), not all len(a) * len(b).
+    """
+    order = np.argsort(b[:, 0], kind="stable")
+    xs = b[order, 0]
+    lo = np.searchsorted(xs, a[:, 0] - radius, "left")
+    count = np.searchsorted(xs, a[:, 0] + radius, "right") - lo
+    i = np.repeat(np.arange(len(a)), count)
+    j = order[np.repeat(lo, count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)]
+    d = a[i] - b[j]
+    near = d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] < radius * radius
+    i, j = i[near], j[near]
+    by_i_then_j = np.lexsort((j, i))
+    return i[by_i_then_j], j[by_i_then_j]
 
 
 def _refine(homography: np.ndarray, ref: _Reference, page_points: np.ndarray, page_desc: np.ndarray) -> np.ndarray:
@@ -121,10 +141,7 @@ def _refine(homography: np.ndarray, ref: _Reference, page_points: np.ndarray, pa
     the scanner's slight perspective.
     """
     projected = cv2.perspectiveTransform(ref.points[None], homography).reshape(-1, 2)
-    dx = projected[:, :1] - page_points[:, 0]
-    dy = projected[:, 1:] - page_points[:, 1]
-    near = dx * dx + dy * dy < REFINE_RADIUS ** 2
-    ri, pi = np.nonzero(near)
+    ri, pi = _pairs_within(projected, page_points, REFINE_RADIUS)
     if len(ri) < MIN_INLIERS:
         return homography
     alike = np.unpackbits(ref.descriptors[ri] ^ page_desc[pi], axis=1).sum(1) < 64
@@ -139,8 +156,7 @@ def match_templates(page: np.ndarray, templates: list[Template]) -> list[Feature
     points, descriptors = _detect(small, PAGE_FEATURES)
     if descriptors is None:
         return [FeatureMatch(t, None, 0) for t in templates]
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-    fits = [(t, *_fit(_reference(t), points, descriptors, matcher)) for t in templates]
+    fits = [(t, *_fit(_reference(t), points, descriptors)) for t in templates]
     fits.sort(key=lambda fit: -fit[2])
     to_page = np.diag([1 / f, 1 / f, 1.0])  # work pixels -> page pixels
     out = []

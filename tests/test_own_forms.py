@@ -10,6 +10,7 @@ from corpus import builtin_templates
 from corpus.forms import Ink, corpus_templates, render_document
 from corpus.layouts import NAMED_LAYOUTS, named_layout, truth_template, write_blank_pdf
 from corpus.proposals import iou, rename_like, score_proposal
+from pipeline.features import _pairs_within
 from pipeline.propose import propose_template, read_blank
 from pipeline.register import register_page
 from pipeline.segment import cut_fields
@@ -127,3 +128,20 @@ def test_run_over_own_forms_from_proposed_templates(proposed, server, tmp_path):
     _, rows = run_query(str(tmp_path / "out"), "SELECT source_uri, field FROM fields")
     assert {(r["source"], r["field"]) for r in truth} <= {(r[0].rsplit("/", 1)[-1], r[1]) for r in rows}
     assert not run_query(str(tmp_path / "out"), "SELECT * FROM rejects WHERE stage = 'segment'")[1]
+
+
+def test_keypoint_pairs_within_a_radius_are_every_such_pair_in_order():
+    # The registration refit pairs keypoints by distance without measuring every pair; it must find the same
+    # pairs, in the same order, as the full distance matrix (MAGSAC's result depends on the order).
+    rng = np.random.default_rng(3)
+    a = rng.random((300, 2), dtype=np.float32) * 200
+    b = np.concatenate([a[:100] + rng.normal(0, 2, (100, 2)).astype(np.float32),
+                        rng.random((400, 2), dtype=np.float32) * 200])
+    d = (a[:, None, :] - b[None, :, :]) ** 2
+    expected = np.nonzero(d[..., 0] + d[..., 1] < 16.0)
+    i, j = _pairs_within(a, b, 4.0)
+    assert len(i) > 100
+    np.testing.assert_array_equal(i, expected[0])
+    np.testing.assert_array_equal(j, expected[1])
+    empty = _pairs_within(a, b[:0], 4.0)
+    assert len(empty[0]) == len(empty[1]) == 0
