@@ -177,6 +177,11 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
                 note_outage(self.progress_dir, self.target, None)
             return result
 
+    def get_num_bytes(self, batch: Sequence[PageCut]) -> int:
+        """Bytes of crops the batch sends. (Beam's default pickles the whole batch, review pictures and all,
+        only to measure it: about 1% of a worker's time.)"""
+        return sum(page.crop_count() for page in batch) * 28 * 28
+
     def get_metrics_namespace(self) -> str:
         return "formdigits"
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from pipeline.assemble import FieldInfo, ReadDigit, assemble_field, best_fitting_reading, settle_alternatives
 from corpus import builtin_templates
+from pipeline.crops import GREY_LEVELS, clean_paper
 from pipeline.infer import PageReads
 from pipeline.templates import Field, luhn_complete, luhn_valid
 from pipeline.types import AlternativeCut, DigitCut, FieldCut, PageCut
@@ -115,3 +116,16 @@ def test_the_fields_length_rule_decides_between_the_two_cuts():
     assert _settle(postcode, "1284", 1, "17", 0.3)[0] == "12817", "only the cut gives a postcode's length"
     household = Field("household", "boxed", (0, 0, 56, 34), min_length=1, max_length=1)
     assert _settle(household, "71", 2, "2", 0.3)[0] == "2", "only the whole fits one digit"
+
+
+def test_a_kept_review_picture_has_white_paper_under_shading_and_few_grey_levels():
+    # A field scanned on paper shaded from 250 down to 150, with a stroke of ink at 40: once kept, the
+    # paper is white all across and the stroke dark, in GREY_LEVELS levels (what keeps the PNG small).
+    grey = np.tile(np.linspace(250, 150, 240).astype(np.uint8), (60, 1))
+    grey[25:35, 20:220] = 40
+    clean = clean_paper(grey)
+    assert clean.dtype == np.uint8 and clean.shape == grey.shape
+    assert (clean[:20] == 255).all() and (clean[40:] == 255).all()
+    assert (clean[27:33, 30:210] < 80).all()
+    assert len(np.unique(clean)) <= GREY_LEVELS
+    assert clean_paper(grey[:5]) is not None and np.array_equal(clean_paper(grey[:5]), grey[:5])

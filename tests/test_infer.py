@@ -87,3 +87,8 @@ def test_handler_batches_pages_by_crops_and_splits_requests(server):
     results = list(handler.run_inference(_pages(5), client))  # 10 crops: requests of 3, 3, 3, 1
     assert [r.example.page for r in results] == [1, 2, 3, 4, 5]
     assert all(r.inference.probabilities.shape == (2, 10) for r in results)
+
+
+def test_a_batch_is_measured_by_the_crops_it_sends_not_by_pickling_it():
+    pages = _pages(3)
+    assert TFServingModelHandler("localhost:1").get_num_bytes(pages) == sum(p.crops().nbytes for p in pages) == 4704
