@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,12 @@ from pipeline.beam_pipeline import one_thread_per_process
 from pipeline.segment import cut_fields
 
 __all__ = ["bare_loop", "run_pipeline", "bench_pipeline"]
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds used so far by this process's finished children (and theirs, once waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _bare_file(args) -> int:
@@ -63,11 +70,12 @@ def process_pool(workers: int):
 def bare_loop(files: list[str], templates: list, workers: int) -> dict:
     """Pages/s of decode + segment + normalise in `workers` processes, nothing else."""
     _bare_file((files[0], templates))  # imports and first-call costs, outside the clock
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu_s()
     with process_pool(workers) as pool:
         pages = sum(pool.imap_unordered(_bare_file, [(f, templates) for f in files], chunksize=1))
-    wall = time.perf_counter() - started
-    return {"pages": pages, "wall_s": round(wall, 2), "pages_per_s": round(pages / wall, 2)}
+    wall, cpu = time.perf_counter() - started, _children_cpu_s() - cpu
+    return {"pages": pages, "wall_s": round(wall, 2), "pages_per_s": round(pages / wall, 2),
+            "cpu_ms_per_page": round(cpu * 1000 / pages, 1)}
 
 
 class _TreeRss(threading.Thread):
@@ -101,12 +109,12 @@ def run_pipeline(input_glob: str, templates_dir: str, output: str, serving: str,
     shutil.rmtree(output, ignore_errors=True)
     cmd = [sys.executable, "-m", "formdigits", "run", "--input", input_glob, "--templates", templates_dir,
            "--output", output, "--serving", serving, f"--direct_num_workers={workers}"]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu_s()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sampler = _TreeRss(proc.pid)
     sampler.start()
     out, _ = proc.communicate()
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, _children_cpu_s() - cpu  # the run, its driver and workers
     sampler.done.set()
     sampler.join()
     if proc.returncode != 0:
@@ -114,12 +122,23 @@ def run_pipeline(input_glob: str, templates_dir: str, output: str, serving: str,
     summary = next((line for line in out.splitlines() if line.startswith("run ")), "")
     log(f"    {summary}")
     return {"pages": pages, "workers": workers, "wall_s": round(wall, 2), "pages_per_s": round(pages / wall, 2),
-            "peak_rss_mb": round(sampler.peak / 2**20, 1)}
+            "cpu_ms_per_page": round(cpu * 1000 / pages, 1), "peak_rss_mb": round(sampler.peak / 2**20, 1)}
+
+
+def _process_cpu_s(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def bench_pipeline(corpus: str, files: list[str], templates: list, work_dir: str, serving: str, workers: int,
-                   log=print) -> dict:
-    """Bare loop; `formdigits run` with 1 and `workers` workers over the corpus, and over it ten times."""
+                   log=print, server_pid: int | None = None) -> dict:
+    """Bare loop; `formdigits run` with 1 and `workers` workers over the corpus, and over it ten times.
+
+    CPU per page is kept beside each speed: on one machine the model server (`server_pid`) shares the
+    cores with the run's workers, and the bare loop does none of its work.
+    """
     log(f"bare loop (decode + segment + normalise), {workers} processes")
     bare = bare_loop(files, templates, workers)
     pages = bare["pages"]
@@ -132,8 +151,10 @@ def bench_pipeline(corpus: str, files: list[str], templates: list, work_dir: str
                                serving, n, pages, log)
     big = replicate(corpus, 10, corpus.rstrip("/") + "-x10")
     log(f"formdigits run, {workers} worker(s), {pages * 10} pages (the corpus ten times)")
+    server_cpu = _process_cpu_s(server_pid)
     large = run_pipeline(os.path.join(big, "scan_*"), templates_dir, os.path.join(work_dir, "out-x10"),
                          serving, workers, pages * 10, log)
+    server_cpu = _process_cpu_s(server_pid) - server_cpu
     ours = runs[workers]
     return {
         "pages": pages,
@@ -148,4 +169,6 @@ def bench_pipeline(corpus: str, files: list[str], templates: list, work_dir: str
         "worker_scaling": round(ours["pages_per_s"] / runs[1]["pages_per_s"], 3),
         "rss_mb": {str(pages): ours["peak_rss_mb"], str(pages * 10): large["peak_rss_mb"]},
         "rss_growth_ratio": round(large["peak_rss_mb"] / ours["peak_rss_mb"], 3),
+        "cpu_ms_per_page": {"bare_loop": bare["cpu_ms_per_page"], "run_10x": large["cpu_ms_per_page"],
+                            "model_server_10x": round(server_cpu * 1000 / (pages * 10), 1)},
     }

@@ -111,7 +111,8 @@ def _pipeline_part(opts: SuiteOptions, workers: int, log) -> dict:
     files = corpus_files(corpus)
     truth = load_truth(os.path.join(corpus, "truth.jsonl"))
     with ServerProcess(opts.models_dir) as server:
-        results = bench_pipeline(corpus, files, templates, opts.work_dir, server.target, workers, log)
+        results = bench_pipeline(corpus, files, templates, opts.work_dir, server.target, workers, log,
+                                 server_pid=server.proc.pid)
     report = evaluate(load_results(os.path.join(opts.work_dir, f"out-{workers}")), truth)
     results["ours"] = {"field_accuracy": report["field_exact_match"], "digit_accuracy": report["digit_accuracy"],
                        "pages_per_s": results["pipeline_10x"]["pages_per_s"],
@@ -162,6 +163,7 @@ def _rows(results: dict) -> list[tuple[str, object, str]]:
     faults, acc = results.get("faults", {}), results.get("accuracy", {})
     seeds = f"worst of seeds {acc.get('seeds')}, {acc.get('pages_per_corpus')} pages each"
     grpc, local = inf.get("grpc_images_per_s", {}), inf.get("inprocess_images_per_s", {})
+    cpu = pipe.get("cpu_ms_per_page", {})
     return [
         ("grpc_vs_inprocess_ratio", inf.get("grpc_vs_inprocess_ratio"),
          f"gRPC {grpc.get('256')} vs in-process {local.get('256')} images/s, batch 256"),
@@ -170,7 +172,8 @@ def _rows(results: dict) -> list[tuple[str, object, str]]:
         ("pipeline_vs_bare_ratio", pipe.get("pipeline_vs_bare_ratio"),
          f"formdigits run {ours.get('pages_per_s')} pages/s over {10 * (pipe.get('pages') or 0)} pages vs bare loop "
          f"{pipe.get('bare_loop', {}).get('pages_per_s')}; at {pipe.get('pages')} pages, start-up included: "
-         f"{pipe.get('pipeline_vs_bare_ratio_at_n')}"),
+         f"{pipe.get('pipeline_vs_bare_ratio_at_n')}; CPU ms a page: bare {cpu.get('bare_loop')}, "
+         f"run {cpu.get('run_10x')} + model server {cpu.get('model_server_10x')}"),
         ("worker_scaling", pipe.get("worker_scaling"),
          f"{pipe.get('workers')} workers vs 1 ({pipe.get('pipeline', {}).get('1', {}).get('pages_per_s')} pages/s)"),
         ("rss_growth_ratio", pipe.get("rss_growth_ratio"),

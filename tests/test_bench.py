@@ -77,6 +77,8 @@ def test_tesseract_baseline_is_scored_like_our_results(small_corpus, templates):
 def test_bare_loop_counts_every_page(small_corpus, templates):
     result = bare_loop(corpus_files(str(small_corpus)), templates, workers=2)
     assert result["pages"] == 3 and result["pages_per_s"] > 0
+    # The workers' CPU, counted once they are gone: cutting a page takes tens of milliseconds, not nothing.
+    assert 10 < result["cpu_ms_per_page"] < 60_000
 
 
 def test_replicate_names_every_copy_apart(small_corpus, tmp_path):
