@@ -8,14 +8,24 @@ import pytest
 from model_export.models import build_vgg16
 
 
-def test_only_block5_and_head_train():
-    model = build_vgg16(weights="none")
-    base = model.get_layer("vgg16")
-    trainable = {l.name for l in base.layers if l.trainable and l.weights}
-    assert trainable == {"block5_conv1", "block5_conv2", "block5_conv3"}
+def _trainable_blocks(model) -> set[str]:
+    return {l.name.split("_")[0] for l in model.get_layer("vgg16").layers if l.trainable and l.weights}
+
+
+def test_from_learned_weights_only_block5_and_head_train(tmp_path):
+    import keras
+
+    path = tmp_path / "vgg16_notop.weights.h5"
+    keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg").save_weights(path)
+    model = build_vgg16(weights=str(path))
+    assert _trainable_blocks(model) == {"block5"}
     assert [l.name for l in model.layers if l.weights and l.name != "vgg16"] == ["head_dense", "probabilities"]
     assert model.get_layer("head_dropout").rate == 0.3
     assert model.get_layer("head_dense").units == 256
+
+
+def test_from_a_random_start_every_block_trains():
+    assert _trainable_blocks(build_vgg16(weights="none")) == {f"block{i}" for i in range(1, 6)}
 
 
 def test_same_input_contract_as_lenet():
