@@ -40,6 +40,7 @@ DEFAULT_MIX = {
     ("vgg16", "synthetic"): (20000, 4000, 0),
 }
 DEFAULT_EPOCHS = {"lenet5": 12, "vgg16": 3}
+PROGRESS_EVERY_S = 60.0  # a line within an epoch this often; LeNet-5's epochs are shorter
 # Adam's starting rate (cosine decay to 2% of it). VGG16's 13 convolutions without batch norm do not train at
 # LeNet-5's rate.
 DEFAULT_LEARNING_RATE = {"lenet5": 2e-3, "vgg16": 1e-4}
@@ -105,7 +106,7 @@ def _predictor(model, views=SINGLE_VIEW, batch_size: int = 1024):
 
 
 def _fit(model, predict, data: TrainingData, cfg: TrainConfig) -> None:
-    """Adam with cosine decay, one line per epoch, the crops freshly warped each epoch (`augment`).
+    """Adam with cosine decay, a line per epoch (and a minute), the crops freshly warped each epoch (`augment`).
 
     A plain tf.function step over tf.data: on 2 CPU cores it trains LeNet-5
     about a third faster than keras `fit`, whose per-step overhead dominates
@@ -134,7 +135,14 @@ def _fit(model, predict, data: TrainingData, cfg: TrainConfig) -> None:
         images = distort_batch(data.x, rng, distortions) if cfg.augment > 0 else data.x
         batches = (tf.data.Dataset.from_tensor_slices((images[..., None], labels))
                    .shuffle(len(data.x), seed=cfg.seed + epoch).batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE))
-        loss = sum(float(train_step(x, y)) for x, y in batches)
+        loss, done, next_line = 0.0, 0, t0 + PROGRESS_EVERY_S
+        for x, y in batches:
+            loss += float(train_step(x, y))
+            done += len(y)
+            if time.monotonic() >= next_line:  # a long epoch (VGG16 on a CPU) says how far it is
+                next_line += PROGRESS_EVERY_S
+                _log(f"epoch {epoch + 1}/{cfg.epochs}  {done:,}/{len(data.x):,} samples  loss {loss / done:.4f}  "
+                     f"{time.monotonic() - t0:.0f}s")
         accuracy = float((predict(x_watch).argmax(axis=1) == y_watch).mean())
         _log(f"epoch {epoch + 1}/{cfg.epochs}  loss {loss / len(data.x):.4f}  {watched} {accuracy:.4f}  "
              f"{time.monotonic() - t0:.1f}s")

@@ -86,14 +86,18 @@ def test_not_an_archive(tmp_path):
         load_mnist_npz(path)
 
 
-def test_train_on_mnist_file(tiny_mnist, tmp_path):
+def test_train_on_mnist_file(tiny_mnist, tmp_path, monkeypatch, capsys):
     from formdigits.cli import main
+    import model_export.train
 
+    monkeypatch.setattr(model_export.train, "PROGRESS_EVERY_S", 0.0)  # a line after every batch, as a long epoch
     rc = main(["train", "--data", "mnist", "--mnist-path", str(tiny_mnist), "--epochs", "1",
                "--export-dir", str(tmp_path / "models")])
     assert rc == 0
+    within = [line for line in capsys.readouterr().err.splitlines() if " samples  loss " in line]
+    assert within[0].startswith("epoch 1/1  128/400 samples") and within[-1].startswith("epoch 1/1  400/400")
     card = json.loads((tmp_path / "models/lenet5/1/assets.extra/model_card.json").read_text())
-    assert card["data"] == "mnist" and card["samples"] == 400
+    assert card["data"] == "mnist" and card["samples"] == 400 and card["learning_rate"] == 2e-3
     assert card["sources"] == [{"name": "MNIST training split", "samples": 400,
                                 "licence": "MNIST, Yann LeCun and Corinna Cortes, CC BY-SA 3.0"}]
     assert list(card["heldout"]) == ["mnist_validation"] and card["heldout"]["mnist_validation"]["samples"] == 10000
