@@ -126,6 +126,7 @@ def run_pipeline(input_glob: str, templates_dir: str, output: str, serving: str,
 
 
 def _process_cpu_s(pid: int | None) -> float:
+    """CPU seconds used so far by a running process (0 without one)."""
     if pid is None:
         return 0.0
     times = psutil.Process(pid).cpu_times()
