@@ -41,7 +41,7 @@ def find_lines(page: np.ndarray, review: bool = True) -> list[FieldCut]:
     for row in _written_rows(_rows(comps)):
         heights = np.median([c.h for c in row])
         row = [c for c in row if c.h > 0.4 * heights]
-        groups = sorted(split_blobs(join_bows(merge_pieces(row), labels), labels, binary), key=lambda g: g.x)
+        groups = sorted(split_blobs(join_bows(merge_pieces(row), labels), labels), key=lambda g: g.x)
 
         def digit_cut(pos, group):
             bbox, mask = digit_region(group, labels, binary)

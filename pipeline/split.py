@@ -2,8 +2,8 @@
 
 Connected components (`pipeline.blobs`) are grouped into digits: broken strokes and the detached
 pieces of one digit are joined, touching digits are cut where the ink is thinnest (`pipeline.touching`),
-and a template's length range decides the close calls. Comb fields are split by cell, and a blob written over a tick into an
-empty cell is cut there.
+and a template's length range decides the close calls. Comb fields are split by cell, and a blob
+written over a tick into an empty cell is cut there.
 """
 
 from __future__ import annotations
@@ -204,12 +204,12 @@ def _field_groups(binary: np.ndarray, field_px, spec: Field | None) -> tuple[np.
                 cells[k] = union(cells[k], c) if k in cells else c
         groups = _cut_at_ticks(cells, x, cell, spec.cells, labels)
     else:
-        groups = split_blobs(join_bows(merge_pieces(comps), labels), labels, binary)
+        groups = split_blobs(join_bows(merge_pieces(comps), labels), labels)
         if spec is not None:
             # More pieces than the field can hold: strokes broken apart. One extra may be a
             # struck-through digit in fields written freely; the strike detector sees to that.
             groups = _merge_to(groups, spec.max_length + (spec.kind in ("underline", "free")))
-            groups = split_to(groups, spec.min_length, labels, binary)
+            groups = split_to(groups, spec.min_length, labels)
     return labels, groups
 
 

@@ -21,8 +21,8 @@ __all__ = ["SPLIT_PART_HEIGHT", "split_touching", "pieces", "split_blobs", "spli
 SPLIT_PART_HEIGHT = 0.7
 
 
-def split_touching(comp: Blob, labels: np.ndarray, binary: np.ndarray, digit_w: float, digit_h: float,
-                   wider_than: float = 1.3, reach: float = 0.25) -> list[Blob]:
+def split_touching(comp: Blob, labels: np.ndarray, digit_w: float, digit_h: float, wider_than: float = 1.3,
+                   reach: float = 0.25) -> list[Blob]:
     """Cuts a blob of touching digits at the thinnest columns near the expected cuts.
 
     `wider_than` is how many times its height a blob must be wide to be cut; a
@@ -71,7 +71,7 @@ def pieces(comp: Blob, mask: np.ndarray, cuts: list[int]) -> list[Blob]:
     return parts
 
 
-def split_blobs(groups: list[Blob], labels: np.ndarray, binary: np.ndarray) -> list[Blob]:
+def split_blobs(groups: list[Blob], labels: np.ndarray) -> list[Blob]:
     """Cuts the blobs that are touching digits (see `split_touching`), at the scale of the field's own digits."""
     # A field's own digits set the scale: writers differ in how wide they write.
     digit_h = float(np.median([g.h for g in groups]))
@@ -80,10 +80,10 @@ def split_blobs(groups: list[Blob], labels: np.ndarray, binary: np.ndarray) -> l
         # Most pieces are wide: a writer who slants hard or writes wide, not a field of touching pairs.
         single = [g.w for g in groups]
     digit_w = max(float(np.median(single or [0.7 * digit_h])), 0.45 * digit_h)
-    return [part for g in groups for part in split_touching(g, labels, binary, digit_w, digit_h)]
+    return [part for g in groups for part in split_touching(g, labels, digit_w, digit_h)]
 
 
-def split_to(groups: list[Blob], fewest: int, labels: np.ndarray, binary: np.ndarray) -> list[Blob]:
+def split_to(groups: list[Blob], fewest: int, labels: np.ndarray) -> list[Blob]:
     """Fewer pieces than the field must hold: cuts the widest blob that will cut, while any will.
 
     Two narrow digits that touch (a 2 leaning into a 5) make a blob barely wider
@@ -94,13 +94,13 @@ def split_to(groups: list[Blob], fewest: int, labels: np.ndarray, binary: np.nda
         digit_h = float(np.median([g.h for g in groups]))
         digit_w = max(float(np.median([g.w for g in groups])) if len(groups) > 2 else 0.0, 0.45 * digit_h)
         for i in sorted(range(len(groups)), key=lambda k: -groups[k].w / groups[k].h):  # the widest that will cut
-            parts = split_touching(groups[i], labels, binary, min(digit_w, 0.6 * digit_h), digit_h, wider_than=0.95)
+            parts = split_touching(groups[i], labels, min(digit_w, 0.6 * digit_h), digit_h, wider_than=0.95)
             if len(parts) >= 2:
                 groups[i:i + 1] = parts
                 break
         else:
             i = _standout(groups)
-            parts = [] if i is None else split_touching(groups[i], labels, binary, 0.5 * groups[i].w, digit_h,
+            parts = [] if i is None else split_touching(groups[i], labels, 0.5 * groups[i].w, digit_h,
                                                         wider_than=0.6, reach=0.6)
             if len(parts) < 2:
                 break
