@@ -3,27 +3,41 @@
 from __future__ import annotations
 
 import os
+import pathlib
+import shutil
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHIPPED_MODEL = ROOT / "models" / "lenet5" / "1"
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory):
-    """A models directory holding a small LeNet-5 trained by `formdigits train` (version 1)."""
-    from formdigits.cli import main
-
+    """A models directory holding a copy of the shipped default LeNet-5 as version 1 (nothing to train)."""
     out = tmp_path_factory.mktemp("models")
-    rc = main(["train", "--arch", "lenet5", "--data", "synthetic", "--samples", "3000", "--form-crops", "600",
-               "--heldout-samples", "1000", "--epochs", "2", "--seed", "7", "--export-dir", str(out)])
-    assert rc == 0
+    shutil.copytree(SHIPPED_MODEL, out / "lenet5" / "1")
     return out
 
 
 @pytest.fixture(scope="session")
 def lenet_v1(models_dir):
     return models_dir / "lenet5" / "1"
+
+
+@pytest.fixture(scope="session")
+def trained_models_dir(tmp_path_factory):
+    """A models directory holding a small LeNet-5 trained here by `formdigits train` (version 1); slow tests only."""
+    from formdigits.cli import main
+
+    out = tmp_path_factory.mktemp("trained")
+    rc = main(["train", "--arch", "lenet5", "--data", "synthetic", "--samples", "3000", "--form-crops", "600",
+               "--heldout-samples", "1000", "--epochs", "2", "--seed", "7", "--export-dir", str(out)])
+    assert rc == 0
+    return out
 
 
 @pytest.fixture(scope="session")

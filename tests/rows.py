@@ -12,10 +12,12 @@ from pipeline.types import DigitCut, FieldCut, PageCut
 WHEN = datetime.datetime(2026, 1, 1, 12, 30)
 
 
-def field_rows(value: str, run_id: str = "r1", source: str = "file:///s.png", page: int = 1, field: str = "amount"):
-    """(field row, digit rows) of a field read as `value`, every digit sure."""
+def field_rows(value: str, run_id: str = "r1", source: str = "file:///s.png", page: int = 1, field: str = "amount",
+               sure: bool = True):
+    """(field row, digit rows) of a field read as `value`, every digit sure (0.982) or, `sure=False`, unsure (0.64)."""
     info = FieldInfo((source, page, field), "invoice", None, (1, 2, 3, 4), len(value))
-    probabilities = np.eye(10, dtype=np.float32)[[int(c) for c in value]] * 0.98 + 0.002
+    rest = 0.002 if sure else 0.04
+    probabilities = np.eye(10, dtype=np.float32)[[int(c) for c in value]] * (1 - 10 * rest) + rest
     digits = [ReadDigit(i, (i, 0, 5, 5), p, "lenet5", 3) for i, p in enumerate(probabilities)]
     return assemble_field(info, digits, review_threshold=0.9, run_id=run_id, processed_at=WHEN)
 

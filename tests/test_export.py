@@ -27,14 +27,17 @@ def test_lenet5_has_61706_parameters():
     assert [l.name for l in model.layers if l.weights] == ["c1", "c3", "c5", "f6", "probabilities"]
 
 
-def test_export_layout(lenet_v1):
-    assert (lenet_v1 / "saved_model.pb").is_file()
-    assert (lenet_v1 / "variables").is_dir()
-    assert (lenet_v1 / export.WARMUP_FILE).is_file()
+@pytest.mark.slow
+def test_export_layout(trained_models_dir):
+    version = trained_models_dir / "lenet5" / "1"
+    assert (version / "saved_model.pb").is_file()
+    assert (version / "variables").is_dir()
+    assert (version / export.WARMUP_FILE).is_file()
     # Nothing half-written is left beside the versions.
-    assert sorted(os.listdir(lenet_v1.parent)) == ["1"]
+    assert sorted(os.listdir(version.parent)) == ["1"]
 
 
+@pytest.mark.slow
 def test_saved_model_cli_shows_both_signatures(lenet_v1):
     out = subprocess.run([_saved_model_cli(), "show", "--all", "--dir", str(lenet_v1)],
                          capture_output=True, text=True, check=True, timeout=300,
@@ -88,8 +91,9 @@ def test_warmup_records_parse_as_prediction_logs(lenet_v1):
     assert signatures == {"serving_default", "predict_images"}
 
 
-def test_model_card(lenet_v1):
-    card = json.loads((lenet_v1 / export.MODEL_CARD_FILE).read_text())
+@pytest.mark.slow
+def test_model_card(trained_models_dir):
+    card = json.loads((trained_models_dir / "lenet5" / "1" / export.MODEL_CARD_FILE).read_text())
     assert card["arch"] == "lenet5" and card["data"] == "synthetic" and card["version"] == 1
     assert [(s["name"], s["samples"]) for s in card["sources"]] == [
         ("synthetic writers", 3000), ("digits cut from forms by synthetic writers", 600)]

@@ -85,6 +85,10 @@ def test_actions_become_corrections_and_the_final_value(review_db):
 
 def test_corrections_while_a_run_commits(review_db):
     """A reviewer and the job's committer take turns on the database; neither loses a row."""
+    for i in range(20):  # enough flagged fields to review whatever the model flagged in the run
+        field, digits = field_rows("40719", source=f"file:///old{i}.png", sure=False)
+        stage_rows(review_db, {"fields": [field], "digits": digits}, "r1")
+    commit_staged(review_db)
     before = queue.remaining(review_db)
     committer = Committer(review_db, interval=0.05).__enter__()
     try:
@@ -167,6 +171,7 @@ def test_query_sees_corrections_and_the_view(review_db, capsys):
         assert con.execute("SELECT count(*) FROM fields_reviewed").fetchone()[0] > 0
 
 
+@pytest.mark.slow
 def test_train_learns_from_reviewed_digits_and_counts_them(review_db, tmp_path):
     """Corrected and accepted fields whose crop has one box per digit join the training set; the card says so."""
     from model_export.corrections import REPEATS, reviewed_digits
