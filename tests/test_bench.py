@@ -67,6 +67,7 @@ def test_a_field_tesseract_dies_on_is_read_as_nothing_not_a_crash():
 
 
 @needs_tesseract
+@pytest.mark.slow
 def test_tesseract_baseline_is_scored_like_our_results(small_corpus, templates):
     truth = load_truth(small_corpus / "truth.jsonl")
     result = tesseract_baseline(corpus_files(str(small_corpus)), templates, truth, workers=1)

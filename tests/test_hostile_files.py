@@ -32,6 +32,7 @@ def hostile(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(HOSTILE_FILES))
 def test_each_hostile_file_is_refused_in_little_memory(hostile, name):
     done = subprocess.run([sys.executable, "-c", PROBE, str(hostile / name), str(hostile / "*")],
@@ -41,6 +42,7 @@ def test_each_hostile_file_is_refused_in_little_memory(hostile, name):
     assert int(megabytes) < 200, f"{name} cost {megabytes} MB to refuse"
 
 
+@pytest.mark.slow
 def test_a_run_over_hostile_files_writes_the_good_pages_and_one_reject_each(hostile, scans, server, tmp_path):
     folder = hostile  # (a FIFO cannot be copied: the run reads the fixture's folder, plus one good scan)
     shutil.copy(scans / "scan_00001.png", folder / "good.png")

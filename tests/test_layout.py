@@ -5,6 +5,7 @@
 Every import is counted, those inside functions too.
 """
 
+import pytest
 import ast
 import os
 import pathlib
@@ -103,6 +104,7 @@ def test_files_and_functions_are_small():
     assert not big_files and not long_functions, "\n".join(big_files + long_functions)
 
 
+@pytest.mark.slow
 def test_a_run_imports_no_tensorflow(scans, server, tmp_path):
     """The driver and (in-memory) workers of `formdigits run` build requests without TensorFlow or Keras."""
     code = (

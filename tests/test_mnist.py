@@ -86,6 +86,7 @@ def test_not_an_archive(tmp_path):
         load_mnist_npz(path)
 
 
+@pytest.mark.slow
 def test_train_on_mnist_file(tiny_mnist, tmp_path, monkeypatch, capsys):
     from formdigits.cli import main
     import model_export.train
@@ -115,6 +116,7 @@ def test_cli_missing_mnist_path_is_one_line(tmp_path):
     assert len(lines) == 1 and "does not exist" in lines[0] and "fetch-mnist" in lines[0]
 
 
+@pytest.mark.slow
 def test_cli_malformed_mnist_is_one_line(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 broken")

@@ -11,6 +11,8 @@ import pytest
 from beam_helpers import count, one_line, rows, run, start
 from serving.server.engine import ServerProcess
 
+pytestmark = pytest.mark.slow  # model servers killed and restarted under running jobs
+
 
 def _free_port() -> int:
     with socket.socket() as s:

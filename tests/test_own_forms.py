@@ -30,12 +30,14 @@ def proposed(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # proposing four blanks reads every label with Tesseract (~8 s)
 @pytest.mark.parametrize("name", FORMS)
 def test_every_digit_field_is_proposed_with_its_kind_and_cells(proposed, name):
     score = score_proposal(proposed[name], truth_template(named_layout(name)))
     assert score["right"] == score["true_fields"] and score["false_fields"] == 0, score
 
 
+@pytest.mark.slow
 def test_fields_are_named_from_their_printed_labels_in_reading_order(proposed):
     names = [f.name for f in proposed["bank_giro"].fields]
     assert names == ["account_number", "sort_code", "amount_whole_units", "cheques", "date_ddmmyyyy",
@@ -85,6 +87,7 @@ def test_built_in_forms_keep_their_corner_mark_fast_path():
     assert registration.method == "marks" and registration.template.name == truth[0]["template"]
 
 
+@pytest.mark.slow
 def test_propose_and_check_from_the_command_line(tmp_path, capsys):
     from formdigits.cli import main
 
@@ -113,6 +116,7 @@ def test_a_bad_template_name_fails_fast_with_one_line(tmp_path, capsys):
     assert "use letters, digits" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_run_over_own_forms_from_proposed_templates(proposed, server, tmp_path):
     """End to end: proposed templates (fields renamed only) through the real pipeline and server."""
     from corpus.forms import synth_forms

@@ -21,6 +21,7 @@ def test_the_command_lines_review_threshold_is_the_pipelines():
     assert args.review_threshold == RunConfig.review_threshold == DEFAULT_REVIEW_THRESHOLD
 
 
+@pytest.mark.slow
 def test_streaming_picks_up_new_files(scans, models_dir, tmp_path):
     watched = tmp_path / "incoming"
     watched.mkdir()
@@ -59,6 +60,7 @@ def test_streaming_picks_up_new_files(scans, models_dir, tmp_path):
     assert not [n for n in os.listdir(out / "fields") if n.endswith(".part")]
 
 
+@pytest.mark.slow
 def test_dataflow_dry_run_translates_offline(scans, tmp_path):
     job = tmp_path / "job.json"
     run("--input", "gs://bucket/incoming/*.pdf", "--output", "bq:proj:formdigits", "--serving",
@@ -83,5 +85,8 @@ def test_wrong_flags_fail_fast(tmp_path):
     assert rc == 2 and "matches no files" in lines[0]
     rc, lines = one_line(["run", "--input", "gs://b/x", "--output", "bq:only-project", "--dry-run"])
     assert rc == 2 and "bq:PROJECT:DATASET" in lines[0]
+    rc, lines = one_line(["run", "--input", "gs://b/x", "--output", "bq:p:d", "--serving", "h:8500", "--dry-run",
+                          "--project", "p", "--region", "r", "--temp-location", "gs://B/tmp"])
+    assert rc == 2 and len(lines) == 1 and "'B' is not a Cloud Storage bucket name" in lines[0]
     rc, lines = one_line(["run", "--input", "gs://b/x", "--output", "bq:p:d", "--serving", "h:8500"])
     assert rc == 2 and "--crops-location gs://" in lines[0]

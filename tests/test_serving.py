@@ -181,6 +181,7 @@ def test_request_larger_than_max_batch_is_rejected(served):
         "Task size 257 is larger than maximum input batch size 256"
 
 
+@pytest.mark.slow
 def test_large_messages_pass(models_dir):
     """A 9.4 MB request: above gRPC's default 4 MB receive limit."""
     entries = [ModelEntry(name="lenet5", base_path=str(models_dir / "lenet5"), policy="latest")]
@@ -233,6 +234,7 @@ def test_new_version_is_picked_up_without_failed_requests(models_dir, tmp_path, 
     assert {v for t, v in seen if t > first_v2 + 0.2} == {2}  # version 1 unloaded (latest 1)
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_in_flight_requests(models_dir, tmp_path, crops):
     # A long batch timeout keeps requests in flight while the signal arrives.
     batching = tmp_path / "batching.config"
@@ -328,6 +330,7 @@ def test_auth_token_is_sent_as_metadata(models_dir, crops):
     assert seen == ["Bearer s3cret"]
 
 
+@pytest.mark.slow
 def test_an_idle_channel_is_not_sent_away_for_pinging(served):
     """A gRPC server by default (TF Serving's too) takes keepalive pings on a connection with no call in
     flight as abuse and, after two, closes it with GOAWAY "too_many_pings": the client must not send them.

@@ -20,6 +20,8 @@ from serving.client import PredictClient
 from serving.server.config import BatchingOptions, ModelEntry
 from serving.server.engine import build_local_server, is_loopback, load_tls
 
+pytestmark = pytest.mark.slow  # servers in subprocesses and an end-to-end run
+
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):

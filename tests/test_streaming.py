@@ -1,5 +1,6 @@
 """Streaming locally (issue 16): files still being written, poison files, and Ctrl-C from a terminal."""
 
+import pytest
 import os
 import shutil
 import signal
@@ -9,6 +10,8 @@ import psutil
 
 from beam_helpers import count, start
 from corpus.hostile import make_hostile_files
+
+pytestmark = pytest.mark.slow  # streaming jobs in subprocesses
 
 
 def _wait_for(predicate, timeout: float, what: str, log=None):

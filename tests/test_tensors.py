@@ -37,6 +37,7 @@ def test_unsupported_dtype():
         as_tensor_content(np.array(["a"]))
 
 
+@pytest.mark.slow
 def test_client_imports_without_starting_tensorflow():
     """Beam workers build requests with TF Serving's protos; they need not start TensorFlow (5 s, 400 MB)."""
     import subprocess

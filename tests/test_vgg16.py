@@ -7,6 +7,8 @@ import pytest
 
 from model_export.models import build_vgg16
 
+pytestmark = pytest.mark.slow  # VGG16 builds and a fine-tune
+
 
 def _trainable_blocks(model) -> set[str]:
     return {l.name.split("_")[0] for l in model.get_layer("vgg16").layers if l.trainable and l.weights}
