@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 from formdigits.args import positive_int, share
 
 __all__ = ["add_parsers"]
+
+GCS_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
 
 
 def add_parsers(sub) -> None:
@@ -79,6 +82,11 @@ def _check_run_flags(args, parser, beam_args: list[str]) -> tuple[str, list[str]
             parser.error(f"DataflowRunner needs --{missing[0].replace('_', '-')}")
         if not args.temp_location.startswith("gs://"):
             parser.error("--temp-location must be a gs:// path")
+        bucket = args.temp_location[5:].split("/")[0]
+        if not GCS_BUCKET.fullmatch(bucket):
+            # Beam would set it aside and look up a default bucket over the network, for minutes when offline.
+            parser.error(f"--temp-location {args.temp_location!r}: {bucket!r} is not a Cloud Storage bucket name "
+                         "(3-63 lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit)")
         if not args.serving:
             parser.error("DataflowRunner needs --serving HOST:PORT (TF Serving reachable from the workers)")
         beam_args = beam_args + [f"--project={args.project}", f"--region={args.region}",
