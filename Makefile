@@ -90,7 +90,7 @@ bench: setup mnist
 bench-quick: setup mnist
 	$(BIN)/formdigits bench --quick --out bench/results/quick.json
 
-# The README's picture of the review queue, taken by the browser test.
+# docs/review.md's picture of the review queue, taken by the browser test.
 screenshots: setup
 	FORMDIGITS_SCREENSHOT=docs/review-queue.png $(BIN)/python -m pytest -q tests/test_review_browser.py
 

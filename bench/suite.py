@@ -232,7 +232,7 @@ def _own_forms_rows(own: dict) -> list[tuple[str, object, str]]:
 
 
 def markdown_table(results: dict) -> str:
-    """The headline figures as a markdown table (what the README shows)."""
+    """The headline figures as a markdown table (what docs/benchmarks.md shows)."""
     tess = results.get("pipeline", {}).get("tesseract", {})
     lines = ["| key | value | target | met | detail |", "|---|---|---|---|---|"]
     for key, value, detail in _rows(results):

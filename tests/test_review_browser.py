@@ -1,7 +1,7 @@
 """The review app in a real browser: headless Chromium (Debian's chromium + chromium-driver) driven by Selenium,
 against the real app (waitress on loopback) over the results of a real run. Keyboard only.
 
-FORMDIGITS_SCREENSHOT=docs/review-queue.png writes the screenshot the README shows (`make screenshots`).
+FORMDIGITS_SCREENSHOT=docs/review-queue.png writes the screenshot docs/review.md shows (`make screenshots`).
 """
 
 import json
