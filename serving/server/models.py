@@ -5,6 +5,15 @@ Each model has a base path holding numeric version directories. A poller
 model's version policy: load versions that should be served, unload the
 others. Loading happens outside the lock and the switch is a single
 dictionary update, so requests already running on an old version finish on it.
+
+As TF Serving's default (availability-preserving) policy does, an old version
+is unloaded only once the version replacing it has loaded: a new version that
+fails to load leaves the old one serving. A failed load is tried again
+`LOAD_RETRIES` times, `LOAD_RETRY_INTERVAL_S` apart (TF Serving's
+`--max_num_load_retries=5`, `--load_retry_interval_micros` of a minute), and at
+once when the version's files change, so a directory still being copied is
+picked up on the first poll after the copy completes. A version whose
+`serving_default` does not answer [N, 10] probabilities is refused at load.
 """
 
 from __future__ import annotations
@@ -13,12 +22,18 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 
 from serving.server.config import ModelEntry
+from serving.signature import check_signature
 
-__all__ = ["Servable", "ModelManager", "ServableNotFound", "UnknownLabel", "versions_on_disk"]
+__all__ = ["Servable", "ModelManager", "ServableNotFound", "UnknownLabel", "versions_on_disk", "LOAD_RETRIES",
+           "LOAD_RETRY_INTERVAL_S"]
 
 log = logging.getLogger("formdigits.serve")
+
+LOAD_RETRIES = 5
+LOAD_RETRY_INTERVAL_S = 60.0
 
 
 class ServableNotFound(LookupError):
@@ -27,6 +42,27 @@ class ServableNotFound(LookupError):
 
 class UnknownLabel(LookupError):
     """The version label is not configured (TF Serving: INVALID_ARGUMENT)."""
+
+
+def _files_of(path: str) -> tuple:
+    """(relative path, size, mtime) of every file under `path`: changes while a copy is still under way."""
+    found = []
+    for root, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(root, name)
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue
+            found.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns))
+    return tuple(sorted(found))
+
+
+@dataclasses.dataclass
+class _FailedLoad:
+    attempts: int
+    last_try: float
+    files: tuple
 
 
 def versions_on_disk(base_path: str) -> list[int]:
@@ -63,6 +99,8 @@ def _load_servable(name: str, version: int, path: str) -> Servable:
         proto.ParseFromString(fh.read())
     meta_graph = next(m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags)
     defs = {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
+    if "serving_default" in defs:
+        check_signature(defs["serving_default"], f"model {name} version {version}")
     functions = {k: loaded.signatures[k] for k in defs}
     servable = Servable(name=name, version=version, path=path, functions=functions, signature_defs=defs)
     servable._keepalive = loaded  # the functions need the loaded object's variables alive
@@ -72,13 +110,16 @@ def _load_servable(name: str, version: int, path: str) -> Servable:
 class ModelManager:
     """Keeps the versions each model's policy asks for loaded, and finds them for requests."""
 
-    def __init__(self, entries: list[ModelEntry], poll_s: float = 1.0, loader=_load_servable):
+    def __init__(self, entries: list[ModelEntry], poll_s: float = 1.0, loader=_load_servable,
+                 load_retries: int = LOAD_RETRIES, load_retry_interval_s: float = LOAD_RETRY_INTERVAL_S):
         self.entries = {e.name: e for e in entries}
         self.poll_s = poll_s
+        self.load_retries = load_retries
+        self.load_retry_interval_s = load_retry_interval_s
         self._loader = loader
         self._lock = threading.Lock()
         self._loaded: dict[str, dict[int, Servable]] = {e.name: {} for e in entries}
-        self._failed: set[tuple[str, int]] = set()
+        self._failed: dict[tuple[str, int], _FailedLoad] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -92,29 +133,48 @@ class ModelManager:
         return on_disk[-entry.num_latest:] if on_disk else []
 
     def refresh(self) -> None:
-        """One poll: load what the policy wants, unload the rest."""
+        """One poll: load what the policy wants; unload the rest once what replaces them is serving."""
         for entry in self.entries.values():
             wanted = self.wanted_versions(entry, versions_on_disk(entry.base_path))
-            current = self._loaded[entry.name]
             for version in wanted:
-                if version in current or (entry.name, version) in self._failed:
-                    continue
-                path = os.path.join(entry.base_path, str(version))
-                try:
-                    servable = self._loader(entry.name, version, path)
-                except Exception as exc:  # a broken export must not take the server down
-                    self._failed.add((entry.name, version))
-                    log.error("failed to load %s version %d from %s: %s", entry.name, version, path, exc)
-                    continue
-                with self._lock:
-                    self._loaded[entry.name] = {**self._loaded[entry.name], version: servable}
-                log.info("loaded %s version %d from %s", entry.name, version, path)
-            stale = [v for v in self._loaded[entry.name] if v not in wanted]
+                if version not in self._loaded[entry.name]:
+                    self._try_load(entry, version)
+            current = self._loaded[entry.name]
+            keep = [v for v in wanted if v in current]
+            # Availability first: while wanted versions are missing, the newest of the old ones stand in.
+            keep += sorted((v for v in current if v not in wanted), reverse=True)[:len(wanted) - len(keep)]
+            stale = [v for v in current if v not in keep]
             if stale:
                 with self._lock:
-                    self._loaded[entry.name] = {v: s for v, s in self._loaded[entry.name].items() if v in wanted}
+                    self._loaded[entry.name] = {v: s for v, s in self._loaded[entry.name].items() if v in keep}
                 for version in stale:
                     log.info("unloaded %s version %d", entry.name, version)
+
+    def _try_load(self, entry: ModelEntry, version: int) -> None:
+        """Loads one version, unless it failed before and neither its retry time nor its files have come."""
+        key, path = (entry.name, version), os.path.join(entry.base_path, str(version))
+        failed, files = self._failed.get(key), _files_of(path)
+        if failed is not None and failed.files == files:
+            if failed.attempts > self.load_retries:
+                return
+            if time.monotonic() - failed.last_try < self.load_retry_interval_s:
+                return
+        try:
+            servable = self._loader(entry.name, version, path)
+        except Exception as exc:  # a broken export must not take the server down
+            attempts = failed.attempts + 1 if failed is not None and failed.files == files else 1
+            self._failed[key] = _FailedLoad(attempts, time.monotonic(), files)
+            left = self.load_retries - attempts + 1
+            log.error("failed to load %s version %d from %s: %s (%s)", entry.name, version, path,
+                      str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                      f"trying again in {self.load_retry_interval_s:.0f} s or when its files change, "
+                      f"{left} more time{'s' if left != 1 else ''}" if left > 0 else
+                      "no more retries until its files change")
+            return
+        self._failed.pop(key, None)
+        with self._lock:
+            self._loaded[entry.name] = {**self._loaded[entry.name], version: servable}
+        log.info("loaded %s version %d from %s", entry.name, version, path)
 
     def start(self) -> None:
         self.refresh()
