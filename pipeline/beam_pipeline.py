@@ -28,7 +28,7 @@ from apache_beam.ml.inference.base import RunInference
 
 from pipeline.assemble import DEFAULT_REVIEW_THRESHOLD, assemble_page, settle_alternatives
 from pipeline.crops import crop_rows, object_name
-from pipeline.infer import (DEFAULT_SERVING_TIMEOUT_S, InferenceFailed, ServingUnreachable, TFServingModelHandler,
+from pipeline.infer import (DEFAULT_SERVING_TIMEOUT_S, STOPS_THE_JOB, InferenceFailed, TFServingModelHandler,
                             describe_dead_letter)
 from pipeline.lines import find_lines
 from pipeline.progress import WorkerProgress
@@ -233,11 +233,12 @@ def _failed_batch_to_rejects(failed, target: str):
     """A batch of pages whose inference failed past its retries: one rejects row per page.
 
     RunInference's dead letter holds (batch, (exception class, repr, traceback)). A server
-    unreachable for longer than the job allows is no page's fault: it stops the job.
+    unreachable for longer than the job allows, or a model that does not answer digit
+    probabilities, is no page's fault: it stops the job.
     """
     batch, failure = failed
-    if isinstance(failure[0], type) and issubclass(failure[0], ServingUnreachable):
-        raise ServingUnreachable(describe_dead_letter(failure)[1])
+    if isinstance(failure[0], type) and issubclass(failure[0], STOPS_THE_JOB):
+        raise failure[0](describe_dead_letter(failure)[1])
     error_type, message = describe_dead_letter(failure)
     return {"rejects": [_reject(page.source_uri, page.page, "infer", f"TF Serving at {target}: {message}",
                                 error_type) for page in batch]}

@@ -22,9 +22,10 @@ from apache_beam.ml.inference.base import PredictionResult, RemoteModelHandler
 from pipeline.progress import note_outage
 from pipeline.types import PageCut
 from serving.client import UNREACHABLE_CODES, PredictClient, is_retriable
+from serving.signature import UnfitModel, check_probabilities
 
-__all__ = ["PageReads", "InferenceFailed", "ServingUnreachable", "TFServingModelHandler", "describe_failure",
-           "describe_dead_letter", "DEFAULT_SERVING_TIMEOUT_S"]
+__all__ = ["PageReads", "InferenceFailed", "ServingUnreachable", "UnfitModel", "TFServingModelHandler",
+           "describe_failure", "describe_dead_letter", "DEFAULT_SERVING_TIMEOUT_S", "STOPS_THE_JOB"]
 
 DEFAULT_SERVING_TIMEOUT_S = 120.0
 # When this process's calls to each target began to find no server (monotonic seconds); absent while they work.
@@ -33,6 +34,12 @@ _down_since: dict[str, float] = {}
 
 class ServingUnreachable(RuntimeError):
     """TF Serving did not answer for longer than the job allows (--serving-timeout): the job stops."""
+
+
+# No page's fault, so never a page's reject: the job stops with one line.
+STOPS_THE_JOB = (ServingUnreachable, UnfitModel)
+# A model version that went away (being replaced, or reloaded) is waited for like a server that went away.
+_WAIT_CODES = UNREACHABLE_CODES | {grpc.StatusCode.NOT_FOUND}
 
 
 class _NoMemoryProbeWarning(logging.Filter):
@@ -108,6 +115,7 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
         # RemoteModelHandler does not call ModelHandler.__init__, so batching is set here.
         self._batching_kwargs = {"min_batch_size": 1, "max_batch_size": max_batch_size,
                                  "element_size_fn": _crop_count}
+        self._checked_versions: set[int] = set()  # per worker process: each version's signature, checked once
 
     def batch_elements_kwargs(self):
         return self._batching_kwargs
@@ -123,7 +131,7 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
         try:
             return self._read_pages(batch, crops, model)
         except Exception as exc:
-            if is_retriable(exc) or len(batch) == 1:
+            if is_retriable(exc) or len(batch) == 1 or isinstance(exc, STOPS_THE_JOB):
                 raise  # the base class retries; past that the batch goes to the failed output
             # A request-level refusal: find the page(s) responsible, keep the others.
             results = []
@@ -131,7 +139,7 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
                 try:
                     results.extend(self._read_pages([page], [page_crops], model))
                 except Exception as one:  # noqa: BLE001 - reported per page
-                    if is_retriable(one):
+                    if is_retriable(one) or isinstance(one, STOPS_THE_JOB):
                         raise
                     results.append(PredictionResult(page, InferenceFailed(*describe_failure(one))))
             return results
@@ -141,8 +149,14 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
         flat = np.concatenate(crops) if crops else np.zeros((0, 28, 28), np.uint8)
         probabilities, versions, name = [], [], None
         for start in range(0, len(flat), self.max_batch_size):
-            result = self._predict(model, flat[start:start + self.max_batch_size])
-            chunk = result.outputs["probabilities"]
+            sent = flat[start:start + self.max_batch_size]
+            result = self._predict(model, sent)
+            chunk = result.outputs.get("probabilities", np.zeros((0, 0), np.float32))
+            where = f"model {result.model_name} version {result.model_version} at {self.target}"
+            if result.model_version not in self._checked_versions:
+                model.check_signature(result.model_version)
+                self._checked_versions.add(result.model_version)
+            check_probabilities(chunk, len(sent), where)
             probabilities.append(chunk)
             versions += [result.model_version] * len(chunk)
             name = result.model_name
@@ -155,19 +169,22 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
         return out
 
     def _predict(self, model: PredictClient, crops: np.ndarray):
-        """One Predict call. While the server cannot be reached, waits and tries again (backoff up to 5 s),
-        up to `serving_timeout_s` from the first call that found no server; then raises ServingUnreachable.
+        """One Predict call. While the server cannot be reached, or does not find the model (a version being
+        replaced; the job checked the model at start), waits and tries again (backoff up to 5 s), up to
+        `serving_timeout_s` from the first call that found no answer; then raises ServingUnreachable.
         """
         delay = 0.25
         while True:
             try:
                 result = model.predict(crops)
             except grpc.RpcError as exc:
-                if exc.code() not in UNREACHABLE_CODES:
+                if exc.code() not in _WAIT_CODES:
                     raise
                 down = time.monotonic() - _down_since.setdefault(self.target, time.monotonic())
                 if down >= self.serving_timeout_s:
-                    raise ServingUnreachable(f"TF Serving at {self.target} unreachable for {down:.0f} s "
+                    what = f"model {model.model_name} not found" if exc.code() == grpc.StatusCode.NOT_FOUND else \
+                        "unreachable"
+                    raise ServingUnreachable(f"TF Serving at {self.target}: {what} for {down:.0f} s "
                                              f"({exc.code().name})") from None
                 note_outage(self.progress_dir, self.target, down)
                 time.sleep(min(delay, self.serving_timeout_s - down))

@@ -20,6 +20,7 @@ import time
 import uuid
 
 import apache_beam as beam
+import grpc
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions
 
@@ -33,8 +34,9 @@ from serving.client import PredictClient
 from serving.server.config import ConfigError
 from serving.server.engine import ServerProcess
 from serving.server.models import versions_on_disk
+from serving.signature import UnfitModel
 
-__all__ = ["RunError", "ServingStopped", "EmbeddedServer", "run_job", "counts_from_metrics", "new_run_id"]
+__all__ = ["RunError", "ServingStopped", "ModelRefused", "EmbeddedServer", "check_served_model", "run_job", "counts_from_metrics", "new_run_id"]
 
 REPO_SETUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
 
@@ -52,6 +54,14 @@ class ServingStopped(RunError):
                          "same input again reads the rest")
 
 
+class ModelRefused(RunError):
+    """The served model does not answer [N, 10] digit probabilities, or is not served at all."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"stopped: {reason}. Serve a digit classifier (serving_default: uint8 [N, 28, 28, 1] in, "
+                         "[N, 10] probabilities out), or pin a good version with --model-version")
+
+
 class _QuietWorkers(logging.Filter):
     """Which of the workers' log records, re-logged by the DirectRunner's driver, reach the person running the job.
 
@@ -60,7 +70,7 @@ class _QuietWorkers(logging.Filter):
     """
 
     NOISE = ("Resource module is not available", "No semi_persistent_directory", "Discarding unparseable args",
-             "ServingUnreachable", "unreachable for", "KeyboardInterrupt")
+             "ServingUnreachable", "unreachable for", "UnfitModel", "KeyboardInterrupt")
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
@@ -121,6 +131,26 @@ class EmbeddedServer:
         self.process.__exit__(*exc)
 
 
+def check_served_model(cfg: RunConfig) -> None:
+    """Before the first page: the model (version, label) is served and answers [N, 10] probabilities.
+
+    A server that cannot be reached yet is left to the workers, which wait for it up to --serving-timeout.
+
+    Raises:
+        ModelRefused: the model is not served there, or is not a digit classifier.
+    """
+    client = PredictClient(cfg.serving, cfg.model, version=cfg.model_version, version_label=cfg.model_label,
+                           ca_file=cfg.serving_ca, timeout_s=30.0)
+    try:
+        client.check_signature()
+    except UnfitModel as exc:
+        raise ModelRefused(str(exc)) from None
+    except grpc.RpcError as exc:
+        if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+            raise ModelRefused(f"TF Serving at {cfg.serving} does not serve model {cfg.model}: {exc.details()}") \
+                from None
+
+
 def run_job(cfg: RunConfig, beam_args: list[str], *, runner: str = "DirectRunner", dry_run: bool = False,
             models_dir: str = "models", job_file: str | None = None, quiet: bool = False) -> dict:
     """Runs (or, with dry_run, translates) the pipeline. Returns the summary."""
@@ -167,6 +197,7 @@ def _run_local(cfg: RunConfig, options, models_dir: str, quiet: bool) -> dict:
         stack.enter_context(Committer(cfg.output))
         if not cfg.serving:
             cfg.serving = stack.enter_context(EmbeddedServer(models_dir, cfg.model)).target
+        check_served_model(cfg)
         stack.callback(shutil.rmtree, cfg.progress_dir, ignore_errors=True)
         if not quiet:
             stack.enter_context(ProgressPrinter(cfg.progress_dir))
@@ -176,7 +207,7 @@ def _run_local(cfg: RunConfig, options, models_dir: str, quiet: bool) -> dict:
         try:
             if cfg.streaming:
                 watch_micro_batches(cfg, lambda batch: _run_bounded(batch, options), lambda c: _add(counts, c),
-                                    fatal=(ServingStopped,))
+                                    fatal=(ServingStopped, ModelRefused))
             else:
                 _add(counts, _run_bounded(cfg, options))
         except (RunError, KeyboardInterrupt):
@@ -208,9 +239,11 @@ def _run_bounded(cfg: RunConfig, options) -> dict:
         result = p.run()
         result.wait_until_finish()
     except Exception as exc:
-        reason = re.search(r"ServingUnreachable: ([^\n]+)", str(exc))
+        reason = re.search(r"(ServingUnreachable|UnfitModel): ([^\n]+)", str(exc))
+        if reason and reason.group(1) == "UnfitModel":
+            raise ModelRefused(reason.group(2).strip()) from None
         if reason:
-            raise ServingStopped(reason.group(1).strip(), cfg.output) from None
+            raise ServingStopped(reason.group(2).strip(), cfg.output) from None
         raise
     return counts_from_metrics(result)
 

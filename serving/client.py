@@ -181,13 +181,36 @@ class PredictClient:
         self._model_spec(request.model_spec, signature=False)
         return self._model_stub.GetModelStatus(request, timeout=self.timeout_s, metadata=self._metadata)
 
-    def metadata(self):
-        """`PredictionService.GetModelMetadata` (the signature_def map)."""
+    def metadata(self, version: int | None = None):
+        """`PredictionService.GetModelMetadata` (the signature_def map), of `version` if given."""
         from tensorflow_serving.apis import get_model_metadata_pb2
 
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         self._model_spec(request.model_spec, signature=False)
+        if version is not None:
+            request.model_spec.version.value = version
         return self._predict_stub.GetModelMetadata(request, timeout=self.timeout_s, metadata=self._metadata)
+
+    def check_signature(self, version: int | None = None) -> int:
+        """Checks the served signature answers [N, 10] probabilities; returns the version checked.
+
+        Raises:
+            serving.signature.UnfitModel: it does not (the message names the model and version).
+            grpc.RpcError: the server's own refusal (NOT_FOUND for an unknown model or version).
+        """
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        from serving.signature import UnfitModel, check_signature
+
+        response = self.metadata(version)
+        served = response.model_spec.version.value
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signatures)
+        where = f"model {self.model_name} version {served} at {self.target}"
+        if self.signature_name not in signatures.signature_def:
+            raise UnfitModel(f"{where} has no {self.signature_name} signature")
+        check_signature(signatures.signature_def[self.signature_name], where)
+        return served
 
     def wait_until_available(self, timeout_s: float = 60.0, poll_s: float = 0.2) -> int:
         """Blocks until the model has an AVAILABLE version; returns it."""

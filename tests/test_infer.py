@@ -8,8 +8,9 @@ import weakref
 
 import grpc
 import numpy as np
+import pytest
 
-from pipeline.infer import InferenceFailed, PageReads, TFServingModelHandler
+from pipeline.infer import InferenceFailed, PageReads, TFServingModelHandler, UnfitModel
 from pipeline.types import DigitCut, FieldCut, PageCut
 
 
@@ -25,12 +26,21 @@ class _RpcError(grpc.RpcError):
 
 
 class _Result:
-    def __init__(self, n):
-        self.outputs = {"probabilities": np.tile(np.eye(10, dtype=np.float32)[3], (n, 1))}
+    def __init__(self, n, classes=10):
+        self.outputs = {"probabilities": np.tile(np.eye(classes, dtype=np.float32)[2], (n, 1))}
         self.model_name, self.model_version = "lenet5", 7
 
 
-class FailsOnce:
+class _Client:
+    """What the handler needs of a PredictClient besides predict: the model's name and its signature check."""
+
+    model_name = "lenet5"
+
+    def check_signature(self, version=None):
+        return version
+
+
+class FailsOnce(_Client):
     """A client whose first call finds the server restarting."""
 
     def __init__(self):
@@ -43,7 +53,7 @@ class FailsOnce:
         return _Result(len(images))
 
 
-class RefusesDarkCrops:
+class RefusesDarkCrops(_Client):
     """A client whose server refuses any request containing an all-ink crop."""
 
     def predict(self, images):
@@ -92,3 +102,37 @@ def test_handler_batches_pages_by_crops_and_splits_requests(server):
 def test_a_batch_is_measured_by_the_crops_it_sends_not_by_pickling_it():
     pages = _pages(3)
     assert TFServingModelHandler("localhost:1").get_num_bytes(pages) == sum(p.crops().nbytes for p in pages) == 4704
+
+
+class AnswersThreeClasses(_Client):
+    """A server whose model answers [N, 3]: what TF Serving serves when handed the wrong export."""
+
+    def predict(self, images):
+        return _Result(len(images), classes=3)
+
+
+class LosesTheModelTwice(_Client):
+    """A server swapping versions: NOT_FOUND twice, then the answer."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, images):
+        self.calls += 1
+        if self.calls <= 2:
+            raise _RpcError(grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(lenet5)")
+        return _Result(len(images))
+
+
+def test_an_answer_that_is_not_ten_probabilities_stops_the_job_not_a_page():
+    handler = TFServingModelHandler("127.0.0.1:1", num_retries=0)
+    with pytest.raises(UnfitModel, match=r"model lenet5 version 7 at 127.0.0.1:1 answered probabilities of shape "
+                                         r"\[4, 3\] for 4 crops, not \[4, 10\]"):
+        list(handler.run_inference(_pages(2), AnswersThreeClasses()))
+
+
+def test_a_model_not_found_mid_run_is_waited_for_and_its_pages_read():
+    handler = TFServingModelHandler("127.0.0.1:1", num_retries=0, serving_timeout_s=30)
+    client = LosesTheModelTwice()
+    results = list(handler.run_inference(_pages(2), client))
+    assert client.calls == 3 and all(isinstance(r.inference, PageReads) for r in results)
