@@ -67,19 +67,20 @@ def _read_tables(con, results_dir: str, from_database: bool) -> dict[str, list[d
     tables = ("fields", "digits", "rejects")
     if from_database:
         present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        source = {t: t for t in tables if t in present}
+        source = {t: (t, []) for t in tables if t in present}
     else:
         source = {}
         for t in tables:
             shard_dir = os.path.join(results_dir, t)
             if os.path.isdir(shard_dir) and any(n.endswith(".parquet") for n in os.listdir(shard_dir)):
-                source[t] = f"read_parquet('{shard_dir}/*.parquet', union_by_name=true)"
+                # The folder is a bound parameter, never SQL.
+                source[t] = ("read_parquet(?, union_by_name=true)", [os.path.join(shard_dir, "*.parquet")])
     if "fields" not in source:
         raise EvalError(f"{results_dir!r} holds no results: no results.duckdb with a fields table and no "
                         "fields/*.parquet (run formdigits run --output DIR first)")
     out = {t: [] for t in tables}
-    for t, expr in source.items():
-        cur = con.execute(f"SELECT * FROM {expr}")
+    for t, (expr, params) in source.items():
+        cur = con.execute(f"SELECT * FROM {expr}", params)
         names = [d[0] for d in cur.description]
         out[t] = [dict(zip(names, r)) for r in cur.fetchall()]
     return out

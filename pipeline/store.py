@@ -97,8 +97,11 @@ def _merge_batch(con, batch: str) -> None:
     """One staged batch into the tables: its pages' old rows out, its rows in."""
     for table in schema.TABLES:
         path = os.path.join(batch, f"{table}.parquet")
-        source = f"read_parquet('{path}')" if os.path.exists(path) else f"{table} LIMIT 0"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE new_{table} AS SELECT * FROM {source}")
+        # The path is a bound parameter, never SQL: an output folder may be named anything.
+        if os.path.exists(path):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE new_{table} AS SELECT * FROM read_parquet(?)", [path])
+        else:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE new_{table} AS SELECT * FROM {table} LIMIT 0")
     con.execute(_REPLACE_PAGES)
     for table in schema.TABLES:
         cols = ", ".join(schema.column_names(table))
@@ -141,7 +144,7 @@ def export_parquet(output_dir: str) -> None:
                 directory = os.path.join(output_dir, table)
                 os.makedirs(directory, exist_ok=True)
                 final = os.path.join(directory, f"{table}.parquet")
-                con.execute(f"COPY (SELECT * FROM {table} ORDER BY ALL) TO '{final}.part' (FORMAT parquet)")
+                con.sql(f"SELECT * FROM {table} ORDER BY ALL").write_parquet(final + ".part")  # no path in SQL
                 os.replace(final + ".part", final)
                 for name in os.listdir(directory):  # shards of older versions of this layout
                     if name.endswith(".parquet") and name != f"{table}.parquet":

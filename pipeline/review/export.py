@@ -27,10 +27,13 @@ def export_final_values(db_dir: str, out: str) -> int:
     with snapshot(db_dir) as copy:
         con = duckdb.connect(copy, read_only=True)
         try:
-            (n,) = con.execute("SELECT count(*) FROM fields_reviewed").fetchone()
-            options = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
-            con.execute(f"COPY (SELECT {', '.join(EXPORT_COLUMNS)} FROM fields_reviewed "
-                        f"ORDER BY source_uri, page, field) TO '{_quote(part)}' ({options})")
+            (n,), = con.execute("SELECT count(*) FROM fields_reviewed").fetchall()
+            final = con.sql(f"SELECT {', '.join(EXPORT_COLUMNS)} FROM fields_reviewed ORDER BY source_uri, page, field")
+            # Written through DuckDB's API: the path never becomes SQL.
+            if fmt == "parquet":
+                final.write_parquet(part)
+            else:
+                final.write_csv(part, header=True)
         except duckdb.Error as exc:
             raise ReviewError(f"cannot write {out}: {str(exc).splitlines()[0]}") from None
         finally:
@@ -38,6 +41,3 @@ def export_final_values(db_dir: str, out: str) -> int:
     os.replace(part, out)
     return n
 
-
-def _quote(path: str) -> str:
-    return path.replace("'", "''")
