@@ -120,3 +120,45 @@ def test_a_failed_load_is_retried_at_the_interval_then_given_up(tmp_path):
     for _ in range(10):
         manager.refresh()
     assert len(tries) == 1 + 3  # the first load and three retries, then no more while the files stay
+
+
+def test_a_request_over_the_receive_cap_is_refused_and_the_server_goes_on(models_dir):
+    import grpc
+
+    entries = [ModelEntry(name="lenet5", base_path=str(models_dir / "lenet5"), policy="latest")]
+    server = build_local_server(entries, batching=None, port=0, max_receive_bytes=1 << 20).start()
+    try:
+        client = PredictClient(server.target, "lenet5", timeout_s=10)
+        with pytest.raises(grpc.RpcError) as info:
+            client.predict(np.zeros((4000, 28, 28), np.uint8))  # 3.1 MB
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "larger than max" in info.value.details()
+        assert client.predict(CROPS).outputs["probabilities"].shape == (4, 10)
+    finally:
+        server.stop(2)
+
+
+@pytest.mark.slow
+def test_the_embedded_server_dies_with_the_job_that_started_it_even_on_kill_9(models_dir):
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    job = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from serving.server.engine import ServerProcess\n"
+        f"server = ServerProcess({str(models_dir)!r}).__enter__()\n"
+        "print(server.proc.pid, flush=True)\n"
+        "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
+    server_pid = int(job.stdout.readline())
+    assert psutil.pid_exists(server_pid)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(server_pid) and psutil.Process(server_pid).status() != psutil.STATUS_ZOMBIE \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = psutil.pid_exists(server_pid) and psutil.Process(server_pid).status() != psutil.STATUS_ZOMBIE
+    assert not alive, "the model server outlived the job that started it"

@@ -138,6 +138,9 @@ def _add_serve(sub) -> None:
     p.add_argument("--enable-serialization-as-tensor-content", action="store_true",
                    help="answer with tensor_content instead of float_val, like TF Serving's flag of that name")
     p.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions (default: 1)")
+    p.add_argument("--grpc-max-receive-message-length", type=positive_int, metavar="BYTES",
+                   help="refuse requests larger than this, RESOURCE_EXHAUSTED (default: 67108864, 64 MiB; "
+                        "tfserving engine: passed as its grpc.max_receive_message_length channel argument)")
     p.add_argument("--engine", choices=("local", "tfserving"), default="local")
     p.set_defaults(func=_run_serve)
 
@@ -173,10 +176,11 @@ def _run_serve(args, parser) -> int:
         if args.engine == "tfserving":
             return engine.run_tfserving(entries, port=args.port, rest_port=args.rest_port,
                                         batching_config=batching_config, tls=tls,
-                                        monitoring_config=args.monitoring_config or engine.DEFAULT_MONITORING_CONFIG)
+                                        monitoring_config=args.monitoring_config or engine.DEFAULT_MONITORING_CONFIG,
+                                        max_receive_bytes=args.grpc_max_receive_message_length)
         return engine.run_local(entries, batching=engine.load_batching(batching_config), host=args.host,
                                 port=args.port, tensor_content=args.enable_serialization_as_tensor_content,
-                                poll_s=args.poll_seconds, tls=tls)
+                                poll_s=args.poll_seconds, tls=tls, max_receive_bytes=args.grpc_max_receive_message_length)
     except (ConfigError, OSError) as exc:
         print(f"formdigits serve: {exc}", file=sys.stderr)
         return 2

@@ -19,12 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--batching-config", default=engine.DEFAULT_BATCHING_CONFIG)
+    parser.add_argument("--parent-pid", type=int, help="stop when this process (the job) is gone")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         entries = engine.resolve_entries(args.models_dir, None)
         return engine.run_local(entries, batching=engine.load_batching(args.batching_config), host="127.0.0.1",
-                                port=args.port, tensor_content=False)
+                                port=args.port, tensor_content=False, parent_pid=args.parent_pid)
     except (engine.ConfigError, OSError) as exc:
         print(f"serving: {exc}", file=sys.stderr)
         return 2

@@ -77,21 +77,26 @@ def load_tls(cert_file: str | None, key_file: str | None) -> tuple[bytes, bytes]
 
 def build_local_server(entries: list[ModelEntry], *, batching: BatchingOptions | None, host: str = "127.0.0.1",
                        port: int = 8500, tensor_content: bool = False, poll_s: float = 1.0, interceptors=(),
-                       tls: tuple[bytes, bytes] | None = None):
+                       tls: tuple[bytes, bytes] | None = None, max_receive_bytes: int | None = None):
     from serving.server.models import ModelManager
-    from serving.server.service import LocalModelServer
+    from serving.server.service import DEFAULT_MAX_RECEIVE_BYTES, LocalModelServer
 
     return LocalModelServer(ModelManager(entries, poll_s=poll_s), batching=batching, host=host, port=port,
-                            tensor_content=tensor_content, interceptors=interceptors, tls=tls)
+                            tensor_content=tensor_content, interceptors=interceptors, tls=tls,
+                            max_receive_bytes=max_receive_bytes or DEFAULT_MAX_RECEIVE_BYTES)
 
 
 def run_local(entries: list[ModelEntry], *, batching: BatchingOptions | None, host: str, port: int,
               tensor_content: bool, poll_s: float = 1.0, grace_s: float = 30.0,
-              tls: tuple[bytes, bytes] | None = None) -> int:
-    """Serves until SIGTERM or SIGINT, then finishes in-flight requests and exits."""
+              tls: tuple[bytes, bytes] | None = None, max_receive_bytes: int | None = None,
+              parent_pid: int | None = None) -> int:
+    """Serves until SIGTERM or SIGINT (or, with `parent_pid`, until that process is gone), then finishes
+    in-flight requests and exits."""
     server = build_local_server(entries, batching=batching, host=host, port=port, tensor_content=tensor_content,
-                                poll_s=poll_s, tls=tls)
+                                poll_s=poll_s, tls=tls, max_receive_bytes=max_receive_bytes)
     stop = threading.Event()
+    if parent_pid:
+        threading.Thread(target=_stop_when_orphaned, args=(parent_pid, stop), daemon=True).start()
 
     def on_signal(signum, _frame):
         log.info("received %s: finishing in-flight requests", signal.Signals(signum).name)
@@ -109,9 +114,18 @@ def run_local(entries: list[ModelEntry], *, batching: BatchingOptions | None, ho
     return 0
 
 
+def _stop_when_orphaned(parent_pid: int, stop: threading.Event) -> None:
+    """Sets `stop` once `parent_pid` is no longer this process's parent: the job that started it died (kill -9
+    included) and the server must not outlive it."""
+    while not stop.wait(0.5):
+        if os.getppid() != parent_pid:
+            log.warning("the job that started this server (pid %d) is gone: stopping", parent_pid)
+            stop.set()
+
+
 def tfserving_command(entries: list[ModelEntry], *, port: int, rest_port: int, batching_config: str | None,
                       monitoring_config: str | None, config_dir: str, poll_s: int = 1,
-                      tls: tuple[bytes, bytes] | None = None) -> list[str]:
+                      tls: tuple[bytes, bytes] | None = None, max_receive_bytes: int | None = None) -> list[str]:
     """The tensorflow_model_server command line for the same models and configs."""
     binary = shutil.which(TF_SERVING_BINARY)
     if binary is None:
@@ -142,6 +156,8 @@ def tfserving_command(entries: list[ModelEntry], *, port: int, rest_port: int, b
         cmd.append(f"--monitoring_config_file={os.path.abspath(monitoring_config)}")
     if tls:
         cmd.append(f"--ssl_config_file={_write_ssl_config(tls, config_dir)}")
+    if max_receive_bytes:
+        cmd.append(f"--grpc_channel_arguments=grpc.max_receive_message_length={max_receive_bytes}")
     return cmd
 
 
@@ -180,7 +196,8 @@ class ServerProcess:
         self.target = ""
 
     def __enter__(self) -> "ServerProcess":
-        cmd = [sys.executable, "-m", "serving.server", "--models-dir", self.models_dir, "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "serving.server", "--models-dir", self.models_dir, "--port", str(self.port),
+               "--parent-pid", str(os.getpid())]
         if self.batching_config:
             cmd += ["--batching-config", self.batching_config]
         # Its own session: Ctrl-C in a terminal goes to the job's process group, and the job, not the

@@ -26,11 +26,13 @@ from serving.server.config import BatchingOptions
 from serving.server.models import ModelManager, ServableNotFound, UnknownLabel
 from serving.tensors import UnsupportedDtype, as_proto_field, as_tensor_content, make_ndarray
 
-__all__ = ["LocalModelServer", "DEFAULT_SIGNATURE"]
+__all__ = ["LocalModelServer", "DEFAULT_SIGNATURE", "DEFAULT_MAX_RECEIVE_BYTES"]
 
 log = logging.getLogger("formdigits.serve")
 
 DEFAULT_SIGNATURE = "serving_default"
+# 64 MiB: 85,000 crops in one request (a job sends 512); gRPC's own default of 4 MiB is too small for big batches.
+DEFAULT_MAX_RECEIVE_BYTES = 64 << 20
 
 
 class _RequestError(Exception):
@@ -130,14 +132,17 @@ class LocalModelServer:
         host, port: where to listen; port 0 picks a free one.
         tensor_content: answer with `tensor_content` (TF Serving's
             `--enable_serialization_as_tensor_content`); otherwise typed `*_val` fields.
-        max_workers: concurrent RPCs.
+        max_workers: RPCs handled at once; more wait in line, up to `max_workers` more, then
+            RESOURCE_EXHAUSTED. With the receive cap this bounds the memory requests can hold.
+        max_receive_bytes: the largest request accepted (TF Serving's `grpc.max_receive_message_length`
+            channel argument); a larger one is answered RESOURCE_EXHAUSTED before it is read whole.
         interceptors: grpc.ServerInterceptor objects (e.g. an auth check).
         tls: (private key PEM, certificate chain PEM) to serve TLS; None serves plaintext.
     """
 
     def __init__(self, manager: ModelManager, batching: BatchingOptions | None = None, host: str = "127.0.0.1",
-                 port: int = 8500, tensor_content: bool = False, max_workers: int = 64, interceptors=(),
-                 tls: tuple[bytes, bytes] | None = None):
+                 port: int = 8500, tensor_content: bool = False, max_workers: int = 16, interceptors=(),
+                 tls: tuple[bytes, bytes] | None = None, max_receive_bytes: int = DEFAULT_MAX_RECEIVE_BYTES):
         self.manager = manager
         self.batching = batching
         self.tensor_content = tensor_content
@@ -146,9 +151,10 @@ class LocalModelServer:
         self._schedulers_lock = threading.Lock()
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-            interceptors=list(interceptors),
-            options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
+            interceptors=list(interceptors), maximum_concurrent_rpcs=2 * max_workers,
+            options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", max_receive_bytes),
                      ("grpc.so_reuseport", 0)])
+        self.max_receive_bytes = max_receive_bytes
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionService(self), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self), self._grpc)
         self.host = host
@@ -168,8 +174,8 @@ class LocalModelServer:
     def start(self) -> "LocalModelServer":
         self.manager.start()
         self._grpc.start()
-        log.info("serving gRPC on %s (batching %s)", self.target,
-                 f"max {self.batching.max_batch_size}, timeout {self.batching.batch_timeout_micros}us"
+        log.info("serving gRPC on %s (requests up to %d MiB; batching %s)", self.target,
+                 self.max_receive_bytes >> 20, f"max {self.batching.max_batch_size}, timeout {self.batching.batch_timeout_micros}us"
                  if self.batching else "off")
         return self
 
