@@ -45,3 +45,24 @@ def test_anything_beyond_reading_is_refused_in_one_line(batch_output, sql):
     assert rc == 2 and len(lines) == 1 and "read-only" in lines[0], lines
     assert (batch_output / "results.duckdb").read_bytes() == before
     assert not (batch_output / "export").exists() and not (batch_output / "other.duckdb").exists()
+
+
+def test_a_query_is_bounded_in_time_and_memory_each_with_one_line(batch_output):
+    import time
+
+    from pipeline.query import QueryError, run_query
+
+    started = time.monotonic()
+    with pytest.raises(QueryError, match=r"stopped after 1 s \(--timeout\)"):
+        run_query(str(batch_output), "SELECT sum(a.range * b.range) FROM range(200000) a, range(200000) b",
+                  timeout_s=1.0)
+    assert time.monotonic() - started < 10
+    with pytest.raises(QueryError, match=r"more than 64MB of memory \(--memory-limit\)"):
+        run_query(str(batch_output), "SELECT list(range) FROM range(100000000)", memory_limit="64MB")
+    rc, lines = one_line(["query", "--db", str(batch_output), "--timeout", "0", "SELECT 1"])
+    assert rc == 2 and "--timeout must be more than 0" in lines[0]
+
+
+def test_duckdbs_hint_is_kept(batch_output):
+    rc, lines = one_line(["query", "--db", str(batch_output), "SELECT * FROM fieldz"])
+    assert rc == 2 and len(lines) == 1 and "fieldz" in lines[0] and 'Did you mean "fields' in lines[0], lines

@@ -65,10 +65,10 @@ def test_actions_become_corrections_and_the_final_value(review_db):
     queue.record(review_db, b["key"], "unreadable", None, "bob")
     c = queue.next_item(review_db)
     rule = c["rule"]
-    wrong = "1" * (rule["max_length"] + 1)
-    with pytest.raises(queue.NeedsConfirmation, match="rule"):
-        queue.record(review_db, c["key"], "correct", wrong, "cy")
-    queue.record(review_db, c["key"], "correct", wrong, "cy", confirmed=True)
+    too_long = "1" * (rule["max_length"] + 1)  # more digits than the field holds: refused, even confirmed
+    with pytest.raises(queue.ReviewError, match=f"holds at most {rule['max_length']}"):
+        queue.record(review_db, c["key"], "correct", too_long, "cy", confirmed=True)
+    queue.record(review_db, c["key"], "correct", "1", "cy", confirmed=True)  # saved whatever the rule says
     queue.record(review_db, c["key"], "correct", "12", "cy", confirmed=True)  # a second look: the latest counts
     with pytest.raises(queue.ReviewError, match="0-9"):
         queue.record(review_db, c["key"], "correct", "12a", "cy")
@@ -110,13 +110,20 @@ def test_the_app_guards_its_door(review_db):
     assert client.get("/api/next").status_code == 200
     assert client.get("/api/next", headers={"Host": "evil.example:8080"}).status_code == 403
     item = client.get("/api/next").get_json()["item"]
+    while item["rule"]["min_length"] < 2:  # a field a one-digit answer is too short for
+        item = queue.next_item(review_db, after=item["cursor"])
     form = client.post("/api/review", data={"key": "x"})  # what a page elsewhere can send without asking
     assert form.status_code == 415
-    body = {"key": item["key"], "action": "correct", "value": "1" * 30, "after": item["cursor"]}
+    body = {"key": item["key"], "action": "correct", "value": "1", "after": item["cursor"]}
     refused = client.post("/api/review", json=body)
     assert refused.status_code == 409 and refused.get_json()["needs_confirmation"]
+    too_long = "1" * (item["rule"]["max_length"] + 1)  # longer than the field allows: not even confirmed
+    refused = client.post("/api/review", json={**body, "value": too_long, "confirm": True})
+    assert refused.status_code == 400 and "holds at most" in refused.get_json()["error"]
+    huge = client.post("/api/review", json={**body, "value": "1" * 52_000_000})
+    assert huge.status_code == 413 and "over 8192 bytes" in huge.get_json()["error"]
     saved = client.post("/api/review", json={**body, "confirm": True}).get_json()
-    assert saved["saved"]["value_corrected"] == "1" * 30 and saved["item"]["key"] != item["key"]
+    assert saved["saved"]["value_corrected"] == "1" and saved["item"]["key"] != item["key"]
     page = client.get("/")
     assert page.status_code == 200 and b"<script>" in page.data and "Content-Security-Policy" in page.headers
 

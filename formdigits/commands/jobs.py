@@ -155,14 +155,20 @@ def _add_query(sub) -> None:
     p.add_argument("--db", required=True, metavar="DIR", help="the --output DIR of formdigits run")
     p.add_argument("sql", help='e.g. "SELECT field, value, confidence FROM fields WHERE needs_review"')
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--memory-limit", metavar="SIZE", help="memory the query may use, e.g. 2GB (default: a quarter "
+                                                          "of this machine's memory)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="interrupt the query after this long (default: 60)")
     p.set_defaults(func=_run_query)
 
 
 def _run_query(args, parser) -> int:
     from pipeline.query import QueryError, format_rows, run_query
 
+    if args.timeout <= 0:
+        parser.error("--timeout must be more than 0 seconds")
     try:
-        names, rows = run_query(args.db, args.sql)
+        names, rows = run_query(args.db, args.sql, memory_limit=args.memory_limit, timeout_s=args.timeout)
     except QueryError as exc:
         print(f"formdigits query: {exc}", file=sys.stderr)
         return 2

@@ -32,6 +32,7 @@ __all__ = ["create_app", "is_loopback", "make_server"]
 
 _ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+MAX_BODY_BYTES = 8192
 
 
 def is_loopback(host: str) -> bool:
@@ -67,9 +68,12 @@ def create_app(db_dir: str, *, token: str | None = None, reviewer: str | None = 
     """
     queue.check_database(db_dir)
     app = Flask(__name__, static_folder=None)
-    app.config.update(DB_DIR=db_dir, TOKEN=token, REVIEWER=reviewer or getpass.getuser(), PAGE=_page())
+    # An answer is a key, an action and a few digits: a few hundred bytes. Flask refuses more with 413.
+    app.config.update(DB_DIR=db_dir, TOKEN=token, REVIEWER=reviewer or getpass.getuser(), PAGE=_page(),
+                      MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
     app.before_request(_guard)
     app.register_error_handler(queue.ReviewError, _review_error)
+    app.register_error_handler(413, lambda _: (jsonify(error=f"request body over {MAX_BODY_BYTES} bytes"), 413))
     app.add_url_rule("/", view_func=_index)
     app.add_url_rule("/api/options", view_func=_options)
     app.add_url_rule("/api/next", view_func=_next)

@@ -31,6 +31,7 @@ __all__ = ["ACTIONS", "REASONS", "QUEUE_ORDER", "Filters", "ReviewError", "Needs
            "rule_problems", "rule_text"]
 
 ACTIONS = ("accept", "correct", "unreadable")
+MAX_DIGITS = 64  # the longest correction of a field without a rule (the longest built-in field holds 12)
 # Reason filters: a label a person picks, and what `review_reason` says for it (pipeline.assemble).
 REASONS = {
     "low confidence": "%low confidence%",
@@ -243,7 +244,11 @@ def record(db_dir: str, key: list, action: str, value: str | None, reviewer: str
         if found is None:
             raise ReviewError(f"no field {field!r} on page {page} of {source_uri}")
         read, rule = found
-        problems = rule_problems(json.loads(rule) if rule else None, value) if action == "correct" else []
+        rule = json.loads(rule) if rule else None
+        longest = rule["max_length"] if rule else MAX_DIGITS
+        if action == "correct" and len(value) > longest:
+            raise ReviewError(f"{len(value)} digits: the field {field} holds at most {longest}")
+        problems = rule_problems(rule, value) if action == "correct" else []
         if problems and not confirmed:
             raise NeedsConfirmation(problems)
         corrected = {"accept": read, "correct": value, "unreadable": None}[action]
