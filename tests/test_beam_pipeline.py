@@ -131,3 +131,19 @@ def test_keep_crops_all_then_none_replaces_the_pages_crops(scans, server, tmp_pa
     run(*args, "--keep-crops", "none")
     (crops,), = count(tmp_path, "SELECT count(*) FROM crops")
     assert crops == 0
+
+
+def test_pages_of_a_form_without_its_template_become_rejects_not_invented_values(scans, server, tmp_path):
+    templates = tmp_path / "templates"
+    shutil.copytree(scans / "templates", templates)
+    (templates / "invoice.json").unlink()
+    out = tmp_path / "out"
+    run("--input", str(scans / "scan_*"), "--templates", str(templates), "--output", str(out),
+        "--serving", server.target)
+    invoice_pages = {(r["source"].rsplit("/", 1)[-1], r["page"]) for r in load_truth(scans / "truth.jsonl")
+                     if r["template"] == "invoice"}
+    assert invoice_pages
+    rejected = {(u.rsplit("/", 1)[-1], p) for u, p, m in count(out, "SELECT source_uri, page, message FROM rejects")
+                if "is its template missing?" in m}
+    read = {(u.rsplit("/", 1)[-1], p) for u, p in count(out, "SELECT DISTINCT source_uri, page FROM fields")}
+    assert rejected == invoice_pages and not read & invoice_pages

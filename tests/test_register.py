@@ -66,3 +66,16 @@ def test_a_stamp_touching_a_corner_mark_still_finds_the_mark():
     [page], truth, _, _ = render_document(8484, 4, "png", 1, Ink(fonts=tuple(find_handwriting_fonts())),
                                           "scan_00005.png")
     assert register_page(page, builtin_templates())[1].template.name == truth[0]["template"] == "digit_lines"
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_a_page_whose_form_has_no_template_is_refused_not_read_with_another(index):
+    """Every built-in form, its own template removed: the nearest other one is named and refused."""
+    page, truth = _scan(index)
+    own = truth[0]["template"]
+    others = [t for t in builtin_templates() if t.name != own]
+    with pytest.raises(SegmentError, match=r"this page is not form '\w+', the nearest template .* is its template "
+                                           r"missing\?"):
+        register_page(page, others)
+    _, registration = register_page(page, builtin_templates())  # and with it, it is its own form
+    assert registration.template.name == own
