@@ -98,8 +98,17 @@ def _check_run_flags(args, parser, beam_args: list[str]) -> tuple[str, list[str]
             parser.error("BigQuery output keeps crops as objects: give --crops-location gs://BUCKET/PATH "
                          "(or --temp-location gs://..., or --keep-crops none)")
         args.crops_location = "gs://" + args.temp_location[5:].split("/")[0] + "/formdigits-crops"
-    if args.templates and not os.path.isdir(args.templates):
-        parser.error(f"--templates {args.templates!r} is not a directory")
+    if args.templates and "://" not in args.templates:
+        if not os.path.isdir(args.templates):
+            parser.error(f"--templates {args.templates!r} is not a directory")
+        from pipeline.template_lint import lint_path
+
+        problems = lint_path(args.templates)
+        for problem in problems:
+            print(f"formdigits run: {problem}", file=sys.stderr)
+        if problems:
+            parser.exit(2, f"formdigits run: {len(problems)} template problem{'s' if len(problems) > 1 else ''}; "
+                           f"fix them and check with: formdigits template lint {args.templates}\n")
     if args.serving_ca and not os.path.isfile(args.serving_ca):
         parser.error(f"--serving-ca {args.serving_ca!r} does not exist")
     return runner, beam_args

@@ -12,7 +12,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("template", help="make a template from a blank form, and check one on a scan",
                        description="Templates for forms of your own design: propose one from the blank form, "
                                    "look at the preview, rename fields in the JSON, check it on a real scan.")
-    group = p.add_subparsers(dest="template_command", metavar="{propose,check}", required=True)
+    group = p.add_subparsers(dest="template_command", metavar="{propose,check,lint}", required=True)
     propose = group.add_parser("propose", help="a template (and a preview PNG) from a blank form, PDF or scan")
     propose.add_argument("blank", metavar="BLANK", help="the empty form: a PDF (first page) or a PNG/JPEG/TIFF scan")
     propose.add_argument("--name", required=True, help="the template's name (letters, digits, _ and -)")
@@ -26,6 +26,24 @@ def add_parsers(sub) -> None:
     check.add_argument("scan", metavar="SCAN", help="a scanned page (PNG, JPEG, TIFF or PDF: its first page)")
     check.add_argument("--out", metavar="FILE.png", help="default: SCAN's name with .check.png, here")
     check.set_defaults(func=_run_check)
+    lint = group.add_parser("lint", help="check template files: one line per problem, naming file and field")
+    lint.add_argument("path", metavar="DIR|FILE", help="a templates folder or one NAME.json")
+    lint.set_defaults(func=_run_lint)
+
+
+def _run_lint(args, parser) -> int:
+    from pipeline.template_lint import lint_path
+
+    if not os.path.exists(args.path):
+        parser.error(f"{args.path!r} does not exist")
+    problems = lint_path(args.path)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"formdigits template lint: {len(problems)} problem{'s' if len(problems) != 1 else ''}", file=sys.stderr)
+        return 1
+    print(f"{args.path}: no problems")
+    return 0
 
 
 def _run_propose(args, parser) -> int:
@@ -69,9 +87,16 @@ def _run_check(args, parser) -> int:
     from pipeline.templates import load_template_file
     from pipeline.types import SegmentError
 
+    from pipeline.template_lint import lint_path
+
     for path in (args.template, args.scan):
         if not os.path.isfile(path):
             parser.error(f"{path!r} does not exist")
+    problems = lint_path(args.template)
+    for problem in problems:
+        print(f"formdigits template check: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     try:
         template = load_template_file(args.template)
         with open(args.scan, "rb") as fh:
