@@ -32,7 +32,7 @@ from pipeline.infer import (DEFAULT_SERVING_TIMEOUT_S, STOPS_THE_JOB, InferenceF
                             describe_dead_letter)
 from pipeline.lines import find_lines
 from pipeline.progress import WorkerProgress
-from pipeline.read import DEFAULT_MAX_PAGE_PIXELS, Page, clean_message, open_scan, read_pages
+from pipeline.read import DEFAULT_MAX_PAGE_PIXELS, Page, clean_message, open_scan, read_pages, shown_uri
 from pipeline.register import register_page
 from pipeline.schema import TABLES, bigquery_schema
 from pipeline.segment import cut_fields
@@ -118,9 +118,9 @@ class ReadPages(beam.DoFn):
         self.progress = WorkerProgress(self.progress_dir)
 
     def process(self, metadata):
-        uri = metadata.path
+        uri = shown_uri(metadata.path)  # opened by its real name, shown and keyed by a printable one
         try:
-            with open_scan(uri, self.root) as fh:
+            with open_scan(metadata.path, self.root) as fh:
                 for item in read_pages(uri, fh, self.max_page_pixels):
                     if isinstance(item, Page):
                         self.pages.inc()

@@ -26,7 +26,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_raw
 from PIL import Image
 
-__all__ = ["Page", "ReadError", "read_pages", "open_scan", "input_root", "clean_message",
+__all__ = ["Page", "ReadError", "read_pages", "open_scan", "input_root", "clean_message", "shown_uri",
            "MAX_PAGE_PIXELS", "DEFAULT_MAX_PAGE_PIXELS", "PDF_DPI"]
 
 MAX_PAGE_PIXELS = 12_000_000            # pages are downscaled to this (~ letter at 400 dpi)
@@ -51,6 +51,19 @@ class Page:
 def clean_message(text: str) -> str:
     """An error message without what changes from run to run (object addresses), so a re-run finds it again."""
     return re.sub(r"\s+at 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{6,}", "", str(text))[:2000]
+
+
+def shown_uri(path: str) -> str:
+    """A file's name as the tables show it: any name the file system allows, bytes that are not UTF-8 escaped.
+
+    Python hands such names over with lone surrogates (PEP 383), which no UTF-8 coder, Parquet file or
+    BigQuery row accepts; `\\xff` is what `ls --quoting-style=escape` would show.
+    """
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def input_root(pattern: str) -> str | None:

@@ -24,3 +24,20 @@ def test_an_output_folder_named_with_quotes_semicolons_and_substitutions(scans, 
     report = evaluate(load_results(out), load_truth(scans / "truth.jsonl"))
     assert report["matched_fields"] == fields
     assert not list(tmp_path.rglob("leak.csv")) and not list(tmp_path.rglob("pwned"))
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_shown_escaped(scans, server, tmp_path):
+    import shutil
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("scan_00001.png", "scan_00002.jpg"):
+        shutil.copy(scans / name, folder / name)
+    shutil.copy(scans / "scan_00001.png", os.fsdecode(bytes(folder) + b"/bad\xff\xfename.png"))
+    out = tmp_path / "out"
+    run("--input", str(folder / "*"), "--templates", str(scans / "templates"), "--output", str(out),
+        "--serving", server.target)
+    pages = count(out, "SELECT regexp_extract(source_uri, '[^/]+$'), count(*) FROM fields GROUP BY ALL ORDER BY 1")
+    assert [name for name, _ in pages] == ["bad\\xff\\xfename.png", "scan_00001.png", "scan_00002.jpg"]
+    assert pages[0][1] == pages[1][1] > 0  # the same scan under both names, read the same
+    assert count(out, "SELECT count(*) FROM rejects") == [(0,)]

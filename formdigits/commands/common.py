@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
-__all__ = ["mnist_file"]
+__all__ = ["mnist_file", "models_dir"]
+
+# The shipped default model's folder, beside the package in a clone (or an editable install).
+SHIPPED_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "models")
+
+
+def models_dir(given: str | None) -> str:
+    """`given`, else ./models where there is one, else the models folder that ships with formdigits."""
+    if given:
+        return given
+    return "models" if os.path.isdir("models") or not os.path.isdir(SHIPPED_MODELS) else SHIPPED_MODELS
 
 
 def mnist_file(path: str | None, command: str) -> str:

@@ -8,6 +8,7 @@ import re
 import sys
 
 from formdigits.args import positive_int, share
+from formdigits.commands.common import models_dir
 
 __all__ = ["add_parsers"]
 
@@ -31,7 +32,7 @@ def _add_run(sub) -> None:
     version = p.add_mutually_exclusive_group()
     version.add_argument("--model-version", type=positive_int, help="pin a model version")
     version.add_argument("--model-label", help="a version label from models.config, e.g. stable")
-    p.add_argument("--models-dir", default="models", help="models for the embedded server (default: models)")
+    p.add_argument("--models-dir", help="models for the embedded server (default: ./models, else the shipped one)")
     p.add_argument("--templates", metavar="DIR", help="form templates (e.g. CORPUS/templates); without them, "
                                                       "lines of digits are found on each page")
     # The pipeline's DEFAULT_REVIEW_THRESHOLD, written out: importing it would load OpenCV on every command.
@@ -130,7 +131,8 @@ def _run_run(args, parser, beam_args) -> int:
                     input_subscription=args.input_subscription, keep_crops=args.keep_crops,
                     crops_location=args.crops_location)
     try:
-        summary = run_job(cfg, beam_args, runner=runner, dry_run=args.dry_run, models_dir=args.models_dir,
+        summary = run_job(cfg, beam_args, runner=runner, dry_run=args.dry_run,
+                          models_dir=models_dir(args.models_dir),
                           job_file=args.job_file)
     except ServingStopped as exc:
         print(f"formdigits run: {exc}", file=sys.stderr)

@@ -10,7 +10,7 @@ import os
 import sys
 
 from formdigits.args import positive_int, share
-from formdigits.commands.common import mnist_file
+from formdigits.commands.common import mnist_file, models_dir
 
 __all__ = ["add_parsers"]
 
@@ -119,7 +119,8 @@ def _add_serve(sub) -> None:
                        description="Serve the models directory over TF Serving's PredictionService/ModelService "
                                    "gRPC API. The local engine needs nothing installed; --engine tfserving runs "
                                    "the real tensorflow_model_server with the same config files.")
-    p.add_argument("--models-dir", help="models directory (default: models; with --model-config, overrides "
+    p.add_argument("--models-dir", help="models directory (default: ./models, else the shipped one; with "
+                                        "--model-config, overrides "
                                         "each model's base_path with DIR/<name>)")
     p.add_argument("--model-config", metavar="FILE", help="TF Serving ModelServerConfig, e.g. serving/models.config")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only); any "
@@ -171,7 +172,8 @@ def _run_serve(args, parser) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     batching_config = args.batching_config or engine.DEFAULT_BATCHING_CONFIG
     try:
-        entries = engine.resolve_entries(args.models_dir, args.model_config)
+        entries = engine.resolve_entries(args.models_dir if args.model_config else models_dir(args.models_dir),
+                                         args.model_config)
         tls = engine.load_tls(args.tls_cert, args.tls_key)
         if args.engine == "tfserving":
             return engine.run_tfserving(entries, port=args.port, rest_port=args.rest_port,
