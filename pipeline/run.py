@@ -10,6 +10,7 @@ its description instead. A run's summary is its own Beam counters.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -162,7 +163,22 @@ def run_job(cfg: RunConfig, beam_args: list[str], *, runner: str = "DirectRunner
                                dry_run=dry_run, setup_file=REPO_SETUP if os.path.exists(REPO_SETUP) else None)
     if runner == "DataflowRunner":
         return _run_dataflow(cfg, options, dry_run, job_file)
-    return _run_local(cfg, options, models_dir, quiet)
+    try:
+        return _run_local(cfg, options, models_dir, quiet)
+    except Exception as exc:
+        if _disk_full(exc):
+            raise RunError(f"no space left on the device holding {os.path.abspath(cfg.output)}: free some and run "
+                           "again (what was written is whole pages; the rest is read then)") from None
+        raise
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """A full disk, whichever library met it: OSError ENOSPC, or DuckDB's or Arrow's own words for it."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _run_dataflow(cfg: RunConfig, options, dry_run: bool, job_file: str | None) -> dict:

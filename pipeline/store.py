@@ -125,7 +125,10 @@ def commit_staged(output_dir: str, wait_s: float = 120.0) -> int:
                 _merge_batch(con, batch)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # the failure (a full disk, say) already ended the transaction: its own error is the one to tell
             raise
     for batch in batches:
         shutil.rmtree(batch, ignore_errors=True)
@@ -196,6 +199,8 @@ def snapshot(output_dir: str):
         copy = os.path.join(tmp, DB_NAME)
         with _locked(output_dir, shared=True):
             shutil.copyfile(path, copy)
+            if os.path.exists(path + ".wal"):  # what a commit cut short by a full disk left in the log
+                shutil.copyfile(path + ".wal", copy + ".wal")
         yield copy
 
 
@@ -252,8 +257,10 @@ class Committer(threading.Thread):
         while not self.stopping.wait(self.interval):
             try:
                 commit_staged(self.output_dir, wait_s=self.interval)
-            except duckdb.IOException:
-                pass  # the file is held elsewhere for now: the batches wait, staged, for the next round
+            except (duckdb.Error, OSError):
+                # The file held elsewhere, or the disk full: the batches wait, staged, for the next round,
+                # and close() says what still fails then.
+                pass
 
     def close(self, export: bool = True) -> None:
         """Stops the thread, merges what is staged, rewrites the Parquet files."""
