@@ -133,6 +133,7 @@ def test_keep_crops_all_then_none_replaces_the_pages_crops(scans, server, tmp_pa
     assert crops == 0
 
 
+@pytest.mark.slow
 def test_pages_of_a_form_without_its_template_become_rejects_not_invented_values(scans, server, tmp_path):
     templates = tmp_path / "templates"
     shutil.copytree(scans / "templates", templates)

@@ -1,10 +1,13 @@
 """Folder names are data, never SQL or shell: an output folder named like an injection runs like any other."""
 
+import pytest
 import os
 
 from beam_helpers import count, run
 from corpus.evaluate import evaluate, load_results, load_truth
 from formdigits.cli import main
+
+pytestmark = pytest.mark.slow  # end-to-end runs
 
 HOSTILE = "out'; COPY fields TO 'leak.csv'; --$(touch pwned) \"q\""
 

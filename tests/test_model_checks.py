@@ -12,6 +12,8 @@ from formdigits.cli import main
 from serving.server.config import ModelEntry
 from serving.server.engine import build_local_server
 
+pytestmark = pytest.mark.slow  # end-to-end runs and a Keras export
+
 
 @pytest.fixture
 def three_class_server(tmp_path, monkeypatch):

@@ -41,6 +41,7 @@ def _version_served(client, wait_for=None, within_s=5.0) -> int:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_corrupt_new_version_leaves_the_old_one_serving(base, caplog):
     server, client = _serving(base)
     try:
@@ -54,6 +55,7 @@ def test_a_corrupt_new_version_leaves_the_old_one_serving(base, caplog):
         server.stop(2)
 
 
+@pytest.mark.slow
 def test_a_half_copied_version_is_served_once_its_copy_completes(base):
     server, client = _serving(base)
     try:
@@ -69,6 +71,7 @@ def test_a_half_copied_version_is_served_once_its_copy_completes(base):
         server.stop(2)
 
 
+@pytest.mark.slow
 def test_a_version_that_is_not_a_digit_classifier_is_refused_at_load(base, caplog):
     import keras
 

@@ -69,6 +69,7 @@ def test_a_reference_page_must_be_a_readable_image_beside_the_template(tmp_path)
     assert any("needs a reference blank page" in p for p in lint_template(d, str(tmp_path)))
 
 
+@pytest.mark.slow
 def test_run_check_and_lint_refuse_a_broken_template_with_one_line_each(scans, tmp_path):
     templates = tmp_path / "templates"
     shutil.copytree(scans / "templates", templates)
