@@ -1,7 +1,7 @@
 """`make demo`'s look at one scan: `python -m formdigits.demo --results DIR --out FILE.png`.
 
-Picks the first page the run read (by file name) with at most 20 fields, so its table fits a terminal, draws it with its fields boxed beside the rows they became
-(`pipeline.review.overlay`), and prints those rows as a table.
+Picks the first page the run read (by file name) with at most 20 fields, so its table fits a terminal, draws
+it with its fields boxed beside the rows they became (`pipeline.review.overlay`), and prints those rows.
 """
 
 from __future__ import annotations

@@ -162,17 +162,26 @@ def _long_lines(ink: np.ndarray) -> np.ndarray:
             | cv2.morphologyEx(thin, cv2.MORPH_OPEN, np.ones((LONG_LINE_PT, 1), np.uint8)))
 
 
-def confirm(page: np.ndarray, homography: np.ndarray, template: Template) -> tuple[bool, float, int]:
+def _ink_in_template(page: np.ndarray, homography: np.ndarray, template: Template) -> np.ndarray:
+    """The page seen in template coordinates at 1 px/pt, as ink (bright on dark)."""
+    w_pt, h_pt = template.size_pt
+    seen = cv2.warpPerspective(page, np.asarray(homography, np.float64), (int(w_pt), int(h_pt)),
+                               flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP, borderValue=255)
+    return 255.0 - seen.astype(np.float32)
+
+
+def confirm(page: np.ndarray, homography: np.ndarray, template: Template,
+            ink: np.ndarray | None = None) -> tuple[bool, float, int]:
     """Whether the page is this form where `homography` (template points -> page pixels) puts it.
+
+    Args:
+        ink: the page already seen in template coordinates (`_ink_in_template`), when the caller has it.
 
     Returns:
         (confirmed, share of the template's printed lines with ink on the page, points of long lines the
         page prints where the template prints nothing).
     """
-    w_pt, h_pt = template.size_pt
-    seen = cv2.warpPerspective(page, np.asarray(homography, np.float64), (int(w_pt), int(h_pt)),
-                               flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP, borderValue=255)
-    ink = 255.0 - seen.astype(np.float32)
+    ink = _ink_in_template(page, homography, template) if ink is None else ink
     cover = _guide_cover(ink, template)
     lines = _long_lines(ink)
     lines[_form_print(template) > 0] = 0
@@ -215,9 +224,10 @@ def register_page(page: np.ndarray, templates: list[Template]) -> tuple[np.ndarr
     return _confirmed(*_register_by_features(page, templates, why_not_marks))
 
 
-def _confirmed(upright: np.ndarray, registration: Registration) -> tuple[np.ndarray, Registration]:
+def _confirmed(upright: np.ndarray, registration: Registration,
+               ink: np.ndarray | None = None) -> tuple[np.ndarray, Registration]:
     """The registration, once `confirm` says the page is that form; else SegmentError naming the template."""
-    ok, cover, unexplained = confirm(upright, registration.homography, registration.template)
+    ok, cover, unexplained = confirm(upright, registration.homography, registration.template, ink)
     if not ok:
         raise SegmentError(f"this page is not form {registration.template.name!r}, the nearest template "
                            f"(registered by {registration.method}, score {registration.score:.2f}): "
@@ -227,7 +237,8 @@ def _confirmed(upright: np.ndarray, registration: Registration) -> tuple[np.ndar
     return upright, registration
 
 
-def _register_by_marks(page: np.ndarray, templates: list[Template]) -> tuple[np.ndarray, Registration]:
+def _register_by_marks(page: np.ndarray, templates: list[Template]):
+    """(the page upright, its registration, the page seen in the winner's coordinates: for `confirm`)."""
     marks = _find_marks(page)
     areas = [m[2] for m in marks]
     upside_down = int(np.argmax(areas)) == 3
@@ -237,17 +248,14 @@ def _register_by_marks(page: np.ndarray, templates: list[Template]) -> tuple[np.
     elif int(np.argmax(areas)) != 0:
         raise SegmentError("page is rotated by 90 degrees or its top-left mark is damaged")
     found = np.float32([[m[0], m[1]] for m in marks])
-    best, best_rank = None, 0.0
+    best, best_rank, best_ink = None, 0.0, None
     for template in templates:
         expected = _mark_centres(template)
         if abs(_aspect(found) / _aspect(expected) - 1.0) > 0.04:  # letter vs A4 differ by 10%
             continue
         homography = cv2.getPerspectiveTransform(expected, found)
-        w_pt, h_pt = template.size_pt
         # The page seen in template coordinates at 1 px/pt, compared with the printed layout.
-        seen = cv2.warpPerspective(page, homography, (int(w_pt), int(h_pt)),
-                                   flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP, borderValue=255)
-        ink = 255.0 - seen.astype(np.float32)
+        ink = _ink_in_template(page, homography, template)
         layout = float((_layout_signal(ink, template) * _blank(template)).mean())
         # The printed title sits in the same place on every form and differs between forms: the strongest
         # cue, unless a rubber stamp lands on it; then whether the template's own lines are on the page
@@ -256,9 +264,10 @@ def _register_by_marks(page: np.ndarray, templates: list[Template]) -> tuple[np.
         rank = score + _guide_cover(ink, template)
         if best is None or rank > best_rank:
             best, best_rank = Registration(template, homography, 180 if upside_down else 0, score), rank
+            best_ink = ink
     if best is None or best.score < 0.3:
         raise SegmentError(f"no template matches this page's marks (best score {best.score if best else 0:.2f})")
-    return page, best
+    return page, best, best_ink
 
 
 def _register_by_features(page: np.ndarray, templates: list[Template], why_not_marks: str):

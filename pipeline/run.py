@@ -37,7 +37,8 @@ from serving.server.engine import ServerProcess
 from serving.server.models import versions_on_disk
 from serving.signature import UnfitModel
 
-__all__ = ["RunError", "ServingStopped", "ModelRefused", "EmbeddedServer", "check_served_model", "run_job", "counts_from_metrics", "new_run_id"]
+__all__ = ["RunError", "ServingStopped", "ModelRefused", "EmbeddedServer", "check_served_model", "run_job",
+           "counts_from_metrics", "new_run_id"]
 
 REPO_SETUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
 

@@ -5,10 +5,21 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["mnist_file", "models_dir"]
+__all__ = ["mnist_file", "models_dir", "report_template_problems"]
 
 # The shipped default model's folder, beside the package in a clone (or an editable install).
-SHIPPED_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "models")
+SHIPPED_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                              "models")
+
+
+def report_template_problems(path: str, command: str) -> int:
+    """Lints the templates at `path`, printing one `formdigits COMMAND: ...` line a problem; returns how many."""
+    from pipeline.template_lint import lint_path
+
+    problems = lint_path(path)
+    for problem in problems:
+        print(f"formdigits {command}: {problem}", file=sys.stderr)
+    return len(problems)
 
 
 def models_dir(given: str | None) -> str:

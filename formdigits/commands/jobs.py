@@ -8,7 +8,7 @@ import re
 import sys
 
 from formdigits.args import positive_int, share
-from formdigits.commands.common import models_dir
+from formdigits.commands.common import models_dir, report_template_problems
 
 __all__ = ["add_parsers"]
 
@@ -87,7 +87,8 @@ def _check_run_flags(args, parser, beam_args: list[str]) -> tuple[str, list[str]
         if not GCS_BUCKET.fullmatch(bucket):
             # Beam would set it aside and look up a default bucket over the network, for minutes when offline.
             parser.error(f"--temp-location {args.temp_location!r}: {bucket!r} is not a Cloud Storage bucket name "
-                         "(3-63 lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit)")
+                         "(3-63 lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or "
+                         "digit)")
         if not args.serving:
             parser.error("DataflowRunner needs --serving HOST:PORT (TF Serving reachable from the workers)")
         beam_args = beam_args + [f"--project={args.project}", f"--region={args.region}",
@@ -102,13 +103,9 @@ def _check_run_flags(args, parser, beam_args: list[str]) -> tuple[str, list[str]
     if args.templates and "://" not in args.templates:
         if not os.path.isdir(args.templates):
             parser.error(f"--templates {args.templates!r} is not a directory")
-        from pipeline.template_lint import lint_path
-
-        problems = lint_path(args.templates)
-        for problem in problems:
-            print(f"formdigits run: {problem}", file=sys.stderr)
+        problems = report_template_problems(args.templates, "run")
         if problems:
-            parser.exit(2, f"formdigits run: {len(problems)} template problem{'s' if len(problems) > 1 else ''}; "
+            parser.exit(2, f"formdigits run: {problems} template problem{'s' if problems > 1 else ''}; "
                            f"fix them and check with: formdigits template lint {args.templates}\n")
     if args.serving_ca and not os.path.isfile(args.serving_ca):
         parser.error(f"--serving-ca {args.serving_ca!r} does not exist")

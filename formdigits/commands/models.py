@@ -182,7 +182,8 @@ def _run_serve(args, parser) -> int:
                                         max_receive_bytes=args.grpc_max_receive_message_length)
         return engine.run_local(entries, batching=engine.load_batching(batching_config), host=args.host,
                                 port=args.port, tensor_content=args.enable_serialization_as_tensor_content,
-                                poll_s=args.poll_seconds, tls=tls, max_receive_bytes=args.grpc_max_receive_message_length)
+                                poll_s=args.poll_seconds, tls=tls,
+                                max_receive_bytes=args.grpc_max_receive_message_length)
     except (ConfigError, OSError) as exc:
         print(f"formdigits serve: {exc}", file=sys.stderr)
         return 2

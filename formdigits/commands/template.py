@@ -1,9 +1,11 @@
-"""`formdigits template propose` and `formdigits template check`: bring a form of your own."""
+"""`formdigits template propose`, `check` and `lint`: bring a form of your own."""
 
 from __future__ import annotations
 
 import os
 import sys
+
+from formdigits.commands.common import report_template_problems
 
 __all__ = ["add_parsers"]
 
@@ -40,7 +42,8 @@ def _run_lint(args, parser) -> int:
     for problem in problems:
         print(problem)
     if problems:
-        print(f"formdigits template lint: {len(problems)} problem{'s' if len(problems) != 1 else ''}", file=sys.stderr)
+        print(f"formdigits template lint: {len(problems)} problem{'s' if len(problems) != 1 else ''}",
+              file=sys.stderr)
         return 1
     print(f"{args.path}: no problems")
     return 0
@@ -87,15 +90,10 @@ def _run_check(args, parser) -> int:
     from pipeline.templates import load_template_file
     from pipeline.types import SegmentError
 
-    from pipeline.template_lint import lint_path
-
     for path in (args.template, args.scan):
         if not os.path.isfile(path):
             parser.error(f"{path!r} does not exist")
-    problems = lint_path(args.template)
-    for problem in problems:
-        print(f"formdigits template check: {problem}", file=sys.stderr)
-    if problems:
+    if report_template_problems(args.template, "template check"):
         return 2
     try:
         template = load_template_file(args.template)

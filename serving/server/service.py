@@ -175,7 +175,8 @@ class LocalModelServer:
         self.manager.start()
         self._grpc.start()
         log.info("serving gRPC on %s (requests up to %d MiB; batching %s)", self.target,
-                 self.max_receive_bytes >> 20, f"max {self.batching.max_batch_size}, timeout {self.batching.batch_timeout_micros}us"
+                 self.max_receive_bytes >> 20,
+                 f"max {self.batching.max_batch_size}, timeout {self.batching.batch_timeout_micros}us"
                  if self.batching else "off")
         return self
 
