@@ -31,6 +31,7 @@ from pipeline.loopback import loopback_only
 from pipeline.progress import ProgressPrinter
 from pipeline.streaming import watch_micro_batches
 from pipeline.store import Committer, RunLock, StoreBusy
+from pipeline.workers import WorkerDied, stop_on_dead_worker
 from serving.client import PredictClient
 from serving.server.config import ConfigError
 from serving.server.engine import ServerProcess
@@ -38,7 +39,7 @@ from serving.server.models import versions_on_disk
 from serving.signature import UnfitModel
 
 __all__ = ["RunError", "ServingStopped", "ModelRefused", "EmbeddedServer", "check_served_model", "run_job",
-           "counts_from_metrics", "new_run_id"]
+           "WorkerLost", "counts_from_metrics", "new_run_id"]
 
 REPO_SETUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
 
@@ -62,6 +63,18 @@ class ModelRefused(RunError):
     def __init__(self, reason: str):
         super().__init__(f"stopped: {reason}. Serve a digit classifier (serving_default: uint8 [N, 28, 28, 1] in, "
                          "[N, 10] probabilities out), or pin a good version with --model-version")
+
+
+class WorkerLost(RunError):
+    """A Beam worker process died mid-run; the whole pages staged before it were committed.
+
+    The runner's threads still wait on the dead worker, so the caller should end the process
+    (`os._exit`) once it has said so.
+    """
+
+    def __init__(self, reason: str, output: str):
+        super().__init__(f"stopped: {reason}, killed from outside or out of memory. What was written to {output} "
+                         "is whole pages, and a run over the same input again reads the rest")
 
 
 class _QuietWorkers(logging.Filter):
@@ -221,6 +234,7 @@ def _run_local(cfg: RunConfig, options, models_dir: str, quiet: bool) -> dict:
         stack.enter_context(loopback_only())
         if options.view_as(DirectOptions).direct_running_mode == "multi_processing":
             stack.enter_context(_workers_write_to(log))
+            stack.enter_context(stop_on_dead_worker())
         try:
             if cfg.streaming:
                 watch_micro_batches(cfg, lambda batch: _run_bounded(batch, options), lambda c: _add(counts, c),
@@ -229,6 +243,8 @@ def _run_local(cfg: RunConfig, options, models_dir: str, quiet: bool) -> dict:
                 _add(counts, _run_bounded(cfg, options))
         except (RunError, KeyboardInterrupt):
             raise
+        except WorkerDied as exc:
+            raise WorkerLost(str(exc), cfg.output) from None
         except Exception as exc:  # a fault of the job itself, not of a file: the details go to the log
             with open(log, "a") as fh:
                 fh.write(f"\n{exc}\n")

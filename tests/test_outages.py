@@ -3,9 +3,11 @@
 These break things on purpose against the real local server and a real DuckDB file.
 """
 
+import contextlib
 import socket
 import time
 
+import psutil
 import pytest
 
 from beam_helpers import count, one_line, rows, run, start
@@ -90,3 +92,35 @@ def test_a_second_run_into_the_same_output_refuses_at_start(scans, server, tmp_p
     assert first.wait(timeout=240) == 0
     (pages,), = count(out, "SELECT count(DISTINCT (source_uri, page)) FROM fields")
     assert pages == 6  # the first run's summary and rows are its own
+
+
+def _beam_workers_of(job) -> list:
+    """The job's Beam SDK worker processes, their `sh -c` wrappers left out (an OOM kill hits the Python)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if cmdline and cmdline[0] != "/bin/sh" and any("sdk_worker_main" in part for part in cmdline):
+            with contextlib.suppress(psutil.Error):
+                if process.environ().get("FORMDIGITS_DRIVER_PID") == str(job.pid):
+                    found.append(process)
+    return found
+
+
+def test_a_beam_worker_killed_mid_run_stops_it_in_one_line_and_a_rerun_completes(scans, server, clean, tmp_path):
+    out = tmp_path / "out"
+    job = start(["run", "--input", str(scans / "scan_*"), "--templates", str(scans / "templates"),
+                 "--output", str(out), "--serving", server.target, "--direct_num_workers=2"], tmp_path / "run.log")
+    deadline = time.monotonic() + 120
+    while not (workers := _beam_workers_of(job)) and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert workers, "no Beam worker started: " + (tmp_path / "run.log").read_text()[-2000:]
+    workers[0].kill()
+    killed = time.monotonic()
+    assert job.wait(timeout=60) == 2, (tmp_path / "run.log").read_text()[-2000:]
+    assert time.monotonic() - killed < 30
+    said = [line for line in (tmp_path / "run.log").read_text().splitlines() if line.startswith("formdigits")]
+    assert len(said) == 1 and "a Beam worker process died" in said[0], said
+    assert not _beam_workers_of(job), "the run left Beam workers behind"
+    run("--input", str(scans / "scan_*"), "--templates", str(scans / "templates"), "--output", str(out),
+        "--serving", server.target, "--direct_running_mode=in_memory")
+    assert rows(out) == clean

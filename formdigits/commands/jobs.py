@@ -116,7 +116,7 @@ def _run_run(args, parser, beam_args) -> int:
     runner, beam_args = _check_run_flags(args, parser, beam_args)
     from pipeline.beam_pipeline import RunConfig
     from pipeline.read import input_root
-    from pipeline.run import RunError, ServingStopped, new_run_id, run_job
+    from pipeline.run import RunError, ServingStopped, WorkerLost, new_run_id, run_job
 
     cfg = RunConfig(input=args.input, output=args.output, serving=args.serving or "", run_id=new_run_id(),
                     model=args.model, model_version=args.model_version, model_label=args.model_label,
@@ -134,6 +134,10 @@ def _run_run(args, parser, beam_args) -> int:
     except ServingStopped as exc:
         print(f"formdigits run: {exc}", file=sys.stderr)
         return 3
+    except WorkerLost as exc:
+        print(f"formdigits run: {exc}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(2)  # Beam's runner threads still wait on the dead worker: nothing left to join
     except KeyboardInterrupt:
         print("formdigits run: stopped at once (second Ctrl-C); whole pages staged so far were written",
               file=sys.stderr)
