@@ -10,6 +10,7 @@ import time
 
 from bench.accuracy import bench_forms, bench_mnist
 from bench.corpora import corpus_files, make_corpus
+from bench.faults import bench_faults
 from bench.hostile import bench_hostile
 from bench.inference import bench_inference
 from bench.own_forms import bench_own_forms
@@ -40,6 +41,7 @@ TARGETS = {
     "synthetic_ink_digit_accuracy": (">=", 0.995),
     "hostile_max_seconds": ("<=", 1.0),
     "hostile_max_mb": ("<=", 200),
+    "faults_max_seconds": ("<=", 30),
     "proposal_right_share": (">=", 0.95),
     "proposal_max_false_fields_per_page": ("<=", 1),
     "registration_right_share": (">=", 0.995),
@@ -99,6 +101,9 @@ def run_suite(opts: SuiteOptions, log=print) -> dict:
     if opts.only in (None, "faults"):
         log("== hostile files: each read alone in a fresh process")
         results["faults"] = bench_hostile(opts.work_dir, log)
+        log("== faults: workers and driver killed, bounds met, a model nobody serves")
+        corpus = make_corpus(os.path.join(opts.work_dir, f"corpus-20-{CORPUS_SEED}"), 20, CORPUS_SEED)
+        results["faults"].update(bench_faults(corpus, opts.models_dir, os.path.join(opts.work_dir, "faults"), log))
     results["wall_s"] = round(time.monotonic() - started, 1)
     return results
 
@@ -196,6 +201,9 @@ def _rows(results: dict) -> list[tuple[str, object, str]]:
         ("hostile_max_mb", faults.get("hostile_max_mb"),
          f"largest peak RSS of a process that refused one, imports included "
          f"({faults.get('hostile_max_mb_for_the_file')} MB of it for the file)"),
+        ("faults_max_seconds", faults.get("faults_max_seconds"),
+         "slowest fault to its one line: " + "; ".join(
+             f"{name} {case['seconds']} s, {case['peak_mb']:.0f} MB" for name, case in faults.get("cases", {}).items())),
     ] + _own_forms_rows(results.get("own_forms", {})) + _review_rows(results.get("review", {}))
 
 
@@ -246,13 +254,25 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_results(results: dict, path: str) -> tuple[str, str]:
-    """Writes the results as JSON at `path` and the table as markdown beside it; returns both paths."""
+def write_results(results: dict, path: str, only: str | None = None) -> tuple[str, str]:
+    """Writes the results as JSON at `path` and the table as markdown beside it; returns both paths.
+
+    With `only` (one part re-run), the other parts already in `path` are kept, each with its own date.
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if only and os.path.exists(path):
+        with open(path) as fh:
+            earlier = json.load(fh)
+        part = only.replace("-", "_")
+        dates = {**earlier.get("part_dates", {}), part: results["date"]}
+        results = {**earlier, **{k: v for k, v in results.items() if k not in ("wall_s", "quick", "date")},
+                   "part_dates": dates}
     with open(path, "w") as fh:
         json.dump(results, fh, indent=2)
     md = os.path.splitext(path)[0] + ".md"
     with open(md, "w") as fh:
         fh.write(f"Measured {results['date']} on {results['machine']}"
-                 f"{' (--quick)' if results['quick'] else ''}; {results['wall_s']}s.\n\n{markdown_table(results)}\n")
+                 f"{' (--quick)' if results['quick'] else ''}; {results['wall_s']}s."
+                 + "".join(f" Part {part} re-run {date}." for part, date in results.get("part_dates", {}).items())
+                 + f"\n\n{markdown_table(results)}\n")
     return path, md

@@ -1,5 +1,6 @@
 """The benchmark suite's parts, on real data: no timings are asserted here (those belong to `formdigits bench`)."""
 
+import json
 import os
 import pathlib
 import shutil
@@ -10,7 +11,7 @@ import pytest
 
 from bench.corpora import corpus_files, replicate
 from bench.pipeline import bare_loop
-from bench.suite import markdown_table
+from bench.suite import markdown_table, write_results
 from bench.tesseract import tesseract_baseline, tesseract_digits as _tesseract_digits
 from formdigits.cli import main
 from corpus.evaluate import load_truth
@@ -108,3 +109,16 @@ def test_bench_flags_fail_fast(tmp_path, capsys):
         main(["bench", "--models-dir", str(tmp_path)])
     assert exc.value.code == 2
     assert "formdigits train" in capsys.readouterr().err
+
+
+def test_one_part_re_run_keeps_the_other_parts_and_dates_itself(tmp_path):
+    path = str(tmp_path / "latest.json")
+    full = {"date": "2026-01-01 00:00:00", "machine": "m", "quick": False, "wall_s": 600.0,
+            "faults": {"hostile_max_seconds": 0.5}, "review": {"report_mb_1000_pages": 1.0}}
+    write_results(full, path)
+    write_results({"date": "2026-02-02 00:00:00", "machine": "m", "quick": False, "wall_s": 30.0,
+                   "faults": {"hostile_max_seconds": 0.1}}, path, only="faults")
+    merged = json.loads(pathlib.Path(path).read_text())
+    assert merged["review"] == full["review"] and merged["faults"] == {"hostile_max_seconds": 0.1}
+    assert merged["date"] == full["date"] and merged["part_dates"] == {"faults": "2026-02-02 00:00:00"}
+    assert "Part faults re-run 2026-02-02" in (tmp_path / "latest.md").read_text()

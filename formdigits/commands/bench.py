@@ -55,6 +55,6 @@ def _run_bench(args, parser) -> int:
                            **({"accuracy_seeds": tuple(args.accuracy_seeds)} if args.accuracy_seeds else {}))
     results = run_suite(options, log=lambda line: print(line, flush=True))
     print(f"\n{markdown_table(results)}\n\n{results['machine']}, {results['date']}, {results['wall_s']}s")
-    json_path, md_path = write_results(results, args.out or DEFAULT_RESULTS)
+    json_path, md_path = write_results(results, args.out or DEFAULT_RESULTS, only=args.only)
     print(f"wrote {json_path} and {md_path}")
     return 0
