@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import shutil
+import threading
 import time
 import uuid
 
@@ -96,21 +97,36 @@ class _QuietWorkers(logging.Filter):
 def _workers_write_to(path: str):
     """Worker processes inherit the driver's stderr (fd 2), where Beam prints each failed bundle's traceback.
 
-    While they run, fd 2 goes to `path`; this process's own messages (sys.stderr) stay on the terminal.
+    While they run, fd 2 is a pipe that a thread here copies into `path`; this process's own messages
+    (sys.stderr) stay on the terminal. Not the file itself: on a full disk a worker's print of a failed
+    bundle raises, the worker never answers the bundle, and Beam's driver waits for it for ever.
     """
     os.makedirs(os.path.dirname(path), exist_ok=True)
     sys.stderr.flush()
     terminal, previous = os.dup(2), sys.stderr
-    with open(path, "ab") as log:
-        os.dup2(log.fileno(), 2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    copier = threading.Thread(target=_copy_lines, args=(read_end, path), name="worker-log", daemon=True)
+    copier.start()
     sys.stderr = open(terminal, "w", buffering=1, closefd=False)
     try:
         yield
     finally:
         sys.stderr.flush()
-        os.dup2(terminal, 2)
+        os.dup2(terminal, 2)  # the last write end here: the copier sees the end once the workers are gone
         os.close(terminal)
         sys.stderr = previous
+        copier.join(timeout=5)
+
+
+def _copy_lines(read_end: int, path: str) -> None:
+    """Copies the workers' stderr into the run's log, dropping what a full disk will not take."""
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(65536):
+            with contextlib.suppress(OSError):
+                with open(path, "ab") as log:
+                    log.write(chunk)
 
 
 def _quiet_workers() -> None:

@@ -59,15 +59,37 @@ def ensure_tables(con) -> None:
     con.execute(schema.FIELDS_REVIEWED)
 
 
+# DuckDB writes its file's header (three 4 kB blocks) when it creates it: a shorter file never held a row.
+_DUCKDB_HEADER_BYTES = 3 * 4096
+
+
+def _never_written(path: str) -> bool:
+    """A database file cut short at its creation (a disk that filled just then): nothing in it to lose."""
+    try:
+        return os.path.getsize(path) < _DUCKDB_HEADER_BYTES
+    except OSError:
+        return False
+
+
+def _remove_stillborn(path: str) -> None:
+    for stale in (path, path + ".wal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(stale)
+
+
 def _connect(path: str, wait_s: float):
     """A writing connection; while another program holds the file (the duckdb shell, say), waits up to `wait_s`."""
     deadline = time.monotonic() + wait_s
-    delay = 0.05
+    delay, removed = 0.05, False
     while True:
         try:
             con = duckdb.connect(path)
             break
         except duckdb.IOException as exc:
+            if _never_written(path) and not removed:  # "not a valid DuckDB database", "could not read enough"
+                _remove_stillborn(path)
+                removed = True
+                continue
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise
             time.sleep(delay)
