@@ -33,7 +33,7 @@ from pipeline.progress import ProgressPrinter
 from pipeline.streaming import watch_micro_batches
 from pipeline.store import Committer, RunLock, StoreBusy
 from pipeline.workers import WorkerDied, stop_on_dead_worker
-from serving.client import PredictClient
+from serving.client import ModelLoadFailed, PredictClient
 from serving.server.config import ConfigError
 from serving.server.engine import ServerProcess
 from serving.server.models import versions_on_disk
@@ -62,7 +62,7 @@ class ModelRefused(RunError):
     """The served model does not answer [N, 10] digit probabilities, or is not served at all."""
 
     def __init__(self, reason: str):
-        super().__init__(f"stopped: {reason}. Serve a digit classifier (serving_default: uint8 [N, 28, 28, 1] in, "
+        super().__init__(f"stopped: {reason.rstrip('.')}. Serve a digit classifier (serving_default: uint8 [N, 28, 28, 1] in, "
                          "[N, 10] probabilities out), or pin a good version with --model-version")
 
 
@@ -155,7 +155,11 @@ class EmbeddedServer:
             self.target = self.process.__enter__().target
         except ConfigError as exc:
             raise RunError(str(exc)) from None
-        PredictClient(self.target, self.model).wait_until_available(120)
+        try:
+            PredictClient(self.target, self.model).wait_until_available(120, give_up_on_failed_load=True)
+        except ModelLoadFailed as exc:
+            self.process.__exit__(None, None, None)
+            raise ModelRefused(str(exc)) from None
         return self
 
     def __exit__(self, *exc) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "RETRIABLE_CODES",
     "NON_RETRIABLE_CODES",
     "is_retriable",
+    "ModelLoadFailed",
     "channel_options",
     "get_channel",
     "PredictResult",
@@ -49,6 +50,10 @@ NON_RETRIABLE_CODES = frozenset({
 })
 
 _MAX_MESSAGE = -1  # unlimited; TF Serving allows large batches and the default 4 MB is too small
+
+
+class ModelLoadFailed(RuntimeError):
+    """Every version of the model failed to load on the server."""
 
 
 def is_retriable(exc: BaseException) -> bool:
@@ -212,8 +217,14 @@ class PredictClient:
         check_signature(signatures.signature_def[self.signature_name], where)
         return served
 
-    def wait_until_available(self, timeout_s: float = 60.0, poll_s: float = 0.2) -> int:
-        """Blocks until the model has an AVAILABLE version; returns it."""
+    def wait_until_available(self, timeout_s: float = 60.0, poll_s: float = 0.2,
+                             give_up_on_failed_load: bool = False) -> int:
+        """Blocks until the model has an AVAILABLE version; returns it.
+
+        With `give_up_on_failed_load`, raises ModelLoadFailed as soon as every version the server reports
+        has failed to load (TF Serving would retry those for minutes; a job that started the server itself
+        has nothing else to wait for).
+        """
         import time
 
         from tensorflow_serving.apis import get_model_status_pb2
@@ -226,6 +237,10 @@ class PredictClient:
                 for v in status.model_version_status:
                     if v.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE:
                         return v.version
+                failed = [v for v in status.model_version_status if v.status.error_code != 0]
+                if give_up_on_failed_load and failed and len(failed) == len(status.model_version_status):
+                    raise ModelLoadFailed(f"model {self.model_name} version {failed[0].version} failed to load: "
+                                          f"{failed[0].status.error_message}")
             except grpc.RpcError as exc:
                 last = exc
             time.sleep(poll_s)

@@ -8,6 +8,8 @@ import time
 import numpy as np
 import pytest
 
+from beam_helpers import one_line
+
 from serving.client import PredictClient
 from serving.server.config import ModelEntry
 from serving.server.engine import build_local_server
@@ -123,6 +125,21 @@ def test_a_failed_load_is_retried_at_the_interval_then_given_up(tmp_path):
     for _ in range(10):
         manager.refresh()
     assert len(tries) == 1 + 3  # the first load and three retries, then no more while the files stay
+    assert manager.failed_loads("m") == {1: ("model m version 1: not a digit classifier", False)}
+
+
+@pytest.mark.slow
+def test_a_run_whose_only_version_fails_to_load_stops_at_once_in_one_line(tmp_path):
+    """TF Serving would retry that version for five minutes; the run that started its own server says why now."""
+    broken = tmp_path / "models" / "lenet5" / "1"
+    broken.mkdir(parents=True)
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    (tmp_path / "scan.png").write_bytes(b"")
+    started = time.monotonic()
+    rc, lines = one_line(["run", "--input", str(tmp_path / "scan.png"), "--output", str(tmp_path / "out"),
+                          "--models-dir", str(tmp_path / "models")])
+    assert rc == 2 and time.monotonic() - started < 60
+    assert len(lines) == 1 and "model lenet5 version 1 failed to load" in lines[0], lines
 
 
 def test_a_request_over_the_receive_cap_is_refused_and_the_server_goes_on(models_dir):

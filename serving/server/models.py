@@ -63,6 +63,7 @@ class _FailedLoad:
     attempts: int
     last_try: float
     files: tuple
+    reason: str = ""
 
 
 def versions_on_disk(base_path: str) -> list[int]:
@@ -163,10 +164,10 @@ class ModelManager:
             servable = self._loader(entry.name, version, path)
         except Exception as exc:  # a broken export must not take the server down
             attempts = failed.attempts + 1 if failed is not None and failed.files == files else 1
-            self._failed[key] = _FailedLoad(attempts, time.monotonic(), files)
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._failed[key] = _FailedLoad(attempts, time.monotonic(), files, reason)
             left = self.load_retries - attempts + 1
-            log.error("failed to load %s version %d from %s: %s (%s)", entry.name, version, path,
-                      str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            log.error("failed to load %s version %d from %s: %s (%s)", entry.name, version, path, reason,
                       f"trying again in {self.load_retry_interval_s:.0f} s or when its files change, "
                       f"{left} more time{'s' if left != 1 else ''}" if left > 0 else
                       "no more retries until its files change")
@@ -194,6 +195,12 @@ class ModelManager:
             self._thread.join(timeout=5)
 
     # -- lookups ------------------------------------------------------------
+    def failed_loads(self, name: str) -> dict[int, tuple[str, bool]]:
+        """Versions of `name` whose last load failed: (reason, whether a retry is still to come)."""
+        with self._lock:
+            failed = {version: f for (model, version), f in self._failed.items() if model == name}
+        return {version: (f.reason, f.attempts <= self.load_retries) for version, f in failed.items()}
+
     def loaded_versions(self, name: str) -> dict[int, Servable]:
         with self._lock:
             return dict(self._loaded.get(name, {}))

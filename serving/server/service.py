@@ -108,19 +108,33 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
             wanted = labels[spec.version_label]
         elif spec.HasField("version"):
             wanted = spec.version.value
-        if not versions:
+        failed = {v: f for v, f in manager.failed_loads(spec.name).items() if v not in versions}
+        if not versions and not failed:
             context.abort(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {spec.name}")
-        if wanted is not None and wanted not in versions:
+        if wanted is not None and wanted not in versions and wanted not in failed:
             context.abort(grpc.StatusCode.NOT_FOUND, f"Could not find version {wanted} of model {spec.name}")
         response = get_model_status_pb2.GetModelStatusResponse()
-        for version in sorted(versions, reverse=True):
+        for version in sorted({*versions, *failed}, reverse=True):
             if wanted is not None and version != wanted:
                 continue
-            status = response.model_version_status.add()
-            status.version = version
-            status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
-            status.status.error_code = 0
+            _add_status(response, version, failed.get(version))
         return response
+
+
+def _add_status(response, version: int, failure: tuple[str, bool] | None) -> None:
+    """One version's state as TF Serving reports it: a failed load is LOADING while retries remain, then END,
+    with the load's error either way."""
+    status = response.model_version_status.add()
+    status.version = version
+    states = get_model_status_pb2.ModelVersionStatus
+    if failure is None:
+        status.state = states.AVAILABLE
+        status.status.error_code = 0
+    else:
+        reason, retrying = failure
+        status.state = states.LOADING if retrying else states.END
+        status.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
+        status.status.error_message = reason
 
 
 class LocalModelServer:
