@@ -42,14 +42,49 @@ class TemplateProblems(ValueError):
         self.problems = problems
 
 
+def _remote(path: str) -> bool:
+    return "://" in path
+
+
+def _json_files(path: str) -> list[str] | None:
+    """The `*.json` files of a folder (local, or gs:// through Beam's file systems); None when `path` is a file."""
+    if _remote(path):
+        from apache_beam.io.filesystems import FileSystems
+
+        if path.endswith(".json"):
+            return None
+        found = FileSystems.match([path.rstrip("/") + "/*.json"])[0].metadata_list
+        return sorted(m.path for m in found)
+    if os.path.isdir(path):
+        return sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(".json"))
+    return None
+
+
+def _open(path: str, mode: str = "r"):
+    if _remote(path):
+        import io
+
+        from apache_beam.io.filesystems import FileSystems
+
+        raw = FileSystems.open(path)
+        return raw if "b" in mode else io.TextIOWrapper(raw, encoding="utf-8")
+    return open(path, mode)
+
+
+def _folder_of(file: str) -> str:
+    return file.rsplit("/", 1)[0] if _remote(file) else os.path.dirname(os.path.abspath(file))
+
+
 def lint_path(path: str) -> list[str]:
     """Every problem of a template file, or of every `*.json` in a folder (plus names used twice across them)."""
-    if os.path.isdir(path):
-        files = sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(".json"))
-        if not files:
-            return [f"{path}: no template .json files"]
-    else:
+    try:
+        files = _json_files(path)
+    except Exception as exc:  # a bucket out of reach: Beam's file systems raise their own kinds
+        return [f"{path}: cannot list the templates ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"]
+    if files is None:
         files = [path]
+    elif not files:
+        return [f"{path}: no template .json files"]
     problems, names = [], {}
     for file in files:
         problems += lint_file(file)
@@ -62,7 +97,7 @@ def lint_path(path: str) -> list[str]:
 
 def _name_of(file: str):
     try:
-        with open(file) as fh:
+        with _open(file) as fh:
             return json.load(fh).get("name")
     except (OSError, ValueError, AttributeError):
         return None
@@ -71,13 +106,13 @@ def _name_of(file: str):
 def lint_file(file: str) -> list[str]:
     """Every problem of one template file."""
     try:
-        with open(file) as fh:
+        with _open(file) as fh:
             d = json.load(fh)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return [f"{file}: not readable as JSON ({exc})"]
     if not isinstance(d, dict):
         return [f"{file}: a template is a JSON object, not a {type(d).__name__}"]
-    return [f"{file}: {p}" for p in lint_template(d, os.path.dirname(os.path.abspath(file)))]
+    return [f"{file}: {p}" for p in lint_template(d, _folder_of(file))]
 
 
 def lint_template(d: dict, folder: str | None = None) -> list[str]:
@@ -134,10 +169,13 @@ def _reference_problems(d: dict, folder: str | None) -> list[str]:
         return [f"reference {ref!r}: a file name beside the template, not a path"]
     if folder is None:
         return []
-    path = os.path.join(folder, ref)
-    if not os.path.isfile(path):
+    path = f"{folder}/{ref}"
+    try:
+        with _open(path, "rb") as fh:
+            data = np.frombuffer(fh.read(), np.uint8)
+    except OSError:
         return [f"reference {ref!r}: no such file beside the template"]
-    if cv2.imread(path, cv2.IMREAD_GRAYSCALE) is None:
+    if not data.size or cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) is None:
         return [f"reference {ref!r}: not a readable image"]
     return []
 

@@ -4,6 +4,8 @@ import json
 import shutil
 
 import pytest
+from apache_beam.io.filesystem import FileMetadata, MatchResult
+from apache_beam.io.localfilesystem import LocalFileSystem
 
 from beam_helpers import one_line
 from corpus import TEMPLATES_DIR
@@ -86,3 +88,32 @@ def test_run_check_and_lint_refuse_a_broken_template_with_one_line_each(scans, t
     assert rc == 2 and len(lines) == 2
     rc, lines = one_line(["template", "lint", str(templates)])
     assert rc == 1 and lines == ["formdigits template lint: 2 problems"]
+
+
+class _BucketFileSystem(LocalFileSystem):
+    """A stand-in for gs:// (no bucket can be reached here): `fdbucket://PATH` is the local PATH."""
+
+    @classmethod
+    def scheme(cls):
+        return "fdbucket"
+
+    def match(self, patterns, limits=None):
+        results = super().match([p[len("fdbucket://"):] for p in patterns], limits)
+        return [MatchResult("fdbucket://" + r.pattern, [FileMetadata("fdbucket://" + m.path, m.size_in_bytes,
+                                                                     m.last_updated_in_seconds)
+                                                        for m in r.metadata_list]) for r in results]
+
+    def open(self, path, *args, **kwargs):
+        return super().open(path[len("fdbucket://"):], *args, **kwargs)
+
+
+def test_templates_in_a_bucket_are_linted_through_beams_file_systems(tmp_path):
+    shutil.copytree(TEMPLATES_DIR, tmp_path / "t")
+    assert lint_path(f"fdbucket://{tmp_path}/t") == []
+    invoice = json.loads((tmp_path / "t" / "invoice.json").read_text())
+    invoice["fields"][0]["box"] = [0, 0, 1, 1]
+    invoice["reference"] = "missing.png"
+    (tmp_path / "t" / "invoice.json").write_text(json.dumps(invoice))
+    problems = lint_path(f"fdbucket://{tmp_path}/t")
+    assert any(p.startswith(f"fdbucket://{tmp_path}/t/invoice.json: field ") for p in problems), problems
+    assert lint_path("fdbucket:///no/such/folder") == ["fdbucket:///no/such/folder: no template .json files"]

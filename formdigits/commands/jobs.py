@@ -100,8 +100,8 @@ def _check_run_flags(args, parser, beam_args: list[str]) -> tuple[str, list[str]
             parser.error("BigQuery output keeps crops as objects: give --crops-location gs://BUCKET/PATH "
                          "(or --temp-location gs://..., or --keep-crops none)")
         args.crops_location = "gs://" + args.temp_location[5:].split("/")[0] + "/formdigits-crops"
-    if args.templates and "://" not in args.templates:
-        if not os.path.isdir(args.templates):
+    if args.templates:
+        if "://" not in args.templates and not os.path.isdir(args.templates):
             parser.error(f"--templates {args.templates!r} is not a directory")
         problems = report_template_problems(args.templates, "run")
         if problems:
