@@ -8,7 +8,9 @@ Three figures, each on forms without corner marks:
                    stamps, scribbles) registered to the right template, field-box error in cells,
                    milliseconds per page on 200 dpi pages
     end to end     the pipeline over the same scans with the true templates and with proposed ones
-                   (renamed only): field exact match of each
+                   (renamed only): field exact match of each; then, given MNIST, the same layouts filled
+                   in real ink (MNIST test glyphs, seed 900102) read with the proposed templates. Each
+                   broken down by cell size, with the share of written fields flagged
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from bench.pipeline import run_pipeline
 from corpus import builtin_templates
 from corpus.evaluate import evaluate, load_results, load_truth
-from corpus.forms import synth_forms
+from corpus.forms import Ink, synth_forms
 from corpus.layouts import NAMED_LAYOUTS, named_layout, truth_template, write_blank_pdf
 from corpus.proposals import rename_like, score_proposal
 from pipeline.propose import propose_template, read_blank
@@ -37,6 +39,8 @@ from pipeline.types import SegmentError
 __all__ = ["OWN_FORMS_SEED", "HELD_OUT_LAYOUT_SEEDS", "bench_own_forms"]
 
 OWN_FORMS_SEED = 900101                 # the filled scans; never used while developing
+REAL_INK_SEED = 900102                  # the same layouts in MNIST test ink; never used while developing
+CELL_BANDS = ((16.0, "cells <= 16 pt"), (22.0, "cells 16-22 pt"), (float("inf"), "cells > 22 pt"))
 HELD_OUT_LAYOUT_SEEDS = range(7000, 7030)  # generated forms; never looked at while writing the proposer
 SCAN_LAYOUTS = tuple(NAMED_LAYOUTS) + ("random:7001", "random:7002", "random:7003")
 
@@ -118,7 +122,34 @@ def _box_errors(reg, shape, rows) -> list[float]:
     return out
 
 
-def bench_own_forms(work_dir: str, target: str, quick: bool, log=print) -> dict:
+def cell_band(field) -> str:
+    """A field's size class: a comb's cell (width, or height when less), else the box's height, in points."""
+    x, y, w, h = field.box
+    size = min(w / field.cells, h) if field.kind == "comb" and field.cells else h
+    return next(label for limit, label in CELL_BANDS if size <= limit)
+
+
+def _end_to_end(corpus: str, templates_dir: str, output: str, target: str, pages: int, log) -> dict:
+    """The pipeline over a corpus with the given templates; scored, by cell size too."""
+    run_pipeline(os.path.join(corpus, "scan_*"), templates_dir, output, target, os.cpu_count() or 1, pages, log)
+    truths = load_templates(os.path.join(corpus, "templates"))
+    band = {(t.name, f.name): cell_band(f) for t in truths.values() for f in t.fields}
+    report = evaluate(load_results(output), load_truth(os.path.join(corpus, "truth.jsonl")),
+                      group_by=lambda row: band.get((row["template"], row["field"]), "?"))
+    keys = ("field_exact_match", "digit_accuracy", "rejects", "unflagged_field_accuracy", "errors_flagged_share",
+            "written_fields_flagged", "per_group")
+    return {k: report[k] for k in keys}
+
+
+def _proposed_for(corpus: str, directory: str) -> str:
+    truths = load_templates(os.path.join(corpus, "templates"))
+    proposed = [rename_like(propose_template(read_blank(os.path.join(corpus, "blanks", f"{n}.pdf")), n), t)
+                for n, t in truths.items()]
+    save_templates(proposed, directory)
+    return directory
+
+
+def bench_own_forms(work_dir: str, target: str, quick: bool, log=print, mnist_path: str | None = None) -> dict:
     """Proposal, registration and end-to-end figures for forms without corner marks (see the module)."""
     pages = 24 if quick else 200
     seeds = list(HELD_OUT_LAYOUT_SEEDS)[:4 if quick else None]
@@ -126,21 +157,23 @@ def bench_own_forms(work_dir: str, target: str, quick: bool, log=print) -> dict:
     corpus = os.path.join(work_dir, f"own-forms-{OWN_FORMS_SEED}-{pages}")
     if not os.path.exists(os.path.join(corpus, "truth.jsonl")):
         synth_forms(pages, corpus, seed=OWN_FORMS_SEED, layouts=SCAN_LAYOUTS)
-    truths = load_templates(os.path.join(corpus, "templates"))
-    proposed = [rename_like(propose_template(read_blank(os.path.join(corpus, "blanks", f"{n}.pdf")), n), t)
-                for n, t in truths.items()]
-    proposed_dir = os.path.join(work_dir, f"own-forms-proposed-{pages}")
-    save_templates(proposed, proposed_dir)
+    proposed_dir = _proposed_for(corpus, os.path.join(work_dir, f"own-forms-proposed-{pages}"))
     results["registration"] = _registration_part(corpus, list(load_templates(proposed_dir).values()), log)
+    runs = {"true_templates": (corpus, os.path.join(corpus, "templates")), "proposed_templates": (corpus, proposed_dir)}
+    if mnist_path:
+        real = os.path.join(work_dir, f"own-forms-real-{REAL_INK_SEED}-{pages}")
+        if not os.path.exists(os.path.join(real, "truth.jsonl")):
+            synth_forms(pages, real, seed=REAL_INK_SEED, layouts=SCAN_LAYOUTS,
+                        ink=Ink(kind="mnist", mnist_path=mnist_path, mnist_split="test"))
+        runs["real_ink_proposed_templates"] = (real, _proposed_for(real, os.path.join(real, "proposed")))
     exact = {}
-    for label, templates_dir in (("true_templates", os.path.join(corpus, "templates")),
-                                 ("proposed_templates", proposed_dir)):
-        output = os.path.join(work_dir, f"own-forms-out-{label}")
-        run_pipeline(os.path.join(corpus, "scan_*"), templates_dir, output, target, os.cpu_count() or 1, pages, log)
-        report = evaluate(load_results(output), load_truth(os.path.join(corpus, "truth.jsonl")))
-        exact[label] = {k: report[k] for k in ("field_exact_match", "digit_accuracy", "rejects")}
-        log(f"  {label.replace('_', ' ')}: fields {report['field_exact_match']:.2%}, digits "
-            f"{report['digit_accuracy']:.2%}")
+    for label, (scans, templates_dir) in runs.items():
+        exact[label] = _end_to_end(scans, templates_dir, os.path.join(work_dir, f"own-forms-out-{label}"), target,
+                                   pages, log)
+        bands = ", ".join(f"{name} {g['field_exact_match']:.2%}" for name, g in exact[label]["per_group"].items())
+        log(f"  {label.replace('_', ' ')}: fields {exact[label]['field_exact_match']:.2%}, digits "
+            f"{exact[label]['digit_accuracy']:.2%}; {bands}; written fields flagged "
+            f"{exact[label]['written_fields_flagged']:.1%}")
     results["end_to_end"] = exact
     results["proposed_vs_true_field_exact_points"] = round(
         100 * (exact["proposed_templates"]["field_exact_match"] - exact["true_templates"]["field_exact_match"]), 2)

@@ -48,6 +48,11 @@ TARGETS = {
     "registration_mean_box_error_cells": ("<", 0.3),
     "registration_ms_per_page_200dpi": ("<=", 50),
     "proposed_vs_true_field_exact_points": (">=", -1.0),
+    "own_forms_real_ink_field_exact": (">=", 0.95),
+    "own_forms_real_ink_small_cells_field_exact": (">=", 0.93),
+    "own_forms_real_ink_written_flagged": ("<=", 0.15),
+    "own_forms_real_ink_errors_flagged": (">=", 0.90),
+    "own_forms_real_ink_unflagged_exact": (">=", 0.99),
     "review_next_item_p95_ms": ("<", 100),
     "report_mb_1000_pages": ("<", 5),
 }
@@ -93,7 +98,8 @@ def run_suite(opts: SuiteOptions, log=print) -> dict:
     if opts.only in (None, "own-forms"):
         log("== own forms: templates proposed from blanks, registration by the form's print")
         with ServerProcess(opts.models_dir) as server:
-            results["own_forms"] = bench_own_forms(opts.work_dir, server.target, opts.quick, log)
+            results["own_forms"] = bench_own_forms(opts.work_dir, server.target, opts.quick, log,
+                                                   mnist_path=opts.mnist_path)
     if opts.only in (None, "review"):
         log("== review: the queue's next item on 100,000 fields, a 1,000-page run's report")
         with ServerProcess(opts.models_dir) as server:
@@ -236,6 +242,22 @@ def _own_forms_rows(own: dict) -> list[tuple[str, object, str]]:
         ("proposed_vs_true_field_exact_points", own.get("proposed_vs_true_field_exact_points"),
          f"field exact {e2e.get('proposed_templates', {}).get('field_exact_match')} from proposed templates vs "
          f"{e2e.get('true_templates', {}).get('field_exact_match')} from the true ones, same scans"),
+    ] + _own_forms_real_ink_rows(e2e.get("real_ink_proposed_templates", {}), e2e.get("proposed_templates", {}))
+
+
+def _own_forms_real_ink_rows(real: dict, synthetic: dict) -> list[tuple[str, object, str]]:
+    groups = real.get("per_group", {})
+    bands = "; ".join(f"{name}: {g['field_exact_match']} ({g['fields']} fields)" for name, g in groups.items())
+    return [
+        ("own_forms_real_ink_field_exact", real.get("field_exact_match"),
+         f"mark-less forms in MNIST test ink, proposed templates renamed only; digits {real.get('digit_accuracy')}; "
+         f"synthetic ink {synthetic.get('field_exact_match')}; {bands}"),
+        ("own_forms_real_ink_small_cells_field_exact", groups.get("cells <= 16 pt", {}).get("field_exact_match"),
+         "the same, fields whose cells or rows are at most 16 points"),
+        ("own_forms_real_ink_written_flagged", real.get("written_fields_flagged"),
+         f"of the fields holding writing; synthetic ink {synthetic.get('written_fields_flagged')}"),
+        ("own_forms_real_ink_errors_flagged", real.get("errors_flagged_share"), "wrong fields flagged for review"),
+        ("own_forms_real_ink_unflagged_exact", real.get("unflagged_field_accuracy"), "fields not flagged, right"),
     ]
 
 

@@ -113,25 +113,32 @@ def _match(results: dict[str, list[dict]], truth: list[dict]) -> tuple[dict, dic
     return predicted, truth_by_key
 
 
-def _score_field(tally: collections.Counter, template: collections.Counter, confusion: np.ndarray,
+def _bucket_figures(c: collections.Counter) -> dict:
+    return {"fields": c["fields"], "field_exact_match": _rate(c["exact"], c["fields"]),
+            "digit_accuracy": _rate(c["digits_ok"], c["digits"]),
+            "written_fields_flagged": _rate(c["written_flagged"], c["written"])}
+
+
+def _score_field(tally: collections.Counter, buckets: list[collections.Counter], confusion: np.ndarray,
                  truth_value: str, row: dict | None) -> None:
-    """Adds one truth field (and the row read for it, if any) to the tallies."""
-    template["fields"] += 1
-    template["digits"] += len(truth_value)
-    tally["digits"] += len(truth_value)
+    """Adds one truth field (and the row read for it, if any) to the tallies and to each of its buckets."""
+    flagged = bool(row is not None and row.get("needs_review"))
+    value = "" if row is None or row.get("value") is None else str(row["value"])
+    ok = row is not None and value == truth_value
+    right = sum(1 for i, ch in enumerate(truth_value) if i < len(value) and value[i] == ch)
+    written = row is not None and bool(truth_value)
+    for counter in buckets:
+        counter.update(fields=1, digits=len(truth_value), exact=ok, digits_ok=right, written=written,
+                       written_flagged=written and flagged)
+    tally.update(digits=len(truth_value), written=written, written_flagged=written and flagged)
     if row is None:
         return
-    value = "" if row.get("value") is None else str(row["value"])
-    ok = value == truth_value
     tally["exact"] += ok
-    template["exact"] += ok
+    tally["digits_ok"] += right
     for i, ch in enumerate(truth_value):
         if i < len(value) and value[i].isdigit():
             confusion[int(ch), int(value[i])] += 1
-            if value[i] == ch:
-                tally["digits_ok"] += 1
-                template["digits_ok"] += 1
-    if row.get("needs_review"):
+    if flagged:
         tally["flagged"] += 1
         tally["flagged_errors"] += not ok
     else:
@@ -139,14 +146,20 @@ def _score_field(tally: collections.Counter, template: collections.Counter, conf
         tally["unflagged_ok"] += ok
 
 
-def evaluate(results: dict[str, list[dict]], truth: list[dict]) -> dict:
-    """Scores results against truth; see the module docstring for the matching rules."""
+def evaluate(results: dict[str, list[dict]], truth: list[dict], group_by=None) -> dict:
+    """Scores results against truth; see the module docstring for the matching rules.
+
+    `group_by(truth_row) -> label`, when given, adds `per_group`: the same figures for each label
+    (cell size, scan kind...) beside `per_template`.
+    """
     predicted, truth_by_key = _match(results, truth)
     confusion = np.zeros((10, 10), np.int64)
     tally = collections.Counter()
     per_template = collections.defaultdict(collections.Counter)
+    per_group = collections.defaultdict(collections.Counter)
     for key, t in truth_by_key.items():
-        _score_field(tally, per_template[t["template"]], confusion, t["value"], predicted.get(key))
+        buckets = [per_template[t["template"]]] + ([per_group[group_by(t)]] if group_by else [])
+        _score_field(tally, buckets, confusion, t["value"], predicted.get(key))
     matched = sum(1 for k in truth_by_key if k in predicted)
     rejects = collections.Counter(r.get("stage", "?") for r in results["rejects"])
     return {
@@ -163,11 +176,9 @@ def evaluate(results: dict[str, list[dict]], truth: list[dict]) -> dict:
         "errors_flagged_share": _rate(tally["flagged_errors"], matched - tally["exact"]),
         "rejects": sum(rejects.values()),
         "rejects_by_stage": dict(sorted(rejects.items())),
-        "per_template": {
-            name: {"fields": c["fields"], "field_exact_match": _rate(c["exact"], c["fields"]),
-                   "digit_accuracy": _rate(c["digits_ok"], c["digits"])}
-            for name, c in sorted(per_template.items())
-        },
+        "written_fields_flagged": _rate(tally["written_flagged"], tally["written"]),
+        "per_template": {name: _bucket_figures(c) for name, c in sorted(per_template.items())},
+        **({"per_group": {name: _bucket_figures(c) for name, c in sorted(per_group.items())}} if group_by else {}),
         "confusion_matrix": confusion.tolist(),
     }
 

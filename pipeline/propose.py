@@ -321,7 +321,8 @@ def propose_template(blank: Blank, name: str, labels: bool = True) -> Template:
     fields = []
     for p, field_name in zip(found, name_fields(found, lines)):
         lo, hi = _length_range(p)
-        fields.append(Field(field_name, p.kind, tuple(round(v, 1) for v in p.box), lo, hi, cells=p.cells))
+        fields.append(Field(field_name, p.kind, tuple(round(v, 1) for v in p.box), lo, hi, cells=p.cells,
+                            required=False))
     k = REFERENCE_DPI / WORK_DPI
     reference = cv2.resize(blank.image, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
     ok, png = cv2.imencode(".png", reference, [cv2.IMWRITE_PNG_COMPRESSION, 9])

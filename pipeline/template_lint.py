@@ -195,6 +195,8 @@ def _field_problems(f: dict, size: tuple[float, float] | None) -> list[str]:
             problems.append(f"pattern {f['pattern']!r} is not a regular expression ({exc})")
     if f.get("check") is not None and f["check"] not in CHECKS:
         problems.append(f"check {f['check']!r}: one of {', '.join(CHECKS)}")
+    if not isinstance(f.get("required", True), bool):
+        problems.append(f"required {f['required']!r}: true or false")
     return problems
 
 

@@ -56,11 +56,16 @@ class Field:
     check: str | None = None         # check-digit rule: "luhn"
     decimals: int = 0                # printed decimal separator before the last N digits
     label: str = ""
+    required: bool = True            # left empty, flagged for review (a proposed field is not: tables have spare rows)
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
         d["box"] = list(self.box)
-        return {k: v for k, v in d.items() if v not in (None, "", 0) or k in ("min_length", "max_length")}
+        d = {k: v for k, v in d.items() if v not in (None, "", 0) or k in ("min_length", "max_length")}
+        d.pop("required", None)  # written only where it is not the default: `"required": false`
+        if not self.required:
+            d["required"] = False
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> "Field":
@@ -165,7 +170,7 @@ def check_value(field: Field, value: str) -> list[str]:
     """Why `value` does not fit `field` (empty list when it fits)."""
     problems = []
     if not value:
-        return ["empty"]
+        return ["empty"] if field.required else []
     if not field.min_length <= len(value) <= field.max_length:
         problems.append(f"length {len(value)} not in {field.min_length}..{field.max_length}")
     if field.pattern and not re.fullmatch(field.pattern, value):

@@ -129,3 +129,15 @@ def test_a_kept_review_picture_has_white_paper_under_shading_and_few_grey_levels
     assert (clean[27:33, 30:210] < 80).all()
     assert len(np.unique(clean)) <= GREY_LEVELS
     assert clean_paper(grey[:5]) is not None and np.array_equal(clean_paper(grey[:5]), grey[:5])
+
+
+def test_an_empty_field_is_flagged_only_when_the_template_requires_it():
+    required = Field("amount", "boxed", (0, 0, 100, 20), 1, 8)
+    optional = Field("amount", "boxed", (0, 0, 100, 20), 1, 8, required=False)
+    row, _ = _assemble(required, np.zeros((0, 10)))
+    assert row["value"] == "" and row["needs_review"] and row["review_reason"] == "empty"
+    row, _ = _assemble(optional, np.zeros((0, 10)))
+    assert row["value"] == "" and not row["needs_review"]
+    row, _ = _assemble(optional, _probs("1"))  # written, an optional field keeps its other rules
+    assert row["value"] == "1" and not row["needs_review"]
+    assert Field.from_json(optional.to_json()) == optional and "required" not in required.to_json()

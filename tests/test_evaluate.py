@@ -65,7 +65,7 @@ def test_partly_wrong_results_score_exactly(tmp_path):
         {"source_uri": "gs://bucket/scans/b.pdf", "page": 9, "field": "qty", "value": "1"},               # extra
     ], rejects=[{"source_uri": "gs://bucket/scans/c.tif", "page": None, "stage": "read", "error_type": "DecodeError",
                  "message": "not an image"}])
-    report = evaluate(load_results(tmp_path / "res"), load_truth(truth))
+    report = evaluate(load_results(tmp_path / "res"), load_truth(truth), group_by=lambda t: t["field"])
     assert report["matched_fields"] == 3 and report["missing_fields"] == 1 and report["extra_fields"] == 1
     assert report["field_exact_match"] == 0.25                       # 1 of 4 truth fields
     assert report["digit_accuracy"] == round(10 / 15, 6)             # 4 + 5 + 1 + 0 right of 4 + 6 + 2 + 3
@@ -74,7 +74,12 @@ def test_partly_wrong_results_score_exactly(tmp_path):
     assert report["errors_flagged_share"] == 0.5                     # date flagged, qty not
     assert report["rejects"] == 1 and report["rejects_by_stage"] == {"read": 1}
     assert report["confusion_matrix"][2][8] == 1 and report["confusion_matrix"][5][5] == 1
-    assert report["per_template"]["invoice"] == {"fields": 2, "field_exact_match": 0.0, "digit_accuracy": 0.2}
+    assert report["per_template"]["invoice"] == {"fields": 2, "field_exact_match": 0.0, "digit_accuracy": 0.2,
+                                                 "written_fields_flagged": 0.0}
+    assert report["written_fields_flagged"] == round(1 / 3, 6)       # of acct, date, qty: date
+    assert report["per_group"]["date"]["written_fields_flagged"] == 1.0
+    assert report["per_group"]["acct"] == {"fields": 1, "field_exact_match": 1.0, "digit_accuracy": 1.0,
+                                           "written_fields_flagged": 0.0}
 
 
 def test_empty_or_unrelated_results_are_errors(tmp_path, forms_corpus):

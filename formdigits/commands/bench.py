@@ -48,7 +48,7 @@ def _run_bench(args, parser) -> int:
     if not args.no_tesseract and args.only in (None, "pipeline") and not tesseract_available():
         parser.error("tesseract is not installed; run make bench (it installs Debian's tesseract-ocr) or "
                      "sudo apt-get install tesseract-ocr, or pass --no-tesseract")
-    mnist = mnist_file(args.mnist_path, "bench") if args.only in (None, "accuracy") else None
+    mnist = mnist_file(args.mnist_path, "bench") if args.only in (None, "accuracy", "own-forms") else None
     options = SuiteOptions(quick=args.quick, models_dir=args.models_dir, model=args.model, pages=args.pages,
                            work_dir=args.work_dir, only=args.only, tesseract=not args.no_tesseract, mnist_path=mnist,
                            accuracy_pages=args.accuracy_pages,
