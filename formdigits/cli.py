@@ -12,12 +12,14 @@ import os
 import sys
 
 from formdigits.args import OneLineParser
+from formdigits.flags import respell, unknown_flag_problem
 from formdigits.commands import bench, data, jobs, models, review, template
 
 __all__ = ["main", "build_parser"]
 
 COMMAND_GROUPS = (models, data, jobs, review, bench, template)
-# Commands whose unknown flags are passed on (`run` hands them to Beam: --direct_num_workers, --machine_type...).
+# Commands whose unknown flags Beam knows are passed on (`run` hands them to Beam: --direct_num_workers,
+# --machine_type...); any other unknown flag stops the command (formdigits/flags.py).
 PASS_THROUGH = {"run"}
 
 
@@ -37,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args, extra = parser.parse_known_args(argv)
     command_parser = parser._subparsers._group_actions[0].choices[args.command]  # for one-line errors
+    if extra and respell(argv, command_parser) != argv:  # --temp_location: Beam's spelling of our own option
+        args, extra = parser.parse_known_args(respell(argv, command_parser))
+    problem = unknown_flag_problem(extra, command_parser, beam=args.command in PASS_THROUGH) if extra else None
+    if problem:
+        command_parser.error(problem)
     if args.command in PASS_THROUGH:
         return args.func(args, command_parser, extra)
     if extra:

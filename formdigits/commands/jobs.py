@@ -77,6 +77,8 @@ def _check_run_flags(args, parser, beam_args: list[str]) -> tuple[str, list[str]
     runner = "DataflowRunner" if args.dry_run else args.runner
     if args.output.startswith("bq:") and len(args.output[3:].split(":")) != 2:
         parser.error(f"--output {args.output!r}: BigQuery output is bq:PROJECT:DATASET")
+    if "://" not in args.output and os.path.exists(args.output) and not os.path.isdir(args.output):
+        parser.error(f"--output {args.output!r} is a file; give a folder (it is made if missing)")
     if runner == "DataflowRunner":
         missing = [f for f in ("project", "region", "temp_location") if not getattr(args, f)]
         if missing:
