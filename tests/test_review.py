@@ -154,6 +154,8 @@ def test_report_is_one_offline_file(review_db, tmp_path):
     assert text.count("data:image/png;base64,") == 5
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)  # nothing fetched from elsewhere
     assert "<svg" in text and "Rejects by stage and reason" in text and "census_sheet" in text
+    (low,), = count(review_db, "SELECT count(*) FILTER (WHERE confidence < 0.95) FROM fields")
+    assert "below 0.95, the\ndefault review threshold" in text and f"{low} fields are below it" in text  # the run's
 
 
 def test_export_writes_final_values(review_db, tmp_path, capsys):

@@ -17,6 +17,7 @@ import os
 
 import duckdb
 
+from pipeline.assemble import DEFAULT_REVIEW_THRESHOLD
 from pipeline.review.queue import QUEUE_ORDER, check_database
 from pipeline.store import snapshot
 
@@ -60,7 +61,7 @@ def _totals(con) -> dict:
     (pages, files, fields, flagged, empty, low), = _rows(con, """
         SELECT count(DISTINCT (source_uri, page)), count(DISTINCT source_uri), count(*),
                count(*) FILTER (WHERE needs_review), count(*) FILTER (WHERE digit_count = 0),
-               count(*) FILTER (WHERE confidence < 0.9) FROM fields""")
+               count(*) FILTER (WHERE confidence < ?) FROM fields""", [DEFAULT_REVIEW_THRESHOLD])
     (digits,), = _rows(con, "SELECT count(*) FROM digits")
     (rejects,), = _rows(con, "SELECT count(*) FROM rejects")
     reviewed = dict(_rows(con, """SELECT review_status, count(*) FROM fields_reviewed
@@ -81,7 +82,7 @@ def _histogram(con) -> str:
     for b in range(HISTOGRAM_BINS):
         n = counts.get(b, 0)
         bh = 0 if not n else max(1.0, (h - 30) * n / top)
-        cls = "bar low" if (b + 1) / HISTOGRAM_BINS <= 0.9 else "bar"
+        cls = "bar low" if (b + 1) / HISTOGRAM_BINS <= DEFAULT_REVIEW_THRESHOLD + 1e-9 else "bar"
         parts.append(f'<rect class="{cls}" x="{b * bar + 1:.1f}" y="{h - 20 - bh:.1f}" width="{bar - 2:.1f}" '
                      f'height="{bh:.1f}"><title>{b / HISTOGRAM_BINS:.2f}-{(b + 1) / HISTOGRAM_BINS:.2f}: {n}</title></rect>')
         if n:
@@ -152,8 +153,8 @@ def report_html(con, db_dir: str, max_crops: int = 600) -> tuple[str, dict]:
 <div class=tiles>{''.join(f'<div class=tile><b>{_e(v)}</b>{_e(k)}</div>' for k, v in tiles)}</div>
 <h2>Runs and models</h2>{runs}{models}
 <h2>Review</h2>{review}
-<h2>Confidence</h2><p class=muted>Fields by their weakest digit's probability; red: below 0.9, the default
-review threshold. {t['low']} fields are below it.</p>{_histogram(con)}
+<h2>Confidence</h2><p class=muted>Fields by their weakest digit's probability; red: below {DEFAULT_REVIEW_THRESHOLD}, the
+default review threshold. {t['low']} fields are below it.</p>{_histogram(con)}
 <h2>Templates</h2>{_templates(con)}
 <h2>Rejects by stage and reason</h2>{_rejects(con)}
 <h2>Flagged fields</h2>{more}{flagged}"""
