@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline.templates import PAGE_SIZES, Field, Template
 
-__all__ = ["WORK_DPI", "REFERENCE_DPI", "Blank", "read_blank", "find_fields", "read_labels", "name_fields",
+__all__ = ["WORK_DPI", "REFERENCE_DPI", "Blank", "read_blank", "read_blanks", "find_fields", "read_labels", "name_fields",
            "propose_template", "draw_fields", "Proposal", "TextLine"]
 
 WORK_DPI = 200
@@ -46,27 +46,49 @@ class Blank:
         return WORK_DPI / 72.0
 
 
-def read_blank(path: str) -> Blank:
-    """The first page of a PDF, or a scan of the empty form (PNG, JPEG, TIFF), at WORK_DPI."""
+def read_blanks(path: str, page: int | None = None) -> list[Blank]:
+    """Every page of a blank form (a PDF, or a PNG/JPEG/TIFF scan, multi-page TIFF included) at WORK_DPI;
+    only page `page` (from 1) when given."""
     with open(path, "rb") as fh:
         data = fh.read()
     if data[:5] == b"%PDF-":
         import pypdfium2 as pdfium
 
         pdf = pdfium.PdfDocument(data)
-        w_pt, h_pt = pdf[0].get_size()
-        image = np.asarray(pdf[0].render(scale=WORK_DPI / 72.0).to_pil().convert("L"))
-        pdf.close()
+        try:
+            numbers = _pages_wanted(len(pdf), page, path)
+            pages = [(pdf[i].get_size(), np.asarray(pdf[i].render(scale=WORK_DPI / 72.0).to_pil().convert("L")))
+                     for i in numbers]
+        finally:
+            pdf.close()
     else:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-        if image is None:
+        ok, frames = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if not ok or not frames:
             raise ValueError(f"{path}: not a PDF or an image this tool reads (PNG, JPEG, TIFF)")
-        w_pt, h_pt = _paper_of(image.shape, path)
-        image = cv2.resize(image, (round(w_pt * WORK_DPI / 72), round(h_pt * WORK_DPI / 72)),
-                           interpolation=cv2.INTER_AREA)
-    page = next((name for name, (pw, ph) in PAGE_SIZES.items() if abs(pw - w_pt) < 4 and abs(ph - h_pt) < 4),
+        pages = []
+        for i in _pages_wanted(len(frames), page, path):
+            w_pt, h_pt = _paper_of(frames[i].shape, path)
+            pages.append(((w_pt, h_pt), cv2.resize(frames[i], (round(w_pt * WORK_DPI / 72), round(h_pt * WORK_DPI / 72)),
+                                                   interpolation=cv2.INTER_AREA)))
+    return [Blank(image, _paper_name(w_pt, h_pt), (float(w_pt), float(h_pt))) for (w_pt, h_pt), image in pages]
+
+
+def _pages_wanted(count: int, page: int | None, path: str) -> list[int]:
+    if page is None:
+        return list(range(count))
+    if not 1 <= page <= count:
+        raise ValueError(f"{path} has {count} page{'s' if count != 1 else ''}; there is no page {page}")
+    return [page - 1]
+
+
+def _paper_name(w_pt: float, h_pt: float) -> str:
+    return next((name for name, (pw, ph) in PAGE_SIZES.items() if abs(pw - w_pt) < 4 and abs(ph - h_pt) < 4),
                 "custom")
-    return Blank(image, page, (float(w_pt), float(h_pt)))
+
+
+def read_blank(path: str) -> Blank:
+    """The first page of a blank form (see `read_blanks`)."""
+    return read_blanks(path, page=1)[0]
 
 
 def _paper_of(shape, path: str) -> tuple[float, float]:

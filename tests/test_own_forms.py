@@ -150,3 +150,31 @@ def test_keypoint_pairs_within_a_radius_are_every_such_pair_in_order():
     np.testing.assert_array_equal(j, expected[1])
     empty = _pairs_within(a, b[:0], 4.0)
     assert len(empty[0]) == len(empty[1]) == 0
+
+
+def test_a_two_page_form_is_proposed_page_by_page_and_scans_register_to_their_page(tmp_path, capsys):
+    import pypdfium2 as pdfium
+
+    from formdigits.cli import main
+    from pipeline.templates import load_templates
+
+    two = pdfium.PdfDocument.new()
+    for number, name in enumerate(("clinic_intake", "census_return")):
+        write_blank_pdf(named_layout(name), str(tmp_path / f"{name}.pdf"))
+        two.import_pages(pdfium.PdfDocument(str(tmp_path / f"{name}.pdf")), index=number)
+    two.save(str(tmp_path / "form.pdf"))
+    out = tmp_path / "t"
+    assert main(["template", "propose", str(tmp_path / "form.pdf"), "--name", "lab", "--out", str(out),
+                 "--no-labels"]) == 0
+    templates = load_templates(out)
+    assert sorted(templates) == ["lab_p1", "lab_p2"]
+    assert len(templates["lab_p2"].fields) == len(named_layout("census_return").fields)
+    page, _ = _filled(0, layouts=("census_return",))
+    _, registration = register_page(page, list(templates.values()))
+    assert registration.template.name == "lab_p2"
+    assert main(["template", "propose", str(tmp_path / "form.pdf"), "--name", "lab", "--out", str(tmp_path / "one"),
+                 "--no-labels", "--page", "2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "one").glob("*.json")) == ["lab_p2.json"]
+    assert main(["template", "propose", str(tmp_path / "form.pdf"), "--name", "lab", "--out", str(out),
+                 "--page", "3"]) == 2
+    assert "has 2 pages; there is no page 3" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from formdigits.args import positive_int
 from formdigits.commands.common import report_template_problems
 
 __all__ = ["add_parsers"]
@@ -16,7 +17,9 @@ def add_parsers(sub) -> None:
                                    "look at the preview, rename fields in the JSON, check it on a real scan.")
     group = p.add_subparsers(dest="template_command", metavar="{propose,check,lint}", required=True)
     propose = group.add_parser("propose", help="a template (and a preview PNG) from a blank form, PDF or scan")
-    propose.add_argument("blank", metavar="BLANK", help="the empty form: a PDF (first page) or a PNG/JPEG/TIFF scan")
+    propose.add_argument("blank", metavar="BLANK", help="the empty form: a PDF or a PNG/JPEG/TIFF scan; each page of "
+                                                        "a multi-page form is a template NAME_p1, NAME_p2, ...")
+    propose.add_argument("--page", type=positive_int, metavar="N", help="only page N (from 1), as NAME_pN")
     propose.add_argument("--name", required=True, help="the template's name (letters, digits, _ and -)")
     propose.add_argument("--out", required=True, metavar="DIR", help="writes DIR/NAME.json, NAME.png, "
                                                                      "NAME.preview.png")
@@ -50,35 +53,45 @@ def _run_lint(args, parser) -> int:
 
 
 def _run_propose(args, parser) -> int:
-    import collections
     import re
 
-    import cv2
-    import numpy as np
-
-    from pipeline.propose import draw_fields, propose_template, read_blank
-    from pipeline.templates import save_templates
+    from pipeline.propose import read_blanks
 
     if not re.fullmatch(r"[A-Za-z0-9_-]+", args.name):
         parser.error(f"--name {args.name!r}: use letters, digits, _ and - (it names the files)")
     if not os.path.isfile(args.blank):
         parser.error(f"BLANK {args.blank!r} does not exist")
     try:
-        blank = read_blank(args.blank)
+        blanks = read_blanks(args.blank, page=args.page)
     except (ValueError, OSError) as exc:
         print(f"formdigits template propose: {exc}", file=sys.stderr)
         return 2
-    template = propose_template(blank, args.name, labels=not args.no_labels)
+    several = len(blanks) > 1 or args.page is not None
+    first = args.page or 1
+    for number, blank in enumerate(blanks, start=first):
+        _propose_page(blank, f"{args.name}_p{number}" if several else args.name, args)
+    return 0
+
+
+def _propose_page(blank, name: str, args) -> None:
+    import collections
+
+    import cv2
+    import numpy as np
+
+    from pipeline.propose import draw_fields, propose_template
+    from pipeline.templates import save_templates
+
+    template = propose_template(blank, name, labels=not args.no_labels)
     save_templates([template], args.out)
-    preview = os.path.join(args.out, f"{args.name}.preview.png")
+    preview = os.path.join(args.out, f"{name}.preview.png")
     s = blank.scale
     cv2.imwrite(preview, draw_fields(blank.image, template, np.diag([s, s, 1.0])))
     kinds = collections.Counter(f.kind for f in template.fields)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
-    print(f"{len(template.fields)} fields ({summary}) -> {os.path.join(args.out, args.name + '.json')}")
+    print(f"{len(template.fields)} fields ({summary}) -> {os.path.join(args.out, name + '.json')}")
     print(f"look at {preview}, rename or delete fields in the JSON, then: "
-          f"formdigits template check {os.path.join(args.out, args.name + '.json')} SCAN")
-    return 0
+          f"formdigits template check {os.path.join(args.out, name + '.json')} SCAN")
 
 
 def _run_check(args, parser) -> int:
