@@ -131,6 +131,8 @@ class ReadPages(beam.DoFn):
                         yield beam.pvalue.TaggedOutput("rejects", _reject(uri, page, "read", exc))
         except Exception as exc:  # noqa: BLE001 - whatever a hostile file does, it is that file's reject
             yield beam.pvalue.TaggedOutput("rejects", _reject(uri, None, "read", exc))
+        finally:
+            self.progress.add_file()
 
     def teardown(self):
         self.progress.flush()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import logging
 import os
@@ -250,7 +251,7 @@ def _run_local(cfg: RunConfig, options, models_dir: str, quiet: bool) -> dict:
         check_served_model(cfg)
         stack.callback(shutil.rmtree, cfg.progress_dir, ignore_errors=True)
         if not quiet:
-            stack.enter_context(ProgressPrinter(cfg.progress_dir))
+            stack.enter_context(ProgressPrinter(cfg.progress_dir, files_total=_files_total(cfg)))
         stack.enter_context(loopback_only())
         if options.view_as(DirectOptions).direct_running_mode == "multi_processing":
             stack.enter_context(_workers_write_to(log))
@@ -272,6 +273,13 @@ def _run_local(cfg: RunConfig, options, models_dir: str, quiet: bool) -> dict:
     wall = time.monotonic() - started
     return {"run_id": cfg.run_id, **counts, "wall_s": round(wall, 1),
             "pages_per_s": round(counts["pages"] / wall, 2) if wall else 0.0}
+
+
+def _files_total(cfg: RunConfig) -> int | None:
+    """How many files a local batch run will read (the total its progress line counts to); None otherwise."""
+    if cfg.streaming or "://" in cfg.input:
+        return None
+    return sum(1 for path in glob.glob(cfg.input) if os.path.isfile(path))
 
 
 def _last_line(exc: BaseException) -> str:

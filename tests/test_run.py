@@ -90,3 +90,12 @@ def test_wrong_flags_fail_fast(tmp_path):
     assert rc == 2 and len(lines) == 1 and "'B' is not a Cloud Storage bucket name" in lines[0]
     rc, lines = one_line(["run", "--input", "gs://b/x", "--output", "bq:p:d", "--serving", "h:8500"])
     assert rc == 2 and "--crops-location gs://" in lines[0]
+
+
+def test_the_progress_line_counts_files_to_their_total_and_says_the_time_left():
+    from pipeline.progress import progress_line
+
+    line = progress_line({"pages": 18, "files": 12}, 6.0, 40)
+    assert line == "  12 of 40 files, 18 pages read, 3.0 pages/s, 6s, about 14s left"
+    assert progress_line({"pages": 3, "files": 0}, 3.0, None) == "  3 pages read, 1.0 pages/s, 3s"
+
