@@ -69,10 +69,16 @@ def remove_guides(ink: np.ndarray, binary: np.ndarray, field_px: tuple[float, fl
         return binary
     x, y, w, h = field_px
     weak = (ink > max(12.0, 0.12 * _percentile_u8(ink, 99.7))).astype(np.uint8) * 255
-    tol = max(5, int(0.08 * h))
+    # A table cell's wall a point or two from where registration puts it is still its wall; a comb's cells
+    # are too narrow for that much slack (it would take the digits' own strokes).
+    tol = max(5, int((0.15 if spec.kind == "boxed" else 0.08) * h))
     rows, cols = [y + h], []                      # underline: the bottom line only
     if spec.kind in ("comb", "boxed"):
         rows, cols = [y, y + h], [x, x + w]
+    if spec.kind == "comb" and spec.cells > 1:
+        # Combs drawn as separate boxes wall each cell to full height: a wall left as a stub beside
+        # the digit reads a 1 as 8 and a 9 as 4. Where the comb has short ticks instead, `short` takes them.
+        cols = [x + i * w / spec.cells for i in range(spec.cells + 1)]
     horizontal = cv2.morphologyEx(weak, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (max(9, int(0.3 * h)), 1)))
     vertical = cv2.morphologyEx(weak, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(9, int(0.3 * h)))))
     short = cv2.morphologyEx(weak, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(5, int(0.12 * h)))))
@@ -81,9 +87,10 @@ def remove_guides(ink: np.ndarray, binary: np.ndarray, field_px: tuple[float, fl
     for r in rows:
         _keep_guide(horizontal, lines, int(max(0, r - tol)), int(r + tol + 1), x0, x1, axis=1)
     rules = cv2.dilate(lines, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))  # the horizontal guides alone
-    for c in cols:
+    for i, c in enumerate(cols):
+        inner = 0 < i < len(cols) - 1  # a comb's wall between two cells: one the height of the box, not a "1"
         _keep_guide(vertical.T, lines.T, int(max(0, c - tol)), int(c + tol + 1), int(max(0, y - tol)),
-                    int(y + h + tol), axis=1)
+                    int(y + h + tol), axis=1, min_cover=0.7 if inner else 0.25)
     if spec.kind == "comb":
         lines = cv2.bitwise_or(lines, cv2.bitwise_and(short, _tick_bands(binary.shape, field_px, spec.cells, tol)))
     lines = cv2.dilate(lines, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
@@ -111,7 +118,8 @@ def _tick_bands(shape, field_px, cells: int, tol: int) -> np.ndarray:
     return bands
 
 
-def _keep_guide(opened: np.ndarray, out: np.ndarray, lo: int, hi: int, start: int, stop: int, axis: int) -> None:
+def _keep_guide(opened: np.ndarray, out: np.ndarray, lo: int, hi: int, start: int, stop: int, axis: int,
+                min_cover: float = 0.25) -> None:
     """Copies into `out` the printed guide found in rows lo..hi of `opened` (long runs only), and nothing else.
 
     The band around an expected guide also holds strokes that run along it: the
@@ -124,7 +132,7 @@ def _keep_guide(opened: np.ndarray, out: np.ndarray, lo: int, hi: int, start: in
         return
     counts = band.sum(axis=axis)
     peak = int(np.argmax(counts))
-    if counts[peak] < 0.25 * (stop - start):
+    if counts[peak] < min_cover * (stop - start):
         return  # no guide here (not printed, or too faint to find)
     # The guide's rows: the peak and its neighbours that the (slightly tilted, anti-aliased) line still fills.
     top = bottom = peak

@@ -75,8 +75,9 @@ def _right_margin(template: Template, spec: Field) -> float:
     margin = min(1.2 * fh + 0.08 * fw, template.size_pt[0] - 12.0 - fx - fw)
     for other in template.fields:
         ox, oy, ow, oh = other.box
-        if other is not spec and ox >= fx + fw and oy < fy + fh and fy < oy + oh:
-            margin = min(margin, 0.5 * (ox - fx - fw))
+        # Table cells share a wall: the next one starts where this one ends, give or take rounding.
+        if other is not spec and ox >= fx + fw - 2.0 and oy < fy + fh and fy < oy + oh:
+            margin = min(margin, max(0.0, 0.5 * (ox - fx - fw)))
     return margin
 
 

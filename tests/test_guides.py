@@ -34,3 +34,19 @@ def test_a_foot_written_on_the_underline_stays_and_the_line_goes():
     _, clean = masks(page, spec)
     assert clean[y + h - 6:y + h + 3, x + 50:x + 105].min() == 255, "the 2's foot went with the underline"
     assert clean[y + h - 1:y + h + 2, x + 140:x + w - 10].max() == 0, "the underline is still there"
+
+
+def test_a_comb_of_separate_boxes_loses_its_walls_and_keeps_its_digits():
+    # Cells walled to full height (a lab request's comb), a "1" written against the second wall.
+    x, y, w, h = BOX
+    spec = Field("f", "comb", (0, 0, 64, 34), min_length=4, max_length=4, cells=4)
+    page = np.full((260, 330), 255, np.uint8)
+    cv2.rectangle(page, (x, y), (x + w, y + h), 60, 3)
+    for i in range(1, 4):
+        cv2.line(page, (x + i * w // 4, y), (x + i * w // 4, y + h), 60, 3)
+    cv2.line(page, (x + 2 * w // 4 - 14, y + 25), (x + 2 * w // 4 - 14, y + h - 25), 20, 7)  # the 1
+    _, clean = masks(page, spec)
+    for i in range(1, 4):
+        wall = clean[y + 5:y + h - 5, x + i * w // 4 - 2:x + i * w // 4 + 3]
+        assert wall.max() == 0, f"a stub of wall {i} is left beside the digits"
+    assert clean[y + 30:y + h - 30, x + 2 * w // 4 - 14].min() == 255, "the 1 beside the wall went with it"

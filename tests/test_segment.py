@@ -28,3 +28,14 @@ def test_without_a_template_only_the_handwriting_becomes_lines():
     written = [row["value"] for row in truth if row["value"]]
     assert len(lines) == len(written) == 11
     assert sum(len(line.digits) == len(value) for line, value in zip(lines, written)) >= 10
+
+
+def test_a_table_cell_keeps_no_margin_into_the_next_cell_whose_wall_it_shares():
+    from pipeline.segment import _right_margin
+    from pipeline.templates import Field, Template
+
+    # Proposed boxes are rounded to 0.1 pt: 334.1 + 80.3 is 414.40000000000003, past the next cell's 414.4.
+    english = Field("english", "boxed", (334.1, 182.2, 80.3, 25.9), 1, 5)
+    absences = Field("absences", "boxed", (414.4, 182.2, 79.2, 25.9), 1, 5)
+    table = Template(name="marks", title="", page="letter", fields=(english, absences), has_marks=False)
+    assert _right_margin(table, english) == 0.0
