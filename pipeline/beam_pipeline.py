@@ -179,10 +179,8 @@ class SegmentPage(beam.DoFn):
         except Exception as exc:  # noqa: BLE001 - a page that breaks segmentation is that page's reject
             yield beam.pvalue.TaggedOutput("rejects", {"rejects": [_reject(uri, page, "segment", exc)]})
             return
-        blank = [_reject(uri, page, "normalise", f"{cut.field} position {d.position}: crop has no ink")
-                 for cut in cuts for d in cut.digits if d.crop is None]
-        if blank:
-            yield beam.pvalue.TaggedOutput("rejects", {"rejects": blank})
+        # A digit whose crop has no ink left after cleaning is not the page's fault: its field is read
+        # without it and flagged ("1 digit(s) unreadable"), and the page's other fields stand.
         yield PageCut(uri, page, cuts)
 
 

@@ -141,3 +141,12 @@ def test_an_empty_field_is_flagged_only_when_the_template_requires_it():
     row, _ = _assemble(optional, _probs("1"))  # written, an optional field keeps its other rules
     assert row["value"] == "1" and not row["needs_review"]
     assert Field.from_json(optional.to_json()) == optional and "required" not in required.to_json()
+
+
+def test_a_digit_with_no_ink_left_flags_its_field_and_is_not_a_reject():
+    spec = Field("amount", "boxed", (0, 0, 100, 20), 1, 8)
+    info = FieldInfo(("file:///s.png", 1, "amount"), "t", spec, (0, 0, 10, 10), 3)  # three cut, one came out empty
+    digits = [ReadDigit(i, (i, 0, 1, 1), p, "lenet5", 1) for i, p in enumerate(_probs("12"))]
+    row, digit_rows = assemble_field(info, digits, review_threshold=0.9, run_id="t",
+                                     processed_at=datetime.datetime(2026, 1, 1))
+    assert row["value"] == "12" and row["needs_review"] and "1 digit(s) unreadable" in row["review_reason"]
