@@ -229,3 +229,21 @@ def test_the_review_command_serves_until_stopped(review_db, tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     assert "stopped" in log.read_text()
+
+
+def test_export_wide_is_a_row_a_page_and_says_what_is_pending(review_db, tmp_path, capsys):
+    item = queue.next_item(review_db)
+    queue.record(review_db, item["key"], "correct", "55", "ann", confirmed=True)
+    (pages,), = count(review_db, "SELECT count(DISTINCT (source_uri, page)) FROM fields")
+    (pending,), = count(review_db, "SELECT count(*) FROM fields_reviewed WHERE review_status = 'pending'")
+    assert main(["export", "--db", review_db, "--out", str(tmp_path / "wide.csv"), "--wide"]) == 0
+    said = capsys.readouterr().out
+    assert f"{pages} pages" in said and f"{pending} still pending review" in said
+    rows = list(csv.DictReader(open(tmp_path / "wide.csv")))
+    assert len(rows) == pages and "fields_pending_review" in rows[0]
+    source, page, field = item["key"]
+    mine = [r for r in rows if (r["source_uri"], int(r["page"])) == (source, page)]
+    assert mine[0][field] == "55"
+    assert sum(int(r["fields_pending_review"]) for r in rows) == pending
+    assert main(["export", "--db", review_db, "--out", str(tmp_path / "final.csv"), "--require-reviewed"]) == 2
+    assert f"{pending} of" in capsys.readouterr().err and not (tmp_path / "final.csv").exists()

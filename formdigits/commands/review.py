@@ -39,6 +39,10 @@ def add_parsers(sub) -> None:
                        description="Write every field's final value (fields_reviewed) to FILE.csv or FILE.parquet.")
     p.add_argument("--db", required=True, metavar="DIR", help="the --output DIR of formdigits run")
     p.add_argument("--out", required=True, metavar="FILE.csv|FILE.parquet")
+    p.add_argument("--wide", action="store_true", help="a row per page with a column per field (default: a row "
+                                                        "per field, with how it was read and reviewed)")
+    p.add_argument("--require-reviewed", action="store_true",
+                   help="refuse (exit 2, nothing written) while any field is still pending review")
     p.set_defaults(func=_run_export)
 
 
@@ -107,9 +111,12 @@ def _run_export(args, parser) -> int:
     from pipeline.review.queue import ReviewError
 
     try:
-        n = export_final_values(args.db, args.out)
+        done = export_final_values(args.db, args.out, wide=args.wide, require_reviewed=args.require_reviewed)
     except ReviewError as exc:
         print(f"formdigits export: {exc}", file=sys.stderr)
         return 2
-    print(f"export: {n} fields -> {args.out}")
+    shape = f"{done['rows']} pages, " if args.wide else ""
+    pending = (f"; {done['pending']} still pending review (formdigits review --db {args.db})" if done["pending"]
+               else "; none pending review")
+    print(f"export: {shape}{done['fields']} fields -> {args.out}{pending}")
     return 0
