@@ -135,7 +135,8 @@ def _review_reasons(info: FieldInfo, digits: list[ReadDigit], digit_rows: list[d
     low = [r for r in digit_rows if r["confidence"] < review_threshold]
     if low:
         worst = min(low, key=lambda r: r["confidence"])
-        reasons.append(f"low confidence {worst['confidence']:.2f} at position {worst['position']}")
+        # Counted from 1, as people count (the digits table's `position` counts from 0).
+        reasons.append(f"low confidence {worst['confidence']:.2f} at digit {worst['position'] + 1}")
     return reasons
 
 

@@ -42,7 +42,7 @@ def test_a_reading_that_breaks_the_pattern_takes_the_likeliest_fitting_one():
     assert row["needs_review"] and "read as 7987, corrected to fit the field's pattern" in row["review_reason"]
     assert (digit_rows[0]["digit"], digit_rows[0]["second_digit"]) == (1, 7)
     assert row["confidence"] == digit_rows[0]["confidence"] < 0.5
-    assert f"low confidence {row['confidence']:.2f} at position 0" in row["review_reason"]
+    assert f"low confidence {row['confidence']:.2f} at digit 1" in row["review_reason"]
 
 
 def test_a_failed_check_digit_changes_the_least_certain_digit():

@@ -100,7 +100,9 @@ def test_correct_two_accept_one_by_keyboard_then_reload(app_url, browser, review
     third_value = browser.find_element(By.ID, "value").text
     screenshot = os.environ.get("FORMDIGITS_SCREENSHOT") or str(tmp_path / "review.png")
     browser.save_screenshot(screenshot)
-    _type(browser, Keys.ENTER)  # Enter alone: the reading is right
+    if "low confidence" in browser.find_element(By.ID, "reason").text:
+        _type(browser, third_value)  # an unsure reading is keyed, not waved through
+    _type(browser, Keys.ENTER)  # the reading is right
     fourth = _next_key(browser, third)
 
     browser.refresh()
@@ -120,3 +122,72 @@ def test_correct_two_accept_one_by_keyboard_then_reload(app_url, browser, review
         AND review_status <> 'not flagged'""")}
     assert final == {tuple(first): ("7", "correct"), tuple(second): ("4096", "correct"),
                      tuple(third): (accepted, "accept")}
+
+
+def _ready(driver, url):
+    driver.get(url)
+    WebDriverWait(driver, 20).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+
+
+def _unsure_first(driver) -> None:
+    """Skips until the item shown has an unsure reading (the queue starts with the least confident)."""
+    for _ in range(20):
+        if "low confidence" in driver.find_element(By.ID, "reason").text:
+            return
+        previous = _shown_key(driver)
+        _type(driver, "s")
+        _next_key(driver, previous)
+    pytest.fail("no unsure reading in the queue")
+
+
+def test_enter_alone_does_not_accept_an_unsure_reading_and_keying_it_does(app_url, browser, review_db):
+    _ready(browser, app_url)
+    _unsure_first(browser)
+    key, before, read = _shown_key(browser), _remaining(browser), browser.find_element(By.ID, "value").text
+    _type(browser, Keys.ENTER)
+    WebDriverWait(browser, 5).until(lambda d: "unsure" in d.find_element(By.ID, "status").text)
+    assert _shown_key(browser) == key and _remaining(browser) == before
+    assert count(review_db, "SELECT count(*) FROM corrections") == [(0,)]
+    _type(browser, read + Keys.ENTER)
+    _next_key(browser, key)
+    assert count(review_db, "SELECT action FROM corrections") == [("accept",)]
+
+
+def test_b_goes_back_to_a_skipped_item_and_a_reviewed_one_can_be_reopened(app_url, browser, review_db):
+    _ready(browser, app_url)
+    first = _shown_key(browser)
+    _type(browser, "s")
+    second = _next_key(browser, first)
+    _type(browser, "b")  # back to the item skipped, in a fresh session
+    assert _next_key(browser, second) == first
+    _type(browser, "4096" + Keys.ENTER)
+    if browser.find_element(By.ID, "confirm").is_displayed():
+        _type(browser, Keys.ENTER)
+    _next_key(browser, first)
+    browser.find_element(By.ID, "f-status").send_keys("reviewed")  # the filter: reviewed fields, to reopen
+    WebDriverWait(browser, 10).until(lambda d: _shown_key(d) == first)
+    assert "already corrected: 4096" in browser.find_element(By.ID, "earlier").text
+    browser.find_element(By.ID, "answer").click()
+    _type(browser, "4097" + Keys.ENTER)
+    if browser.find_element(By.ID, "confirm").is_displayed():
+        _type(browser, Keys.ENTER)
+    WebDriverWait(browser, 10).until(
+        lambda d: count(review_db, "SELECT count(*) FROM corrections") == [(2,)])
+    final = count(review_db, f"SELECT value FROM fields_reviewed WHERE source_uri = '{first[0]}' AND page = "
+                             f"{first[1]} AND field = '{first[2]}'")
+    assert final == [("4097",)]
+
+
+def test_the_item_and_its_answer_box_fit_a_1280x720_window_and_positions_count_from_1(app_url, browser):
+    browser.set_window_size(1280, 720)
+    _ready(browser, app_url)
+    inner = browser.execute_script("return window.innerHeight")
+    for _ in range(5):
+        bottom = browser.execute_script("return document.getElementById('answer').getBoundingClientRect().bottom")
+        assert bottom <= inner, f"the answer box ends at {bottom}px of a {inner}px window"
+        first_position = browser.find_element(By.CSS_SELECTOR, "#digits tbody tr td").text
+        assert first_position == "1"
+        previous = _shown_key(browser)
+        _type(browser, "s")
+        if _next_key(browser, previous) is None:
+            break

@@ -44,8 +44,10 @@ REASONS = {
     "empty": "%empty%",
 }
 QUEUE_ORDER = "coalesce(f.confidence, 2.0), f.source_uri, f.page, f.field"  # over `f`: fields or fields_reviewed
-_PENDING = """f.needs_review AND NOT EXISTS (
+_REVIEWED = """EXISTS (
     SELECT 1 FROM corrections c WHERE c.source_uri = f.source_uri AND c.page = f.page AND c.field = f.field)"""
+_PENDING = f"f.needs_review AND NOT {_REVIEWED}"
+STATUSES = {"pending": _PENDING, "reviewed": _REVIEWED}  # what the queue walks: to review, or to reopen
 
 
 class ReviewError(ValueError):
@@ -65,14 +67,18 @@ class Filters:
     template: str | None = None
     field: str | None = None
     reason: str | None = None   # a key of REASONS
+    status: str = "pending"     # a key of STATUSES: reviewed fields can be found and reopened
 
     @classmethod
     def from_mapping(cls, values) -> "Filters":
         """From a request's query arguments or JSON body; empty values mean no filter."""
-        return cls(values.get("template") or None, values.get("field") or None, values.get("reason") or None)
+        return cls(values.get("template") or None, values.get("field") or None, values.get("reason") or None,
+                   values.get("status") or "pending")
 
     def where(self) -> tuple[str, list]:
-        """SQL conditions on `fields f` and their parameters."""
+        """SQL conditions on `fields f` (after the queue's own: pending or reviewed) and their parameters."""
+        if self.status not in STATUSES:
+            raise ReviewError(f"unknown status {self.status!r}; one of: {', '.join(STATUSES)}")
         sql, params = [], []
         if self.template:
             sql.append("f.template = ?")
@@ -125,14 +131,15 @@ def _next(con, filters: Filters, after: list | None) -> dict | None:
     if after is not None:
         where += f" AND ({QUEUE_ORDER}) > (?, ?, ?, ?)"
         params += list(after)
-    key = con.execute(f"SELECT f.source_uri, f.page, f.field FROM fields f WHERE {_PENDING}{where} "
+    key = con.execute(f"SELECT f.source_uri, f.page, f.field FROM fields f WHERE {STATUSES[filters.status]}{where} "
                       f"ORDER BY {QUEUE_ORDER} LIMIT 1", params).fetchone()
     return _item(con, key) if key else None
 
 
 def _remaining(con, filters: Filters) -> int:
     where, params = filters.where()
-    return con.execute(f"SELECT count(*) FROM fields f WHERE {_PENDING}{where}", params).fetchone()[0]
+    return con.execute(f"SELECT count(*) FROM fields f WHERE {STATUSES[filters.status]}{where}",
+                       params).fetchone()[0]
 
 
 def _item(con, key: tuple) -> dict | None:
@@ -172,14 +179,14 @@ def _crop(row) -> dict | None:
 
 
 def options(db_dir: str) -> dict:
-    """What the queue can be narrowed to: templates and fields with pending items, and the reasons."""
+    """What the queue can be narrowed to: templates and fields with flagged or reviewed items, the reasons."""
     with locked_reader(db_dir) as con:
-        pairs = con.execute(f"""SELECT coalesce(f.template, ''), f.field, count(*) FROM fields f WHERE {_PENDING}
-                                GROUP BY ALL ORDER BY ALL""").fetchall()
+        pairs = con.execute(f"""SELECT coalesce(f.template, ''), f.field, count(*) FROM fields f
+                                WHERE f.needs_review OR {_REVIEWED} GROUP BY ALL ORDER BY ALL""").fetchall()
     templates: dict[str, dict[str, int]] = {}
     for template, field, n in pairs:
         templates.setdefault(template, {})[field] = n
-    return {"templates": templates, "reasons": list(REASONS)}
+    return {"templates": templates, "reasons": list(REASONS), "statuses": list(STATUSES)}
 
 
 def rule_problems(rule: dict | None, value: str) -> list[str]:

@@ -1,6 +1,7 @@
 "use strict";
 // The review queue, keyboard first: the answer box always has the focus; digits type, Enter saves
-// (alone: accepts the reading), S skip, B back, U unreadable, Esc clear, R start over.
+// (alone: accepts the reading, except where it is unsure: then the clerk keys what the field says, as an
+// ICR verification station asks), S skip, B back, U unreadable, Esc clear, R start over.
 const $ = (id) => document.getElementById(id);
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const SURE = 0.9;
@@ -20,8 +21,13 @@ async function api(path, body) {
 }
 
 function filters() {
-  return { template: $("f-template").value, field: $("f-field").value, reason: $("f-reason").value };
+  return { template: $("f-template").value, field: $("f-field").value, reason: $("f-reason").value,
+           status: $("f-status").value };
 }
+
+// Below the review threshold the reading is a guess: Enter alone must not make it the answer.
+const unsure = (item) => /low confidence/.test(item.review_reason || "");
+const DONE = { accept: "accepted", correct: "corrected", unreadable: "marked unreadable" };
 
 function query(params) {
   const q = new URLSearchParams(filters());
@@ -43,8 +49,9 @@ function showCrop(item) {
   $("nocrop").hidden = !!crop;
   img.hidden = svg.hidden = !crop;
   if (!crop) return;
-  // Shown at 1.5x (about 216 dpi on screen), never wider than the card.
-  const width = Math.min(crop.width * 1.5, 900);
+  // Shown at 1.5x (about 216 dpi on screen), never wider than the card nor taller than a third of the
+  // window: the answer box stays in view on a 1280x720 screen.
+  const width = Math.min(crop.width * 1.5, 900, crop.width * (window.innerHeight * 0.3) / crop.height);
   img.src = crop.src;
   img.style.width = `${width}px`;
   svg.setAttribute("viewBox", `0 0 ${crop.width} ${crop.height}`);
@@ -64,7 +71,7 @@ function showDigits(item) {
   const rows = item.digits.map((d) => {
     const tr = document.createElement("tr");
     const second = d.second_digit === null ? "" : `${d.second_digit} (${(d.second_confidence * 100).toFixed(1)}%)`;
-    for (const [text, low] of [[d.position, false], [d.digit, false],
+    for (const [text, low] of [[d.position + 1, false], [d.digit, false],
                                [`${(d.confidence * 100).toFixed(1)}%`, d.confidence < SURE], [second, false]]) {
       const td = document.createElement("td");
       td.textContent = text;
@@ -89,7 +96,10 @@ function show(item) {
   $("page").textContent = item.page;
   $("field").textContent = item.field;
   $("template").textContent = item.template ? `(${item.template})` : "";
-  $("earlier").textContent = item.review ? `already ${item.review.action}: ${item.review.value ?? "unreadable"}` : "";
+  $("earlier").textContent = item.review ? `already ${DONE[item.review.action] || item.review.action}`
+    + (item.review.action === "unreadable" ? "" : `: ${item.review.value ?? ""}`) : "";
+  $("answer").placeholder = unsure(item) ? "unsure reading: type the digits you see"
+                                         : "type the right digits, or Enter to accept";
   $("value").textContent = item.value || "(nothing read)";
   $("confidence").textContent = item.confidence === null ? "" : `lowest digit ${(item.confidence * 100).toFixed(1)}%`;
   $("reason").textContent = item.review_reason || "";
@@ -147,12 +157,21 @@ async function back() {
 function submit() {
   const value = $("answer").value.trim();
   if (state.confirming) return act("correct", value, true);
+  if (!value && unsure(state.item)) {
+    status("the reading is unsure: type the digits you see (U if they cannot be read)", true);
+    return;
+  }
   if (!value || value === state.item.value) return act("accept", null);
   return act("correct", value);
 }
 
+function skip() {
+  if (state.item) state.history.push(state.item.key);
+  return load(state.item && state.item.cursor);
+}
+
 const COMMANDS = {
-  s: () => load(state.item && state.item.cursor), ArrowRight: () => load(state.item && state.item.cursor),
+  s: skip, ArrowRight: skip,
   b: back, ArrowLeft: back, u: () => act("unreadable", null), r: () => { state.history = []; return load(null); },
 };
 
@@ -192,7 +211,7 @@ async function init() {
   $("reviewer").value = localStorage.getItem("formdigits-reviewer") || opts.reviewer;
   $("reviewer").addEventListener("change", () => localStorage.setItem("formdigits-reviewer", $("reviewer").value));
   $("f-template").addEventListener("change", () => { fields(); state.history = []; load(null); });
-  for (const id of ["f-field", "f-reason"]) $(id).addEventListener("change", () => { state.history = []; load(null); });
+  for (const id of ["f-field", "f-reason", "f-status"]) $(id).addEventListener("change", () => { state.history = []; load(null); });
   await load(null);
   document.body.dataset.ready = "1";
 }
