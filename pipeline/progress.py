@@ -90,9 +90,13 @@ def read_progress(directory: str) -> dict:
 class ProgressPrinter(threading.Thread):
     """Prints files done of `files_total`, pages read, pages/s and the time left every `interval` seconds."""
 
-    def __init__(self, directory: str, interval: float = 5.0, files_total: int | None = None):
+    def __init__(self, directory: str, interval: float = 5.0, files_total: int | None = None,
+                 heartbeat: float | None = None):
+        """`heartbeat` (streaming): print only when pages were read since the last line, or every `heartbeat`
+        seconds to say the watch is alive, not a line every `interval` while nothing arrives."""
         super().__init__(daemon=True)
         self.directory, self.interval, self.files_total = directory, interval, files_total
+        self.heartbeat = heartbeat
         self.stop = threading.Event()
         self.started = time.monotonic()
 
@@ -104,9 +108,17 @@ class ProgressPrinter(threading.Thread):
         self.stop.set()
 
     def run(self) -> None:
+        shown_pages, shown_at = 0, time.monotonic()
         while not self.stop.wait(self.interval):
             progress = read_progress(self.directory)
-            line = progress_line(progress, time.monotonic() - self.started, self.files_total)
+            now = time.monotonic()
+            if self.heartbeat and progress["pages"] == shown_pages and not progress["outage"]:
+                if now - shown_at < self.heartbeat:
+                    continue
+                line = f"  watching: nothing new for {now - shown_at:.0f}s ({shown_pages} pages read so far)"
+            else:
+                line = progress_line(progress, now - self.started, self.files_total)
+            shown_pages, shown_at = progress["pages"], now
             if progress["outage"]:
                 target, down = progress["outage"]
                 line += f"; TF Serving at {target} unreachable for {down:.0f} s, retrying"

@@ -251,7 +251,8 @@ def _run_local(cfg: RunConfig, options, models_dir: str, quiet: bool) -> dict:
         check_served_model(cfg)
         stack.callback(shutil.rmtree, cfg.progress_dir, ignore_errors=True)
         if not quiet:
-            stack.enter_context(ProgressPrinter(cfg.progress_dir, files_total=_files_total(cfg)))
+            stack.enter_context(ProgressPrinter(cfg.progress_dir, files_total=_files_total(cfg),
+                                                heartbeat=60.0 if cfg.streaming else None))
         stack.enter_context(loopback_only())
         if options.view_as(DirectOptions).direct_running_mode == "multi_processing":
             stack.enter_context(_workers_write_to(log))

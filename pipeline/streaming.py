@@ -124,8 +124,12 @@ def _stop_now(_signum, _frame):
 def _run_one(cfg, batch: list, run_batch, add_summary, settler: Settler, alone: set, fatal) -> None:
     batch_cfg = dataclasses.replace(cfg, input=[m.path for m in batch], streaming=False)
     try:
-        add_summary(run_batch(batch_cfg))
-        print(f"  {len(batch)} new file(s) written", file=sys.stderr, flush=True)
+        counts = run_batch(batch_cfg)
+        add_summary(counts)
+        rejects = counts.get("rejects", 0)
+        print(f"  {len(batch)} new file(s): {counts.get('pages', 0)} pages, {counts.get('fields', 0)} fields "
+              f"written, {counts.get('needs_review', 0)} need review"
+              + (f", {rejects} reject{'s' if rejects != 1 else ''} (the rejects table says why)" if rejects else ""), file=sys.stderr, flush=True)
     except fatal:
         raise
     except Exception as exc:  # noqa: BLE001 - the batch, not the watch, failed

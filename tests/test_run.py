@@ -99,3 +99,17 @@ def test_the_progress_line_counts_files_to_their_total_and_says_the_time_left():
     assert line == "  12 of 40 files, 18 pages read, 3.0 pages/s, 6s, about 14s left"
     assert progress_line({"pages": 3, "files": 0}, 3.0, None) == "  3 pages read, 1.0 pages/s, 3s"
 
+
+
+def test_streamings_progress_is_quiet_while_nothing_arrives_but_for_a_heartbeat(tmp_path, capsys):
+    from pipeline.progress import ProgressPrinter, WorkerProgress
+
+    printer = ProgressPrinter(str(tmp_path), interval=0.02, heartbeat=0.3)
+    with printer:
+        time.sleep(0.5)
+        WorkerProgress(str(tmp_path)).add(2)  # something happens: a line at once
+        time.sleep(0.1)
+    printer.join(1)
+    lines = capsys.readouterr().err.splitlines()
+    assert 1 <= sum("nothing new" in line for line in lines) <= 2, lines
+    assert sum("2 pages read" in line for line in lines) == 1, lines

@@ -70,8 +70,9 @@ def test_a_poison_file_is_rejected_once_and_holds_back_nothing(scans, server, tm
     finally:
         job.send_signal(signal.SIGTERM)
         job.wait(timeout=60)
-    batches = [line for line in log.read_text().splitlines() if "new file(s) written" in line]
-    assert batches == ["  3 new file(s) written"], log.read_text()[-2000:]
+    batches = [line for line in log.read_text().splitlines() if "new file(s):" in line]
+    assert len(batches) == 1 and batches[0].startswith("  3 new file(s): "), log.read_text()[-2000:]
+    assert batches[0].endswith(", 3 rejects (the rejects table says why)")  # counted apart from what was written
     assert count(out, "SELECT page, stage FROM rejects WHERE source_uri LIKE '%poison.tif' ORDER BY page") == [
         (1, "segment"), (2, "read"), (3, "read")]
 
