@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ALLOGRAPHS", "allograph_count", "catmull_rom"]
+__all__ = ["ALLOGRAPHS", "catmull_rom"]
 
 Stroke = list[tuple[float, float]]
 
@@ -100,10 +100,6 @@ ALLOGRAPHS: dict[int, list[list[Stroke]]] = {
          [(0.86, 0.2), (0.55, 1.0)]],
     ],
 }
-
-
-def allograph_count(digit: int) -> int:
-    return len(ALLOGRAPHS[digit])
 
 
 def catmull_rom(points: np.ndarray, samples_per_segment: int = 8) -> np.ndarray:

@@ -31,9 +31,10 @@ from corpus.progress import progress_printer
 from model_export.corrections import LICENCE as REVIEWED_LICENCE, REPEATS as REVIEWED_REPEATS, reviewed_digits
 from model_export.form_crops import generate_form_crops
 
+from model_export.choices import DATA_CHOICES
+
 __all__ = ["DataPlan", "TrainingData", "load_training_data", "DATA_CHOICES"]
 
-DATA_CHOICES = ("mixed", "mnist", "synthetic")
 SYNTHETIC_SOURCE = "synthetic writers (corpus/handwriting.py), Apache-2.0, generated"
 
 

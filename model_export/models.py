@@ -12,10 +12,10 @@ import os
 import keras
 from keras import layers
 
+from model_export.choices import ARCHES, VGG_WEIGHTS_CHOICES
+
 __all__ = ["ARCHES", "build_model", "build_lenet5", "build_vgg16", "VGG_WEIGHTS_CHOICES"]
 
-ARCHES = ("lenet5", "vgg16")
-VGG_WEIGHTS_CHOICES = ("imagenet", "none")
 VGG_INPUT = 32  # keras.applications.VGG16 needs at least 32x32
 
 

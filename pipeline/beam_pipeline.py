@@ -316,8 +316,8 @@ def _files(p: beam.Pipeline, cfg: RunConfig):
     return p | "Match" >> fileio.MatchFiles(cfg.input)
 
 
-def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:
-    """Adds the whole flow to `p`; returns the main PCollections (for tests and metrics)."""
+def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> None:
+    """Adds the whole flow to `p`: files in, rows written (locally, or to BigQuery)."""
     # Spread the matched files over the workers: without the shuffle, one bundle (one worker)
     # would read and segment every file that one glob matched.
     files = _files(p, cfg) | "SpreadFiles" >> beam.Reshuffle()
@@ -344,14 +344,13 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> dict:
             branches["Pages"] = assembled | "StoreCrops" >> beam.ParDo(StoreCropObjects(cfg.crops_location))
         rows = tuple(branches.values()) | "AllRows" >> beam.Flatten() | "Count" >> beam.ParDo(CountRows())
         _write_bigquery(rows, cfg)
-        return {"rows": rows}
+        return
     # Locally each branch gets its own writer: the DirectRunner materialises a Flatten's inputs in the
     # driver and writes them in a stage of their own, so every row of the run would wait there.
     for name, branch in branches.items():
         (branch
          | f"Count{name}" >> beam.ParDo(CountRows())
          | f"Write{name}" >> beam.ParDo(WriteLocalRows(cfg.output, cfg.run_id)))
-    return {"rows": branches}
 
 
 def _write_bigquery(rows, cfg: RunConfig) -> None:

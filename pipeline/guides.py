@@ -69,16 +69,7 @@ def remove_guides(ink: np.ndarray, binary: np.ndarray, field_px: tuple[float, fl
         return binary
     x, y, w, h = field_px
     weak = (ink > max(12.0, 0.12 * _percentile_u8(ink, 99.7))).astype(np.uint8) * 255
-    # A table cell's wall a point or two from where registration puts it is still its wall; a comb's cells
-    # are too narrow for that much slack (it would take the digits' own strokes).
-    tol = max(5, int((0.15 if spec.kind == "boxed" else 0.08) * h))
-    rows, cols = [y + h], []                      # underline: the bottom line only
-    if spec.kind in ("comb", "boxed"):
-        rows, cols = [y, y + h], [x, x + w]
-    if spec.kind == "comb" and spec.cells > 1:
-        # Combs drawn as separate boxes wall each cell to full height: a wall left as a stub beside
-        # the digit reads a 1 as 8 and a 9 as 4. Where the comb has short ticks instead, `short` takes them.
-        cols = [x + i * w / spec.cells for i in range(spec.cells + 1)]
+    rows, cols, tol = _expected_guides(spec, field_px)
     horizontal = cv2.morphologyEx(weak, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (max(9, int(0.3 * h)), 1)))
     vertical = cv2.morphologyEx(weak, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(9, int(0.3 * h)))))
     short = cv2.morphologyEx(weak, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(5, int(0.12 * h)))))
@@ -105,6 +96,21 @@ def remove_guides(ink: np.ndarray, binary: np.ndarray, field_px: tuple[float, fl
     restore = cv2.bitwise_or(cv2.bitwise_and(cv2.bitwise_or(bridged, bridged_h), lines),
                              cv2.bitwise_and(along, rules))
     return cv2.bitwise_or(clean, restore)
+
+
+def _expected_guides(spec: Field, field_px) -> tuple[list[float], list[float], int]:
+    """Where the template prints the field's lines (rows, columns, in crop pixels) and how far off to look."""
+    x, y, w, h = field_px
+    # A table cell's wall a point or two from where registration puts it is still its wall; a comb's cells
+    # are too narrow for that much slack (it would take the digits' own strokes).
+    tol = max(5, int((0.15 if spec.kind == "boxed" else 0.08) * h))
+    if spec.kind == "underline":
+        return [y + h], [], tol
+    if spec.kind == "comb" and spec.cells > 1:
+        # Combs drawn as separate boxes wall each cell to full height: a wall left as a stub beside
+        # the digit reads a 1 as 8 and a 9 as 4. Where the comb has short ticks instead, `short` takes them.
+        return [y, y + h], [x + i * w / spec.cells for i in range(spec.cells + 1)], tol
+    return [y, y + h], [x, x + w], tol
 
 
 def _tick_bands(shape, field_px, cells: int, tol: int) -> np.ndarray:

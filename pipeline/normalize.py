@@ -23,7 +23,6 @@ __all__ = [
     "EmptyCropError",
     "stretch_ink",
     "mnist_normalize",
-    "mnist_normalize_batch",
 ]
 
 MNIST_SIZE = 28
@@ -134,11 +133,3 @@ def mnist_normalize(crop: np.ndarray, *, ink_is_dark: bool = False, stretch: boo
         digit, shift, (MNIST_SIZE, MNIST_SIZE), flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT, borderValue=0,
     )
-
-
-def mnist_normalize_batch(crops, **kwargs) -> np.ndarray:
-    """Normalises a sequence of crops into one uint8 array [N, 28, 28]."""
-    out = np.zeros((len(crops), MNIST_SIZE, MNIST_SIZE), np.uint8)
-    for i, crop in enumerate(crops):
-        out[i] = mnist_normalize(crop, **kwargs)
-    return out

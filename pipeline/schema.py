@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["TABLES", "KEYS", "REVIEW_TABLES", "column_names", "duckdb_ddl", "bigquery_schema", "FIELDS_REVIEWED"]
+__all__ = ["TABLES", "REVIEW_TABLES", "column_names", "duckdb_ddl", "bigquery_schema", "FIELDS_REVIEWED"]
 
 # Where on the page, and which model read it: shared by fields and digits.
 _BOX_AND_MODEL = [
@@ -64,14 +64,6 @@ TABLES: dict[str, list[tuple[str, str, str, bool]]] = {
         ("run_id", "VARCHAR", "STRING", False),
         ("processed_at", "TIMESTAMP", "TIMESTAMP", False),
     ],
-}
-
-# A re-run leaves one row per key.
-KEYS = {
-    "fields": ("source_uri", "page", "field"),
-    "digits": ("source_uri", "page", "field", "position"),
-    "rejects": ("source_uri", "page", "stage"),
-    "crops": ("source_uri", "page", "field"),
 }
 
 # Written by people, not by runs: one row per review action, kept (the latest per key counts).

@@ -24,7 +24,6 @@ from serving.tensors import make_ndarray, make_tensor_proto
 __all__ = [
     "UNREACHABLE_CODES",
     "RETRIABLE_CODES",
-    "NON_RETRIABLE_CODES",
     "is_retriable",
     "ModelLoadFailed",
     "channel_options",
@@ -42,12 +41,6 @@ RETRIABLE_CODES = frozenset({
 })
 # No answer at all: the server is down, restarting, or hangs. Worth waiting for, within limits.
 UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-# The request itself is wrong: retrying sends the same wrong request.
-NON_RETRIABLE_CODES = frozenset({
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.FAILED_PRECONDITION,
-})
 
 _MAX_MESSAGE = -1  # unlimited; TF Serving allows large batches and the default 4 MB is too small
 

@@ -11,6 +11,7 @@ import sys
 
 from formdigits.args import positive_int, share
 from formdigits.commands.common import mnist_file, models_dir
+from model_export.choices import ARCHES, DATA_CHOICES, VGG_WEIGHTS_CHOICES
 
 __all__ = ["add_parsers"]
 
@@ -25,8 +26,8 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model, evaluate it on held-out data, export the next version",
                        description="Train LeNet-5 or VGG16 on real and synthetic handwriting, evaluate on every "
                                    "held-out set, calibrate, and export the next SavedModel version.")
-    p.add_argument("--arch", choices=("lenet5", "vgg16"), default="lenet5")
-    p.add_argument("--data", choices=("mixed", "mnist", "synthetic"), default="mixed",
+    p.add_argument("--arch", choices=ARCHES, default="lenet5")
+    p.add_argument("--data", choices=DATA_CHOICES, default="mixed",
                    help="mixed (default): MNIST's training split, synthetic writers and digits cut from forms; "
                         "mnist: MNIST alone; synthetic: generated handwriting alone")
     p.add_argument("--mnist-path", metavar="FILE.npz",
@@ -64,7 +65,7 @@ def _run_train(args, parser) -> int:
         parser.error("--mnist-path is not used with --data synthetic")
     if args.corrections and not os.path.isfile(os.path.join(args.corrections, "results.duckdb")):
         parser.error(f"--corrections {args.corrections!r} holds no results.duckdb (the --output DIR of formdigits run)")
-    if args.arch == "vgg16" and args.vgg_weights not in ("imagenet", "none") and not os.path.isfile(args.vgg_weights):
+    if args.arch == "vgg16" and args.vgg_weights not in VGG_WEIGHTS_CHOICES and not os.path.isfile(args.vgg_weights):
         parser.error(f"--vgg-weights {args.vgg_weights!r} is neither 'imagenet', 'none' nor an existing file")
     from corpus.mnist import MnistFetchError, MnistFileError
     from model_export.train import TrainConfig, train

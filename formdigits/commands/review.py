@@ -47,7 +47,7 @@ def add_parsers(sub) -> None:
 
 
 def _run_review(args, parser) -> int:
-    from pipeline.review.app import is_loopback
+    from serving.server.engine import is_loopback
 
     if args.token == "generate":
         args.token = secrets.token_urlsafe(18)

@@ -20,28 +20,18 @@ from __future__ import annotations
 
 import getpass
 import hmac
-import ipaddress
 import json
 import os
 
 from flask import Flask, Response, abort, current_app, jsonify, request
 
 from pipeline.review import queue
+from serving.server.engine import is_loopback  # one rule for both servers: 127.0.0.0/8, ::1, localhost
 
-__all__ = ["create_app", "is_loopback", "make_server"]
+__all__ = ["create_app", "make_server"]
 
 _ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
-_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 MAX_BODY_BYTES = 8192
-
-
-def is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _page() -> str:
