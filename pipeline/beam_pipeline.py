@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import dataclasses
-import datetime
 import logging
 
 import apache_beam as beam
@@ -32,13 +31,13 @@ from pipeline.infer import (DEFAULT_SERVING_TIMEOUT_S, STOPS_THE_JOB, InferenceF
                             describe_dead_letter)
 from pipeline.lines import find_lines
 from pipeline.progress import WorkerProgress
-from pipeline.read import DEFAULT_MAX_PAGE_PIXELS, Page, clean_message, open_scan, read_pages, shown_uri
+from pipeline.read import DEFAULT_MAX_PAGE_PIXELS, Page, open_scan, read_pages, shown_uri
 from pipeline.register import register_page
 from pipeline.schema import TABLES, bigquery_schema
 from pipeline.segment import cut_fields
 from pipeline.templates import load_templates
 from pipeline.types import PageCut
-from pipeline.write import stage_rows, to_json_row
+from pipeline.write import reject_row, stage_rows, to_json_row, utc_now
 
 __all__ = ["RunConfig", "build_pipeline", "SUMMARY_COUNTERS", "one_thread_per_process"]
 
@@ -83,15 +82,6 @@ class RunConfig:
         return None
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-
-
-def _reject(source_uri: str, page, stage: str, exc: BaseException | str, error_type: str | None = None) -> dict:
-    return {"source_uri": source_uri, "page": page, "stage": stage, "error_type": error_type or type(exc).__name__,
-            "message": clean_message(exc), "processed_at": _now()}
-
-
 def one_thread_per_process() -> None:
     """OpenCV without a thread pool of its own in this worker process.
 
@@ -128,9 +118,9 @@ class ReadPages(beam.DoFn):
                         yield (uri, item.page), item.image
                     else:
                         exc, page = item
-                        yield beam.pvalue.TaggedOutput("rejects", _reject(uri, page, "read", exc))
+                        yield beam.pvalue.TaggedOutput("rejects", reject_row(uri, page, "read", exc))
         except Exception as exc:  # noqa: BLE001 - whatever a hostile file does, it is that file's reject
-            yield beam.pvalue.TaggedOutput("rejects", _reject(uri, None, "read", exc))
+            yield beam.pvalue.TaggedOutput("rejects", reject_row(uri, None, "read", exc))
         finally:
             self.progress.add_file()
 
@@ -177,7 +167,7 @@ class SegmentPage(beam.DoFn):
             else:
                 cuts = find_lines(image, review=self.review_pictures)
         except Exception as exc:  # noqa: BLE001 - a page that breaks segmentation is that page's reject
-            yield beam.pvalue.TaggedOutput("rejects", {"rejects": [_reject(uri, page, "segment", exc)]})
+            yield beam.pvalue.TaggedOutput("rejects", {"rejects": [reject_row(uri, page, "segment", exc)]})
             return
         # A digit whose crop has no ink left after cleaning is not the page's fault: its field is read
         # without it and flagged ("1 digit(s) unreadable"), and the page's other fields stand.
@@ -196,10 +186,10 @@ class AssemblePage(beam.DoFn):
     def process(self, result):
         page, reads = result.example, result.inference
         if isinstance(reads, InferenceFailed):
-            yield {"rejects": [_reject(page.source_uri, page.page, "infer",
+            yield {"rejects": [reject_row(page.source_uri, page.page, "infer",
                                        f"TF Serving at {self.target}: {reads.message}", reads.error_type)]}
             return
-        now = _now()
+        now = utc_now()
         page, reads = settle_alternatives(page, reads)
         rows = assemble_page(page, reads, review_threshold=self.review_threshold, run_id=self.run_id,
                              processed_at=now)
@@ -240,7 +230,7 @@ def _failed_batch_to_rejects(failed, target: str):
     if isinstance(failure[0], type) and issubclass(failure[0], STOPS_THE_JOB):
         raise failure[0](describe_dead_letter(failure)[1])
     error_type, message = describe_dead_letter(failure)
-    return {"rejects": [_reject(page.source_uri, page.page, "infer", f"TF Serving at {target}: {message}",
+    return {"rejects": [reject_row(page.source_uri, page.page, "infer", f"TF Serving at {target}: {message}",
                                 error_type) for page in batch]}
 
 

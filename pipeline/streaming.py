@@ -18,7 +18,6 @@ Dataflow uses the true streaming graph (Pub/Sub notifications, windows).
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import signal
 import sys
 import threading
@@ -27,8 +26,7 @@ from typing import Callable
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.read import clean_message
-from pipeline.write import stage_rows
+from pipeline.write import reject_row, stage_rows
 
 __all__ = ["watch_micro_batches", "Settler"]
 
@@ -146,9 +144,6 @@ def _run_one(cfg, batch: list, run_batch, add_summary, settler: Settler, alone: 
 
 def _reject_file(cfg, path: str, exc: Exception) -> None:
     """A file that failed a run of its own: one rejects row, staged like any other, and not tried again."""
-    message = clean_message(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__)
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    stage_rows(cfg.output, {"rejects": [{"source_uri": path, "page": None, "stage": "run",
-                                         "error_type": type(exc).__name__, "message": message,
-                                         "processed_at": now}]}, cfg.run_id)
+    message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    stage_rows(cfg.output, {"rejects": [reject_row(path, None, "run", message, type(exc).__name__)]}, cfg.run_id)
     print(f"formdigits run: {path} failed on its own and is rejected: {message[:200]}", file=sys.stderr, flush=True)

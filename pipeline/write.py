@@ -20,8 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import schema
+from pipeline.read import clean_message
 
-__all__ = ["STAGING", "arrow_schema", "stage_rows", "staged_batches", "to_json_row", "remove_partial_files"]
+__all__ = ["STAGING", "reject_row", "utc_now", "RowShapeError", "check_row_keys", "arrow_schema", "stage_rows", "staged_batches", "to_json_row", "remove_partial_files"]
 
 STAGING = ".staging"  # DIR/.staging/<run>-<uuid>/<table>.parquet: written by workers, merged by the committer
 _ARROW = {"VARCHAR": pa.string(), "INTEGER": pa.int32(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(),
@@ -34,6 +35,32 @@ def arrow_schema(table: str) -> pa.Schema:
 
 def _py(v):
     return v.item() if isinstance(v, np.generic) else v
+
+
+def utc_now() -> datetime.datetime:
+    """Now in UTC, without a zone: the tables' TIMESTAMP columns are UTC by convention."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def reject_row(source_uri: str, page: int | None, stage: str, exc: BaseException | str,
+               error_type: str | None = None) -> dict:
+    """Builds the `rejects` row for a file or page that could not be read: the one place such rows are made."""
+    return {"source_uri": source_uri, "page": page, "stage": stage, "error_type": error_type or type(exc).__name__,
+            "message": clean_message(exc), "processed_at": utc_now()}
+
+
+class RowShapeError(ValueError):
+    """A row whose keys are not its table's columns: a misspelt key would otherwise become a silent NULL."""
+
+
+def check_row_keys(table: str, row: dict) -> None:
+    """Raises RowShapeError unless `row` has exactly the columns of `table` (pipeline/schema.py)."""
+    cols = schema.column_names(table)
+    unknown, missing = set(row) - set(cols), set(cols) - set(row)
+    if unknown or missing:
+        raise RowShapeError(f"{table} row: " + "; ".join(
+            part for part in (unknown and f"unknown {sorted(unknown)}", missing and f"missing {sorted(missing)}")
+            if part))
 
 
 def stage_rows(output_dir: str, tables: dict[str, list[dict]], run_id: str) -> str | None:
@@ -51,6 +78,8 @@ def stage_rows(output_dir: str, tables: dict[str, list[dict]], run_id: str) -> s
     for table in schema.TABLES:
         rows = tables.get(table)
         if rows:
+            for row in rows:
+                check_row_keys(table, row)
             cols = schema.column_names(table)
             data = pa.Table.from_pylist([{c: _py(r.get(c)) for c in cols} for r in rows], schema=arrow_schema(table))
             pq.write_table(data, os.path.join(batch + ".part", f"{table}.parquet"))

@@ -62,3 +62,13 @@ def test_rows_for_bigquery_match_its_schema(table, tmp_path):
             assert type(value) is kinds[column["type"]], (column, value)
             if column["type"] == "TIMESTAMP":
                 datetime.datetime.fromisoformat(value)
+
+
+def test_the_staging_writer_refuses_a_row_whose_keys_are_not_its_tables_columns(tmp_path):
+    from pipeline.write import RowShapeError, reject_row, stage_rows
+
+    good = reject_row("file:///a.png", None, "read", ValueError("not an image"))
+    assert stage_rows(str(tmp_path), {"rejects": [good]}, "run1")
+    with pytest.raises(RowShapeError, match=r"unknown \['mesage'\]; missing \['message'\]"):
+        stage_rows(str(tmp_path), {"rejects": [{**{k: v for k, v in good.items() if k != "message"},
+                                                "mesage": "typo"}]}, "run1")
