@@ -34,8 +34,13 @@ MAX_UNEXPLAINED_LINES = 1200   # points of long printed lines on the page that t
 LONG_LINE_PT = 40              # a stroke this long and straight is print, not handwriting
 
 
-def _find_marks(page: np.ndarray) -> list[tuple[float, float, float]]:
-    """Solid square blobs near the four corners: (cx, cy, area) per corner, TL, TR, BL, BR."""
+def _find_marks(page: np.ndarray) -> tuple[list[tuple[float, float, float]], int | None]:
+    """Solid square blobs near the four corners: (cx, cy, area) per corner, TL, TR, BL, BR, and which one
+    was missing (None when all four are there).
+
+    A scan's edge can cut one mark off: three fix an affine map, so the fourth is put where the
+    parallelogram of the other three says (area 0). Two or more missing is no registration by marks.
+    """
     h, w = page.shape
     f = 800.0 / max(h, w)
     small = cv2.resize(page, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
@@ -62,13 +67,35 @@ def _find_marks(page: np.ndarray) -> list[tuple[float, float, float]]:
         near_y = cy < 0.2 * sh or cy > 0.8 * sh
         if near_x and near_y:
             corners[(cy > sh / 2) * 2 + (cx > sw / 2)].append((cx / f, cy / f, area / f / f))
+    missing = [k for k in range(4) if not corners[k]]
+    if len(missing) > 1:
+        raise SegmentError("registration marks not found (is this page one of the templates?)")
     marks = []
     for k in range(4):
-        if not corners[k]:
-            raise SegmentError("registration marks not found (is this page one of the templates?)")
         ox, oy = (w if k % 2 else 0), (h if k >= 2 else 0)
-        marks.append(min(corners[k], key=lambda m: (m[0] - ox) ** 2 + (m[1] - oy) ** 2))
-    return marks
+        marks.append(min(corners[k], key=lambda m: (m[0] - ox) ** 2 + (m[1] - oy) ** 2) if corners[k] else None)
+    if not missing:
+        return marks, None
+    k = missing[0]
+    a, b, opposite = _PARALLELOGRAM[k]
+    marks[k] = (marks[a][0] + marks[b][0] - marks[opposite][0], marks[a][1] + marks[b][1] - marks[opposite][1], 0.0)
+    return marks, k
+
+
+# A corner of the marks' rectangle from the other three: the two beside it, less the one across from it.
+_PARALLELOGRAM = {0: (1, 2, 3), 1: (0, 3, 2), 2: (0, 3, 1), 3: (1, 2, 0)}
+
+
+def _big_corner(marks: list[tuple[float, float, float]], missing: int | None) -> int:
+    """Where the larger mark (printed top-left) is: 0 upright, 3 upside down, else turned by 90 degrees.
+
+    When the mark cut off is one of the two diagonal corners and the other shows no larger mark, the
+    larger one is the mark that is missing.
+    """
+    k = int(np.argmax([m[2] for m in marks]))
+    if k in (0, 3) or missing not in (0, 3):
+        return k
+    return missing
 
 
 @functools.lru_cache(maxsize=16)
@@ -155,6 +182,23 @@ def _form_print(template: Template) -> np.ndarray:
     return mask
 
 
+def _refine_by_print(page: np.ndarray, homography: np.ndarray, template: Template) -> np.ndarray:
+    """`homography` moved to fit the page's print to the template's (OpenCV's ECC), for three marks only.
+
+    Three marks fix an affine map, and a scan photographed or fed askew is not quite affine: the fourth
+    corner can be points off. The printed lines of the whole page pull it into place.
+    """
+    ink = cv2.GaussianBlur(_ink_in_template(page, homography, template), (0, 0), 1.5)
+    printed = cv2.GaussianBlur(np.array(_printed(template)), (0, 0), 1.5)
+    warp = np.eye(3, dtype=np.float32)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-5)
+    try:
+        _, warp = cv2.findTransformECC(printed, ink, warp, cv2.MOTION_HOMOGRAPHY, criteria, None, 5)
+    except cv2.error:  # did not converge: the affine map stands
+        return homography
+    return np.asarray(homography, np.float64) @ warp.astype(np.float64)
+
+
 def _long_lines(ink: np.ndarray) -> np.ndarray:
     """Thin, straight horizontal and vertical strokes of at least LONG_LINE_PT (ink at 1 px/pt): rulings."""
     thin = (cv2.morphologyEx(ink, cv2.MORPH_TOPHAT, np.ones((9, 9), np.uint8)) > 25).astype(np.uint8)
@@ -239,13 +283,13 @@ def _confirmed(upright: np.ndarray, registration: Registration,
 
 def _register_by_marks(page: np.ndarray, templates: list[Template]):
     """(the page upright, its registration, the page seen in the winner's coordinates: for `confirm`)."""
-    marks = _find_marks(page)
-    areas = [m[2] for m in marks]
-    upside_down = int(np.argmax(areas)) == 3
+    marks, missing = _find_marks(page)
+    big = _big_corner(marks, missing)
+    upside_down = big == 3
     if upside_down:
         page = cv2.rotate(page, cv2.ROTATE_180)
-        marks = _find_marks(page)
-    elif int(np.argmax(areas)) != 0:
+        marks, missing = _find_marks(page)
+    elif big != 0:
         raise SegmentError("page is rotated by 90 degrees or its top-left mark is damaged")
     found = np.float32([[m[0], m[1]] for m in marks])
     best, best_rank, best_ink = None, 0.0, None
@@ -254,6 +298,8 @@ def _register_by_marks(page: np.ndarray, templates: list[Template]):
         if abs(_aspect(found) / _aspect(expected) - 1.0) > 0.04:  # letter vs A4 differ by 10%
             continue
         homography = cv2.getPerspectiveTransform(expected, found)
+        if missing is not None:
+            homography = _refine_by_print(page, homography, template)
         # The page seen in template coordinates at 1 px/pt, compared with the printed layout.
         ink = _ink_in_template(page, homography, template)
         layout = float((_layout_signal(ink, template) * _blank(template)).mean())
