@@ -79,3 +79,16 @@ def test_huge_pages_are_downscaled_on_the_way_in():
     ok, data = cv2.imencode(".png", np.full((side, side), 255, np.uint8))
     [page] = _pages("big.png", data.tobytes())
     assert page.image.size <= MAX_PAGE_PIXELS * 1.01
+
+
+def test_a_bitonal_group4_page_is_read_with_the_soft_edges_of_a_grey_scan():
+    bw = np.full((300, 400), 255, np.uint8)
+    cv2.putText(bw, "1981", (40, 200), cv2.FONT_HERSHEY_SIMPLEX, 4, 0, 12)
+    buf = io.BytesIO()
+    Image.fromarray(bw).convert("1").save(buf, "TIFF", compression="group4")
+    [page] = list(read_pages("file:///fax.tif", buf.getvalue()))
+    levels = np.unique(page.image)
+    assert len(levels) > 10 and page.image.min() < 30 and page.image.max() == 255  # edges, not two levels
+    grey = cv2.GaussianBlur(bw, (0, 0), 2.0)  # a grey scan is left as it is
+    [same] = list(read_pages("file:///grey.png", cv2.imencode(".png", grey)[1].tobytes()))
+    assert np.array_equal(same.image, grey)
