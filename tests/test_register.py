@@ -81,6 +81,7 @@ def test_a_page_whose_form_has_no_template_is_refused_not_read_with_another(inde
     assert registration.template.name == own
 
 
+@pytest.mark.slow  # sixteen pages registered, each fitted to its print
 def test_a_corner_mark_cut_off_by_the_scans_edge_still_registers_by_the_other_three():
     """Three marks fix an affine map, refined by the page's print. A page photographed with strong keystone
     whose top-left mark is cut off can still fail (one of these 16: its confirmation score is too low)."""
