@@ -25,13 +25,15 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
-from pipeline.assemble import DEFAULT_REVIEW_THRESHOLD, assemble_page, settle_alternatives
+from pipeline.assemble import assemble_page, settle_alternatives
 from pipeline.crops import crop_rows, object_name
-from pipeline.infer import (DEFAULT_SERVING_TIMEOUT_S, STOPS_THE_JOB, InferenceFailed, TFServingModelHandler,
+from pipeline.defaults import (DEFAULT_KEEP_CROPS, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PAGE_PIXELS,
+                               DEFAULT_REVIEW_THRESHOLD, DEFAULT_SERVING_TIMEOUT_S)
+from pipeline.infer import (STOPS_THE_JOB, InferenceFailed, TFServingModelHandler,
                             describe_dead_letter)
 from pipeline.lines import find_lines
 from pipeline.progress import WorkerProgress
-from pipeline.read import DEFAULT_MAX_PAGE_PIXELS, Page, open_scan, read_pages, shown_uri
+from pipeline.read import Page, open_scan, read_pages, shown_uri
 from pipeline.register import register_page
 from pipeline.schema import TABLES, bigquery_schema
 from pipeline.segment import cut_fields
@@ -59,7 +61,7 @@ class RunConfig:
     model_label: str | None = None
     templates_dir: str | None = None
     review_threshold: float = DEFAULT_REVIEW_THRESHOLD
-    max_batch_size: int = 512            # crops per Predict request: the server's max_batch_size
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE  # crops per Predict request: the server's max_batch_size
     streaming: bool = False
     poll_seconds: float = 2.0
     settle_seconds: float = 2.0          # local streaming: a file is read once it has stood still this long
@@ -71,7 +73,7 @@ class RunConfig:
     max_page_pixels: int = DEFAULT_MAX_PAGE_PIXELS
     serving_timeout: float = DEFAULT_SERVING_TIMEOUT_S   # seconds without a server before the job stops
     serving_ca: str | None = None        # PEM CA bundle when TF Serving serves TLS
-    keep_crops: str = "flagged"          # none | flagged | all: fields whose pictures go to `crops`
+    keep_crops: str = DEFAULT_KEEP_CROPS  # none | flagged | all: fields whose pictures go to `crops`
     crops_location: str | None = None    # BigQuery output: where crop PNGs go as objects (gs://bucket/path)
 
     @property
@@ -177,7 +179,7 @@ class SegmentPage(beam.DoFn):
 class AssemblePage(beam.DoFn):
     """PredictionResult(PageCut, PageReads) -> {"fields", "digits", "crops": rows}; a refused page -> rejects."""
 
-    def __init__(self, review_threshold: float, run_id: str, target: str, keep_crops: str = "flagged"):
+    def __init__(self, review_threshold: float, run_id: str, target: str, keep_crops: str = DEFAULT_KEEP_CROPS):
         self.review_threshold = review_threshold
         self.run_id = run_id
         self.target = target

@@ -19,15 +19,15 @@ import grpc
 import numpy as np
 from apache_beam.ml.inference.base import PredictionResult, RemoteModelHandler
 
+from pipeline.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_SERVING_TIMEOUT_S
 from pipeline.progress import note_outage
 from pipeline.types import PageCut
 from serving.client import UNREACHABLE_CODES, PredictClient, is_retriable
 from serving.signature import UnfitModel, check_probabilities
 
 __all__ = ["PageReads", "InferenceFailed", "ServingUnreachable", "UnfitModel", "TFServingModelHandler",
-           "describe_failure", "describe_dead_letter", "DEFAULT_SERVING_TIMEOUT_S", "STOPS_THE_JOB"]
+           "describe_failure", "describe_dead_letter", "STOPS_THE_JOB"]
 
-DEFAULT_SERVING_TIMEOUT_S = 120.0
 # When this process's calls to each target began to find no server (monotonic seconds); absent while they work.
 _down_since: dict[str, float] = {}
 
@@ -94,7 +94,7 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
     """
 
     def __init__(self, target: str, model_name: str = "lenet5", *, version: int | None = None,
-                 version_label: str | None = None, max_batch_size: int = 512, timeout_s: float = 30.0,
+                 version_label: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, timeout_s: float = 30.0,
                  num_retries: int = 5, throttle_delay_secs: int = 5, ca_file: str | None = None,
                  auth_token: str | None = None, serving_timeout_s: float = DEFAULT_SERVING_TIMEOUT_S,
                  progress_dir: str | None = None):

@@ -26,11 +26,12 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_raw
 from PIL import Image
 
+from pipeline.defaults import DEFAULT_MAX_PAGE_PIXELS
+
 __all__ = ["Page", "ReadError", "read_pages", "open_scan", "input_root", "clean_message", "shown_uri",
-           "MAX_PAGE_PIXELS", "DEFAULT_MAX_PAGE_PIXELS", "PDF_DPI"]
+           "MAX_PAGE_PIXELS", "PDF_DPI"]
 
 MAX_PAGE_PIXELS = 12_000_000            # pages are downscaled to this (~ letter at 400 dpi)
-DEFAULT_MAX_PAGE_PIXELS = 200_000_000   # pages larger than this are refused (A3 at 600 dpi is 70 M)
 MAX_IMAGE_FILE_BYTES = 1 << 30          # a PNG or JPEG is read whole; TIFF and PDF are read as needed
 PDF_DPI = 300                           # PDF pages without a single embedded scan are rendered at this
 # Page sizes are checked here, from each file's header, against the job's own limit.

@@ -11,12 +11,12 @@ import pytest
 
 from beam_helpers import one_line, run
 from formdigits.cli import build_parser
-from pipeline.assemble import DEFAULT_REVIEW_THRESHOLD
+from pipeline.defaults import DEFAULT_REVIEW_THRESHOLD
 from pipeline.beam_pipeline import RunConfig
 
 
 def test_the_command_lines_review_threshold_is_the_pipelines():
-    # Written out in the CLI so that parsing flags does not load OpenCV; the two must not drift apart.
+    # One source (pipeline.defaults): the CLI imports it without loading OpenCV.
     args = build_parser().parse_args(["run", "--input", "x", "--output", "y"])
     assert args.review_threshold == RunConfig.review_threshold == DEFAULT_REVIEW_THRESHOLD
 

@@ -9,6 +9,8 @@ import sys
 
 from formdigits.args import positive_int, share
 from formdigits.commands.common import models_dir, report_template_problems
+from pipeline.defaults import (DEFAULT_KEEP_CROPS, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PAGE_PIXELS,
+                               DEFAULT_REVIEW_THRESHOLD, DEFAULT_SERVING_TIMEOUT_S, KEEP_CROPS_CHOICES)
 
 __all__ = ["add_parsers"]
 
@@ -35,19 +37,19 @@ def _add_run(sub) -> None:
     p.add_argument("--models-dir", help="models for the embedded server (default: ./models, else the shipped one)")
     p.add_argument("--templates", metavar="DIR", help="form templates (e.g. CORPUS/templates); without them, "
                                                       "lines of digits are found on each page")
-    # The pipeline's DEFAULT_REVIEW_THRESHOLD, written out: importing it would load OpenCV on every command.
-    p.add_argument("--review-threshold", type=share, default=0.95,
-                   help="flag fields whose weakest digit is below this probability (default: 0.95)")
-    p.add_argument("--batch-size", type=positive_int, default=512,
-                   help="crops per request to the server: its max_batch_size (default: 512, serving/batching.config)")
+    p.add_argument("--review-threshold", type=share, default=DEFAULT_REVIEW_THRESHOLD,
+                   help=f"flag fields whose weakest digit is below this probability (default: {DEFAULT_REVIEW_THRESHOLD})")
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_MAX_BATCH_SIZE,
+                   help=f"crops per request to the server: its max_batch_size (default: {DEFAULT_MAX_BATCH_SIZE}, "
+                        "serving/batching.config)")
     p.add_argument("--serving-ca", metavar="PEM", help="CA certificate(s) to trust when --serving serves TLS")
-    p.add_argument("--serving-timeout", type=float, default=120.0, metavar="SECONDS",
+    p.add_argument("--serving-timeout", type=float, default=DEFAULT_SERVING_TIMEOUT_S, metavar="SECONDS",
                    help="how long to wait, retrying, while TF Serving cannot be reached; then the run stops "
-                        "(default: 120)")
-    p.add_argument("--max-page-pixels", type=positive_int, default=200_000_000, metavar="N",
+                        f"(default: {DEFAULT_SERVING_TIMEOUT_S:g})")
+    p.add_argument("--max-page-pixels", type=positive_int, default=DEFAULT_MAX_PAGE_PIXELS, metavar="N",
                    help="pages larger than this are refused from their header, before decoding "
-                        "(default: 200000000; A3 at 600 dpi is 70000000)")
-    p.add_argument("--keep-crops", choices=("none", "flagged", "all"), default="flagged",
+                        f"(default: {DEFAULT_MAX_PAGE_PIXELS}; A3 at 600 dpi is 70000000)")
+    p.add_argument("--keep-crops", choices=KEEP_CROPS_CHOICES, default=DEFAULT_KEEP_CROPS,
                    help="keep a small picture of these fields for review, in the crops table (default: flagged)")
     p.add_argument("--crops-location", metavar="GS_PATH",
                    help="BigQuery output: where crop PNGs go as objects (default: the --temp-location bucket's "

@@ -17,7 +17,7 @@ import os
 
 import duckdb
 
-from pipeline.assemble import DEFAULT_REVIEW_THRESHOLD
+from pipeline.defaults import DEFAULT_REVIEW_THRESHOLD
 from pipeline.review.queue import QUEUE_ORDER, check_database
 from pipeline.store import snapshot
 
