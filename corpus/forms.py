@@ -33,7 +33,7 @@ from corpus.scanner import (EXTENSIONS, FORMATS, box_on_scan, jpeg_roundtrip, pr
                             write_document)
 from pipeline.templates import Field, Template, luhn_complete, render_blank, save_templates
 
-__all__ = ["FORMATS", "CROSS_OUT_RATE", "Ink", "synth_forms", "corpus_templates", "render_document", "fill_value", "write_field",
+__all__ = ["FORMATS", "CROSS_OUT_RATE", "Ink", "synth_forms", "corpus_forms", "corpus_templates", "render_document", "fill_value", "write_field",
            "glyph", "stamp_ink", "cross_out"]
 
 DPIS = (150, 200, 300)
@@ -184,22 +184,39 @@ class Ink:
         return f"mnist-{self.mnist_split}" if self.kind == "mnist" else "synthetic"
 
 
-def corpus_templates(layouts: tuple[str, ...] | None) -> list[Template]:
-    """The templates a corpus is filled from: the built-in layouts (None), or forms named in `layouts`
-    (`clinic_intake` ..., `builtin` for the four built-in ones, `random:SEED` for a generated form)."""
+def corpus_forms(layouts: tuple[str, ...] | None) -> list[list[Template]]:
+    """The forms a corpus is filled from, each the templates of its pages: the built-in layouts (None), or
+    forms named in `layouts` (`clinic_intake` ..., `builtin` for the four built-in ones, `random:SEED` for a
+    generated form, `A+B` for a form of two pages, A then B)."""
     if not layouts:
-        return builtin_templates()
+        return [[t] for t in builtin_templates()]
     out = []
     for name in layouts:
         if name == "builtin":
-            out.extend(builtin_templates())
-        elif name.startswith("random:"):
-            out.append(truth_template(random_layout(int(name.split(":", 1)[1]))))
-        elif name in NAMED_LAYOUTS:
-            out.append(truth_template(named_layout(name)))
+            out.extend([t] for t in builtin_templates())
+        elif "+" in name:
+            out.append([page for part in name.split("+") for page in _layout_templates(part)])
         else:
-            raise ValueError(f"unknown layout {name!r}; choose from builtin, {', '.join(NAMED_LAYOUTS)}, random:SEED")
+            out.append(_layout_templates(name))
     return out
+
+
+def _layout_templates(name: str) -> list[Template]:
+    if name.startswith("random:"):
+        return [truth_template(random_layout(int(name.split(":", 1)[1])))]
+    if name in NAMED_LAYOUTS:
+        return [truth_template(named_layout(name))]
+    raise ValueError(f"unknown layout {name!r}; choose from builtin, {', '.join(NAMED_LAYOUTS)}, random:SEED, "
+                     "or A+B for a form of two pages")
+
+
+def corpus_templates(layouts: tuple[str, ...] | None) -> list[Template]:
+    """Every page template of `corpus_forms(layouts)`, each once."""
+    seen = {}
+    for form in corpus_forms(layouts):
+        for template in form:
+            seen.setdefault(template.name, template)
+    return list(seen.values())
 
 
 def _printed(template: Template, dpi: int, rng: np.random.Generator) -> np.ndarray:
@@ -230,13 +247,16 @@ def render_document(seed: int, index: int, fmt: str, pages: int, ink: Ink, name:
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1000 + index]))
     cv2.setRNGSeed(int(rng.integers(2**31 - 1)))
-    templates = corpus_templates(layouts)
+    forms = corpus_forms(layouts)
     writer = ink.writer(rng)  # one writer per document
     dpi = int(DPIS[int(rng.integers(len(DPIS)))])
     scale = dpi / 72.0
     images, truth = [], []
+    form, first = [], 1
     for page_no in range(1, pages + 1):
-        template = templates[int(rng.integers(len(templates)))]
+        if len(form) <= 1:  # a form of several pages fills the document's pages in order
+            form, first = forms[int(rng.integers(len(forms)))], page_no
+        template = form[(page_no - first) % len(form)]
         page = _printed(template, dpi, rng)
         values, struck = {}, {}
         for field in template.fields:
@@ -261,15 +281,32 @@ def render_document(seed: int, index: int, fmt: str, pages: int, ink: Ink, name:
     return images, truth, dpi, rng
 
 
-def _write_templates(templates: list[Template], out_dir: str) -> None:
-    """The corpus's templates, and each marks-free form's blank page as a PDF (what a user brings to
-    `formdigits template propose`)."""
-    save_templates(templates, os.path.join(out_dir, "templates"))
+def _write_templates(forms: list[list[Template]], out_dir: str) -> None:
+    """The corpus's templates, and each marks-free form's blank as a PDF (what a user brings to
+    `formdigits template propose`): `A+B.pdf` for a form of two pages."""
+    templates = {t.name: t for form in forms for t in form}
+    save_templates(list(templates.values()), os.path.join(out_dir, "templates"))
     directory = os.path.join(out_dir, "blanks")
-    for t in templates:
-        if not t.has_marks:
-            os.makedirs(directory, exist_ok=True)
-            write_blank_pdf(named_layout(t.name), os.path.join(directory, f"{t.name}.pdf"))
+    for form in forms:
+        if any(t.has_marks for t in form):
+            continue
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, "+".join(t.name for t in form) + ".pdf")
+        for number, t in enumerate(form):
+            write_blank_pdf(named_layout(t.name), path if len(form) == 1 else f"{path}.{number}")
+        if len(form) > 1:
+            _join_pdfs([f"{path}.{number}" for number in range(len(form))], path)
+
+
+def _join_pdfs(parts: list[str], path: str) -> None:
+    import pypdfium2 as pdfium
+
+    whole = pdfium.PdfDocument.new()
+    for part in parts:
+        whole.import_pages(pdfium.PdfDocument(part), index=len(whole))
+    whole.save(path)
+    for part in parts:
+        os.remove(part)
 
 
 def synth_forms(count: int, out_dir: str, seed: int = 0, formats=FORMATS, workers: int | None = None,
@@ -277,7 +314,7 @@ def synth_forms(count: int, out_dir: str, seed: int = 0, formats=FORMATS, worker
     """Generates `count` filled, scanned form pages into `out_dir`.
 
     Single-page formats hold one form per file; TIFF and PDF documents hold two
-    or three (fewer at the end, to make exactly `count`). `ink` says whose
+    or three (fewer at the end, to make exactly `count`), or one whole form of several pages (`A+B`). `ink` says whose
     handwriting fills them (default: synthetic writers); `layouts` which forms
     (default: the built-in ones; see `corpus_templates`; blanks in `DIR/blanks/`).
 
@@ -291,7 +328,9 @@ def synth_forms(count: int, out_dir: str, seed: int = 0, formats=FORMATS, worker
         raise ValueError(f"unknown format {bad[0]!r}; choose from {', '.join(FORMATS)}")
     started = time.monotonic()
     os.makedirs(out_dir, exist_ok=True)
-    _write_templates(corpus_templates(layouts), out_dir)
+    forms = corpus_forms(layouts)
+    _write_templates(forms, out_dir)
+    form_pages = max(len(form) for form in forms)
     plan_rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     jobs, remaining, index = [], count, 0
     ink = ink or Ink(fonts=tuple(find_handwriting_fonts()))
@@ -300,6 +339,8 @@ def synth_forms(count: int, out_dir: str, seed: int = 0, formats=FORMATS, worker
     while remaining > 0:
         fmt = formats[index % len(formats)]
         pages = 1 if fmt in ("png", "jpeg") else min(remaining, int(plan_rng.integers(2, 4)))
+        if form_pages > 1 and fmt not in ("png", "jpeg"):  # a document holds one whole form of several pages
+            pages = min(remaining, form_pages)
         jobs.append((seed, index, fmt, pages, out_dir, ink, layouts))
         remaining -= pages
         index += 1

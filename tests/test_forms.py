@@ -117,3 +117,13 @@ def test_real_ink_forms_are_written_with_glyphs_of_the_split_asked_for(real_mnis
     glyphs = [writer.ink(d, np.random.default_rng(d)) for d in range(10)]
     assert all(g.dtype == np.uint8 and g.max() == 255 and g.shape[0] == 112 for g in glyphs)
     assert sum(len(v) for v in pool.values()) == 10000
+
+
+def test_a_two_page_form_fills_each_document_in_page_order_and_has_a_two_page_blank(tmp_path):
+    from corpus.evaluate import load_truth
+
+    synth_forms(4, str(tmp_path), seed=5, formats=("pdf",), workers=1, layouts=("clinic_intake+census_return",))
+    pages = {(row["source"], row["page"], row["template"]) for row in load_truth(str(tmp_path / "truth.jsonl"))}
+    assert pages == {(f"scan_0000{i}.pdf", n, name) for i in (1, 2) for n, name in ((1, "clinic_intake"),
+                                                                                  (2, "census_return"))}
+    assert len(pdfium.PdfDocument(str(tmp_path / "blanks" / "clinic_intake+census_return.pdf"))) == 2

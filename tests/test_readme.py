@@ -60,4 +60,6 @@ def test_every_readme_command_runs_as_written(tmp_path):
         ran.append(command)
     assert len(ran) >= 12, ran
     assert (tmp_path / "giro.csv").stat().st_size > 0 and (tmp_path / "check.png").is_file()
+    lab = (tmp_path / "lab.csv").read_text().splitlines()  # the two-page form: a row a page, both templates
+    assert len(lab) == 9 and {line.split(",")[2] for line in lab[1:]} == {"lab_p1", "lab_p2"}
     assert (tmp_path / "dataflow-job.json").is_file()
