@@ -247,3 +247,17 @@ def test_export_wide_is_a_row_a_page_and_says_what_is_pending(review_db, tmp_pat
     assert sum(int(r["fields_pending_review"]) for r in rows) == pending
     assert main(["export", "--db", review_db, "--out", str(tmp_path / "final.csv"), "--require-reviewed"]) == 2
     assert f"{pending} of" in capsys.readouterr().err and not (tmp_path / "final.csv").exists()
+
+
+def test_reviewed_fields_can_be_found_by_file_and_reopened(review_db):
+    item = queue.next_item(review_db)
+    queue.record(review_db, item["key"], "correct", "55", "ann", confirmed=True)
+    source = item["key"][0].rsplit("/", 1)[-1]
+    reviewed = queue.Filters.from_mapping({"status": "reviewed", "source": source})
+    assert queue.next_item(review_db, reviewed)["key"] == item["key"]
+    assert queue.remaining(review_db, reviewed) == 1
+    assert queue.next_item(review_db, queue.Filters(status="reviewed", source="no-such-file")) is None
+    pending = queue.next_item(review_db, queue.Filters(source=source))
+    assert pending is None or pending["key"] != item["key"]  # no longer in the queue to review
+    with pytest.raises(queue.ReviewError, match="unknown status"):
+        queue.next_item(review_db, queue.Filters(status="done"))

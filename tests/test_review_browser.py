@@ -164,7 +164,9 @@ def test_b_goes_back_to_a_skipped_item_and_a_reviewed_one_can_be_reopened(app_ur
     if browser.find_element(By.ID, "confirm").is_displayed():
         _type(browser, Keys.ENTER)
     _next_key(browser, first)
-    browser.find_element(By.ID, "f-status").send_keys("reviewed")  # the filter: reviewed fields, to reopen
+    source = browser.find_element(By.ID, "f-source")
+    source.send_keys(first[0].rsplit("/", 1)[-1] + Keys.TAB)  # by file ...
+    browser.find_element(By.ID, "f-status").send_keys("reviewed")  # ... and reviewed: to reopen
     WebDriverWait(browser, 10).until(lambda d: _shown_key(d) == first)
     assert "already corrected: 4096" in browser.find_element(By.ID, "earlier").text
     browser.find_element(By.ID, "answer").click()

@@ -68,12 +68,13 @@ class Filters:
     field: str | None = None
     reason: str | None = None   # a key of REASONS
     status: str = "pending"     # a key of STATUSES: reviewed fields can be found and reopened
+    source: str | None = None   # part of the file's name or path
 
     @classmethod
     def from_mapping(cls, values) -> "Filters":
         """From a request's query arguments or JSON body; empty values mean no filter."""
         return cls(values.get("template") or None, values.get("field") or None, values.get("reason") or None,
-                   values.get("status") or "pending")
+                   values.get("status") or "pending", values.get("source") or None)
 
     def where(self) -> tuple[str, list]:
         """SQL conditions on `fields f` (after the queue's own: pending or reviewed) and their parameters."""
@@ -86,6 +87,9 @@ class Filters:
         if self.field:
             sql.append("f.field = ?")
             params.append(self.field)
+        if self.source:
+            sql.append("contains(f.source_uri, ?)")  # a bound value: a name with % or _ is matched as typed
+            params.append(self.source)
         if self.reason:
             if self.reason not in REASONS:
                 raise ReviewError(f"unknown reason {self.reason!r}; one of: {', '.join(REASONS)}")

@@ -22,7 +22,7 @@ async function api(path, body) {
 
 function filters() {
   return { template: $("f-template").value, field: $("f-field").value, reason: $("f-reason").value,
-           status: $("f-status").value };
+           status: $("f-status").value, source: $("f-source").value.trim() };
 }
 
 // Below the review threshold the reading is a guess: Enter alone must not make it the answer.
@@ -211,7 +211,7 @@ async function init() {
   $("reviewer").value = localStorage.getItem("formdigits-reviewer") || opts.reviewer;
   $("reviewer").addEventListener("change", () => localStorage.setItem("formdigits-reviewer", $("reviewer").value));
   $("f-template").addEventListener("change", () => { fields(); state.history = []; load(null); });
-  for (const id of ["f-field", "f-reason", "f-status"]) $(id).addEventListener("change", () => { state.history = []; load(null); });
+  for (const id of ["f-field", "f-reason", "f-status", "f-source"]) $(id).addEventListener("change", () => { state.history = []; load(null); });
   await load(null);
   document.body.dataset.ready = "1";
 }
