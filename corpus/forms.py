@@ -309,13 +309,27 @@ def _join_pdfs(parts: list[str], path: str) -> None:
         os.remove(part)
 
 
+def _plan_documents(count: int, seed: int, formats, form_pages: int) -> list[tuple[str, int]]:
+    """(format, pages) of each document, in order, making `count` pages in all."""
+    plan_rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
+    plan, remaining = [], count
+    while remaining > 0:
+        fmt = formats[len(plan) % len(formats)]
+        pages = 1 if fmt in ("png", "jpeg") else min(remaining, int(plan_rng.integers(2, 4)))
+        if form_pages > 1 and fmt not in ("png", "jpeg"):  # a document holds one whole form of several pages
+            pages = min(remaining, form_pages)
+        plan.append((fmt, pages))
+        remaining -= pages
+    return plan
+
+
 def synth_forms(count: int, out_dir: str, seed: int = 0, formats=FORMATS, workers: int | None = None,
                 progress=None, ink: Ink | None = None, layouts: tuple[str, ...] | None = None) -> dict:
     """Generates `count` filled, scanned form pages into `out_dir`.
 
     Single-page formats hold one form per file; TIFF and PDF documents hold two
-    or three (fewer at the end, to make exactly `count`), or one whole form of several pages (`A+B`). `ink` says whose
-    handwriting fills them (default: synthetic writers); `layouts` which forms
+    or three (fewer at the end, to make exactly `count`), or one whole form of several
+    pages (`A+B`). `ink` says whose handwriting fills them (default: synthetic writers); `layouts` which forms
     (default: the built-in ones; see `corpus_templates`; blanks in `DIR/blanks/`).
 
     Returns:
@@ -330,20 +344,11 @@ def synth_forms(count: int, out_dir: str, seed: int = 0, formats=FORMATS, worker
     os.makedirs(out_dir, exist_ok=True)
     forms = corpus_forms(layouts)
     _write_templates(forms, out_dir)
-    form_pages = max(len(form) for form in forms)
-    plan_rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
-    jobs, remaining, index = [], count, 0
     ink = ink or Ink(fonts=tuple(find_handwriting_fonts()))
     if ink.kind == "mnist":
         mnist_pool(ink.mnist_path, ink.mnist_split)  # read once here; the workers fork with it
-    while remaining > 0:
-        fmt = formats[index % len(formats)]
-        pages = 1 if fmt in ("png", "jpeg") else min(remaining, int(plan_rng.integers(2, 4)))
-        if form_pages > 1 and fmt not in ("png", "jpeg"):  # a document holds one whole form of several pages
-            pages = min(remaining, form_pages)
-        jobs.append((seed, index, fmt, pages, out_dir, ink, layouts))
-        remaining -= pages
-        index += 1
+    jobs = [(seed, index, fmt, pages, out_dir, ink, layouts)
+            for index, (fmt, pages) in enumerate(_plan_documents(count, seed, formats, max(map(len, forms))))]
     workers = workers or os.cpu_count() or 1
     truth: list[dict] = []
     done = 0
