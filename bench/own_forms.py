@@ -27,6 +27,7 @@ from bench.pipeline import run_pipeline
 from corpus import builtin_templates
 from corpus.evaluate import evaluate, load_results, load_truth
 from corpus.forms import Ink, synth_forms
+from corpus.scanner import bitonal_copies
 from corpus.layouts import NAMED_LAYOUTS, named_layout, truth_template, write_blank_pdf
 from corpus.proposals import rename_like, score_proposal
 from pipeline.propose import propose_template, read_blank
@@ -141,6 +142,24 @@ def _end_to_end(corpus: str, templates_dir: str, output: str, target: str, pages
     return {k: report[k] for k in keys}
 
 
+def _bitonal_part(real: str, templates_dir: str, grey_output: str, work_dir: str, target: str, log) -> dict:
+    """The real-ink corpus's single-page scans made bitonal (1-bit Group 4), read with the same templates;
+    field exact beside the grey reading of the same pages."""
+    truth = load_truth(os.path.join(real, "truth.jsonl"))
+    folder = os.path.join(work_dir, "own-forms-bitonal")
+    rows = bitonal_copies(real, folder, truth)
+    output = os.path.join(work_dir, "own-forms-out-bitonal")
+    run_pipeline(os.path.join(folder, "scan_*"), templates_dir, output, target, os.cpu_count() or 1,
+                 len({r["source"] for r in rows}), log)
+    sources = {r["source"].rsplit(".", 1)[0] for r in rows}
+    same_pages = [r for r in truth if r["source"].rsplit(".", 1)[0] in sources]
+    bw = evaluate(load_results(output), rows)["field_exact_match"]
+    grey = evaluate(load_results(grey_output), same_pages)["field_exact_match"]
+    log(f"  bitonal: fields {bw:.2%} on {len(sources)} pages, grey {grey:.2%} on the same pages")
+    return {"pages": len(sources), "bitonal_field_exact": bw, "grey_field_exact": grey,
+            "bitonal_vs_grey_points": round(100 * (bw - grey), 2)}
+
+
 def _proposed_for(corpus: str, directory: str) -> str:
     truths = load_templates(os.path.join(corpus, "templates"))
     proposed = [rename_like(propose_template(read_blank(os.path.join(corpus, "blanks", f"{n}.pdf")), n), t)
@@ -175,6 +194,10 @@ def bench_own_forms(work_dir: str, target: str, quick: bool, log=print, mnist_pa
             f"{exact[label]['digit_accuracy']:.2%}; {bands}; written fields flagged "
             f"{exact[label]['written_fields_flagged']:.1%}")
     results["end_to_end"] = exact
+    if mnist_path:
+        results["bitonal"] = _bitonal_part(*runs["real_ink_proposed_templates"],
+                                           os.path.join(work_dir, "own-forms-out-real_ink_proposed_templates"),
+                                           work_dir, target, log)
     results["proposed_vs_true_field_exact_points"] = round(
         100 * (exact["proposed_templates"]["field_exact_match"] - exact["true_templates"]["field_exact_match"]), 2)
     results["pages"] = pages

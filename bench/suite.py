@@ -53,6 +53,7 @@ TARGETS = {
     "own_forms_real_ink_written_flagged": ("<=", 0.15),
     "own_forms_real_ink_errors_flagged": (">=", 0.90),
     "own_forms_real_ink_unflagged_exact": (">=", 0.99),
+    "own_forms_bitonal_vs_grey_points": (">=", -1.5),
     "review_next_item_p95_ms": ("<", 100),
     "report_mb_1000_pages": ("<", 5),
 }
@@ -242,7 +243,11 @@ def _own_forms_rows(own: dict) -> list[tuple[str, object, str]]:
         ("proposed_vs_true_field_exact_points", own.get("proposed_vs_true_field_exact_points"),
          f"field exact {e2e.get('proposed_templates', {}).get('field_exact_match')} from proposed templates vs "
          f"{e2e.get('true_templates', {}).get('field_exact_match')} from the true ones, same scans"),
-    ] + _own_forms_real_ink_rows(e2e.get("real_ink_proposed_templates", {}), e2e.get("proposed_templates", {}))
+    ] + _own_forms_real_ink_rows(e2e.get("real_ink_proposed_templates", {}), e2e.get("proposed_templates", {})) + [
+        ("own_forms_bitonal_vs_grey_points", own.get("bitonal", {}).get("bitonal_vs_grey_points"),
+         f"real ink, the {own.get('bitonal', {}).get('pages')} single-page scans made 1-bit Group 4: fields exact "
+         f"{own.get('bitonal', {}).get('bitonal_field_exact')} vs grey {own.get('bitonal', {}).get('grey_field_exact')}"),
+    ]
 
 
 def _own_forms_real_ink_rows(real: dict, synthetic: dict) -> list[tuple[str, object, str]]:

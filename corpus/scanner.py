@@ -17,7 +17,8 @@ import numpy as np
 from pipeline.register import box_through
 from pipeline.templates import Field, Template
 
-__all__ = ["FORMATS", "EXTENSIONS", "print_clutter", "scribble", "scan", "box_on_scan", "jpeg_roundtrip", "write_document"]
+__all__ = ["FORMATS", "EXTENSIONS", "print_clutter", "scribble", "scan", "box_on_scan", "jpeg_roundtrip", "write_document",
+           "bitonal", "bitonal_copies"]
 
 FORMATS = ("png", "jpeg", "tiff", "pdf")
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "tiff": "tif", "pdf": "pdf"}
@@ -147,3 +148,27 @@ def write_document(path: str, fmt: str, images: list[np.ndarray], dpi: int, rng:
     os.replace(tmp, path)
 
 
+
+
+def bitonal(grey: np.ndarray, threshold: float = 0.6) -> np.ndarray:
+    """A grey scan as a production scanner's 1-bit mode gives it: the paper's level divided out (so lid shadow
+    and uneven light do not turn black), then one threshold. Light grey or coloured print can vanish, as it does."""
+    paper = cv2.dilate(grey, np.ones((25, 25), np.uint8))  # the paper's level, ink taken out
+    flat = grey.astype(np.float32) / np.maximum(paper, 1).astype(np.float32)
+    return ((flat > threshold) * 255).astype(np.uint8)
+
+
+def bitonal_copies(corpus: str, out_dir: str, truth_rows: list[dict]) -> list[dict]:
+    """Each single-page PNG or JPEG scan of `corpus` as a Group 4 TIFF in `out_dir`; their truth rows, renamed."""
+    from PIL import Image
+
+    os.makedirs(out_dir, exist_ok=True)
+    renamed = {}
+    for row in truth_rows:
+        name = row["source"]
+        if name.endswith((".png", ".jpg")) and name not in renamed:
+            grey = cv2.imread(os.path.join(corpus, name), cv2.IMREAD_GRAYSCALE)
+            renamed[name] = name.rsplit(".", 1)[0] + ".tif"
+            Image.fromarray(bitonal(grey)).convert("1").save(os.path.join(out_dir, renamed[name]),
+                                                              compression="group4")
+    return [{**row, "source": renamed[row["source"]]} for row in truth_rows if row["source"] in renamed]

@@ -127,3 +127,13 @@ def test_a_two_page_form_fills_each_document_in_page_order_and_has_a_two_page_bl
     assert pages == {(f"scan_0000{i}.pdf", n, name) for i in (1, 2) for n, name in ((1, "clinic_intake"),
                                                                                   (2, "census_return"))}
     assert len(pdfium.PdfDocument(str(tmp_path / "blanks" / "clinic_intake+census_return.pdf"))) == 2
+
+
+def test_a_bitonal_copy_keeps_the_ink_and_loses_the_scanners_shadow():
+    from corpus.scanner import bitonal
+
+    grey = np.tile(np.linspace(150, 245, 400).astype(np.uint8), (200, 1))  # light falling off to one side
+    cv2.putText(grey, "42", (40, 150), cv2.FONT_HERSHEY_SIMPLEX, 4, 30, 10)
+    bw = bitonal(grey)
+    assert set(np.unique(bw)) == {0, 255}
+    assert bw[100:180, 40:60].min() == 0 and bw[10:30, 300:390].min() == 255  # ink stays, shadow goes
