@@ -39,8 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args, extra = parser.parse_known_args(argv)
     command_parser = parser._subparsers._group_actions[0].choices[args.command]  # for one-line errors
-    if extra and respell(argv, command_parser) != argv:  # --temp_location: Beam's spelling of our own option
-        args, extra = parser.parse_known_args(respell(argv, command_parser))
+    respelt = respell(argv, command_parser) if extra else argv
+    if respelt != argv:  # --temp_location: Beam's spelling of our own option
+        args, extra = parser.parse_known_args(respelt)
     problem = unknown_flag_problem(extra, command_parser, beam=args.command in PASS_THROUGH) if extra else None
     if problem:
         command_parser.error(problem)

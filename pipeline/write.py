@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 from pipeline import schema
 from pipeline.read import clean_message
 
-__all__ = ["STAGING", "reject_row", "utc_now", "RowShapeError", "check_row_keys", "arrow_schema", "stage_rows", "staged_batches", "to_json_row", "remove_partial_files"]
+__all__ = ["STAGING", "reject_row", "utc_now", "RowShapeError", "check_row_keys", "arrow_schema", "stage_rows",
+           "staged_batches", "to_json_row", "remove_partial_files"]
 
 STAGING = ".staging"  # DIR/.staging/<run>-<uuid>/<table>.parquet: written by workers, merged by the committer
 _ARROW = {"VARCHAR": pa.string(), "INTEGER": pa.int32(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(),
@@ -53,11 +54,12 @@ class RowShapeError(ValueError):
     """A row whose keys are not its table's columns: a misspelt key would otherwise become a silent NULL."""
 
 
-def check_row_keys(table: str, row: dict) -> None:
-    """Raises RowShapeError unless `row` has exactly the columns of `table` (pipeline/schema.py)."""
-    cols = schema.column_names(table)
-    unknown, missing = set(row) - set(cols), set(cols) - set(row)
-    if unknown or missing:
+def check_row_keys(table: str, rows: list[dict]) -> None:
+    """Raises RowShapeError unless every one of `rows` has exactly the columns of `table` (pipeline/schema.py)."""
+    cols = set(schema.column_names(table))
+    row = next((r for r in rows if r.keys() != cols), None)
+    if row is not None:
+        unknown, missing = set(row) - cols, cols - set(row)
         raise RowShapeError(f"{table} row: " + "; ".join(
             part for part in (unknown and f"unknown {sorted(unknown)}", missing and f"missing {sorted(missing)}")
             if part))
@@ -72,16 +74,16 @@ def stage_rows(output_dir: str, tables: dict[str, list[dict]], run_id: str) -> s
     """
     if not any(tables.get(t) for t in schema.TABLES):
         return None
+    for table in schema.TABLES:  # before anything is written: a refused batch leaves no `.part` behind
+        check_row_keys(table, tables.get(table) or [])
     staging = os.path.join(output_dir, STAGING)
     batch = os.path.join(staging, f"{run_id}-{uuid.uuid4().hex[:12]}")
     os.makedirs(batch + ".part")
     for table in schema.TABLES:
         rows = tables.get(table)
         if rows:
-            for row in rows:
-                check_row_keys(table, row)
             cols = schema.column_names(table)
-            data = pa.Table.from_pylist([{c: _py(r.get(c)) for c in cols} for r in rows], schema=arrow_schema(table))
+            data = pa.Table.from_pylist([{c: _py(r[c]) for c in cols} for r in rows], schema=arrow_schema(table))
             pq.write_table(data, os.path.join(batch + ".part", f"{table}.parquet"))
     os.replace(batch + ".part", batch)
     return batch

@@ -50,14 +50,16 @@ def export_final_values(db_dir: str, out: str, wide: bool = False, require_revie
     with snapshot(db_dir) as copy:
         con = duckdb.connect(copy, read_only=True)
         try:
-            (n, pending), = con.execute("SELECT count(*), count(*) FILTER (WHERE review_status = 'pending') "
-                                        "FROM fields_reviewed").fetchall()
+            # The wide file's rows are its pages: counted here, so the pivot runs once, when it is written.
+            (n, pending, pages), = con.execute(
+                "SELECT count(*), count(*) FILTER (WHERE review_status = 'pending'), "
+                "count(DISTINCT (source_uri, page, template)) FROM fields_reviewed").fetchall()
             if require_reviewed and pending:
                 raise PendingReview(f"{pending} of {n} fields are still pending review; review them "
                                     f"(formdigits review --db {db_dir}) or export without --require-reviewed")
             final = con.sql(_WIDE) if wide else con.sql(
                 f"SELECT {', '.join(EXPORT_COLUMNS)} FROM fields_reviewed ORDER BY source_uri, page, field")
-            rows = final.shape[0] if wide else n
+            rows = pages if wide else n
             # Written through DuckDB's API: the path never becomes SQL.
             if fmt == "parquet":
                 final.write_parquet(part)
