@@ -130,11 +130,10 @@ def _score_field(tally: collections.Counter, buckets: list[collections.Counter],
     for counter in buckets:
         counter.update(fields=1, digits=len(truth_value), exact=ok, digits_ok=right, written=written,
                        written_flagged=written and flagged)
-    tally.update(digits=len(truth_value), written=written, written_flagged=written and flagged)
+    tally.update(digits=len(truth_value), exact=ok, digits_ok=right, written=written,
+                 written_flagged=written and flagged)
     if row is None:
         return
-    tally["exact"] += ok
-    tally["digits_ok"] += right
     for i, ch in enumerate(truth_value):
         if i < len(value) and value[i].isdigit():
             confusion[int(ch), int(value[i])] += 1

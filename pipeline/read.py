@@ -131,7 +131,8 @@ def _soften_bilevel(image: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(image, (0, 0), BILEVEL_SOFTEN_SIGMA)
 
 
-def _limit(image: np.ndarray) -> np.ndarray:
+def _as_page(image: np.ndarray) -> np.ndarray:
+    """A decoded page as the stages downstream take it: bitonal edges softened, downscaled past MAX_PAGE_PIXELS."""
     image = _soften_bilevel(image)
     pixels = image.shape[0] * image.shape[1]
     if pixels <= MAX_PAGE_PIXELS:
@@ -162,7 +163,7 @@ def _image_page(kind: str, data: bytes, limit: int) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None:
         raise ReadError(f"corrupt {kind.upper()} data")
-    return _limit(image)
+    return _as_page(image)
 
 
 def _tiff_pages(uri: str, fh: BinaryIO, limit: int) -> Iterator:
@@ -184,7 +185,7 @@ def _tiff_pages(uri: str, fh: BinaryIO, limit: int) -> Iterator:
         try:
             _check_size(*img.size, limit)
             grey = img if img.mode == "L" else img.convert("L")
-            yield Page(uri, number, _limit(np.asarray(grey)))
+            yield Page(uri, number, _as_page(np.asarray(grey)))
         except ReadError as exc:
             yield ReadError(f"page {number}: {exc}"), number
         except Exception as exc:  # noqa: BLE001 - truncated strips, bad compression...
@@ -200,7 +201,7 @@ def _pdf_pages(uri: str, fh: BinaryIO, limit: int) -> Iterator:
     try:
         for i in range(count):
             try:
-                yield Page(uri, i + 1, _limit(_pdf_page_image(pdf[i], limit)))
+                yield Page(uri, i + 1, _as_page(_pdf_page_image(pdf[i], limit)))
             except ReadError as exc:
                 yield ReadError(f"page {i + 1}: {exc}"), i + 1
             except Exception as exc:  # noqa: BLE001

@@ -56,13 +56,14 @@ class Field:
     check: str | None = None         # check-digit rule: "luhn"
     decimals: int = 0                # printed decimal separator before the last N digits
     label: str = ""
-    required: bool = True            # left empty, flagged for review (a proposed field is not: tables have spare rows)
+    required: bool = True            # left empty, flagged (a proposed field is not: tables have spare rows)
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
         d["box"] = list(self.box)
-        d = {k: v for k, v in d.items() if v not in (None, "", 0) or k in ("min_length", "max_length")}
-        d.pop("required", None)  # written only where it is not the default: `"required": false`
+        # `required` is written only where it is not the default: `"required": false`.
+        d = {k: v for k, v in d.items()
+             if k != "required" and (v not in (None, "", 0) or k in ("min_length", "max_length"))}
         if not self.required:
             d["required"] = False
         return d

@@ -55,10 +55,10 @@ def stop_on_dead_worker(poll_s: float = 0.5):
         return
     earlier_mark = os.environ.get(_DRIVER_MARK)
     os.environ[_DRIVER_MARK] = str(os.getpid())
-    watch = _Watch(threading.get_ident(), poll_s)
+    earlier_hook = threading.excepthook
+    watch = _Watch(threading.get_ident(), poll_s, earlier_hook)
     earlier_handler = signal.signal(_WAKE_SIGNAL, watch.raise_in_main)
-    earlier_hook, threading.excepthook = threading.excepthook, watch.hear_worker_exit
-    watch.earlier_hook = earlier_hook
+    threading.excepthook = watch.hear_worker_exit
     watch.start()
     try:
         yield
@@ -78,12 +78,11 @@ class _Watch(threading.Thread):
     """Once a worker has died, signals the main thread until it leaves the block: a Beam frame that
     swallowed one raise gets another."""
 
-    def __init__(self, main_ident: int, poll_s: float):
+    def __init__(self, main_ident: int, poll_s: float, earlier_hook):
         super().__init__(daemon=True, name="worker-watch")
-        self.main_ident, self.poll_s = main_ident, poll_s
+        self.main_ident, self.poll_s, self.earlier_hook = main_ident, poll_s, earlier_hook
         self.died: list[str] = []
         self.stopping = threading.Event()
-        self.earlier_hook = threading.excepthook
 
     def hear_worker_exit(self, args) -> None:
         if _WORKER_EXITED not in str(args.exc_value):
