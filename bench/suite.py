@@ -209,8 +209,8 @@ def _rows(results: dict) -> list[tuple[str, object, str]]:
          f"largest peak RSS of a process that refused one, imports included "
          f"({faults.get('hostile_max_mb_for_the_file')} MB of it for the file)"),
         ("faults_max_seconds", faults.get("faults_max_seconds"),
-         "slowest fault to its one line: " + "; ".join(
-             f"{name} {case['seconds']} s, {case['peak_mb']:.0f} MB" for name, case in faults.get("cases", {}).items())),
+         "slowest fault to its one line: " + "; ".join(f"{name} {case['seconds']} s, {case['peak_mb']:.0f} MB"
+                                                       for name, case in faults.get("cases", {}).items())),
     ] + _own_forms_rows(results.get("own_forms", {})) + _review_rows(results.get("review", {}))
 
 
@@ -229,6 +229,7 @@ def _review_rows(review: dict) -> list[tuple[str, object, str]]:
 
 def _own_forms_rows(own: dict) -> list[tuple[str, object, str]]:
     prop, reg, e2e = own.get("proposal", {}), own.get("registration", {}), own.get("end_to_end", {})
+    bitonal = own.get("bitonal", {})
     return [
         ("proposal_right_share", prop.get("right_share"),
          f"{prop.get('fields')} digit fields on {prop.get('forms')} blank forms (named, built-in without marks, "
@@ -244,9 +245,9 @@ def _own_forms_rows(own: dict) -> list[tuple[str, object, str]]:
          f"field exact {e2e.get('proposed_templates', {}).get('field_exact_match')} from proposed templates vs "
          f"{e2e.get('true_templates', {}).get('field_exact_match')} from the true ones, same scans"),
     ] + _own_forms_real_ink_rows(e2e.get("real_ink_proposed_templates", {}), e2e.get("proposed_templates", {})) + [
-        ("own_forms_bitonal_vs_grey_points", own.get("bitonal", {}).get("bitonal_vs_grey_points"),
-         f"real ink, the {own.get('bitonal', {}).get('pages')} single-page scans made 1-bit Group 4: fields exact "
-         f"{own.get('bitonal', {}).get('bitonal_field_exact')} vs grey {own.get('bitonal', {}).get('grey_field_exact')}"),
+        ("own_forms_bitonal_vs_grey_points", bitonal.get("bitonal_vs_grey_points"),
+         f"real ink, the {bitonal.get('pages')} single-page scans made 1-bit Group 4: fields exact "
+         f"{bitonal.get('bitonal_field_exact')} vs grey {bitonal.get('grey_field_exact')}"),
     ]
 
 

@@ -33,7 +33,8 @@ from corpus.scanner import (EXTENSIONS, FORMATS, box_on_scan, jpeg_roundtrip, pr
                             write_document)
 from pipeline.templates import Field, Template, luhn_complete, render_blank, save_templates
 
-__all__ = ["FORMATS", "CROSS_OUT_RATE", "Ink", "synth_forms", "corpus_forms", "corpus_templates", "render_document", "fill_value", "write_field",
+__all__ = ["FORMATS", "CROSS_OUT_RATE", "Ink", "synth_forms", "corpus_forms", "corpus_templates", "render_document",
+           "fill_value", "write_field",
            "glyph", "stamp_ink", "cross_out"]
 
 DPIS = (150, 200, 300)

@@ -17,8 +17,8 @@ import numpy as np
 from pipeline.register import box_through
 from pipeline.templates import Field, Template
 
-__all__ = ["FORMATS", "EXTENSIONS", "print_clutter", "scribble", "scan", "box_on_scan", "jpeg_roundtrip", "write_document",
-           "bitonal", "bitonal_copies"]
+__all__ = ["FORMATS", "EXTENSIONS", "print_clutter", "scribble", "scan", "box_on_scan", "jpeg_roundtrip",
+           "write_document", "bitonal", "bitonal_copies"]
 
 FORMATS = ("png", "jpeg", "tiff", "pdf")
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "tiff": "tif", "pdf": "pdf"}

@@ -94,7 +94,8 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
     """
 
     def __init__(self, target: str, model_name: str = "lenet5", *, version: int | None = None,
-                 version_label: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, timeout_s: float = 30.0,
+                 version_label: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+                 timeout_s: float = 30.0,
                  num_retries: int = 5, throttle_delay_secs: int = 5, ca_file: str | None = None,
                  auth_token: str | None = None, serving_timeout_s: float = DEFAULT_SERVING_TIMEOUT_S,
                  progress_dir: str | None = None):

@@ -24,8 +24,8 @@ import numpy as np
 
 from pipeline.templates import PAGE_SIZES, Field, Template
 
-__all__ = ["WORK_DPI", "REFERENCE_DPI", "Blank", "read_blank", "read_blanks", "find_fields", "read_labels", "name_fields",
-           "propose_template", "draw_fields", "Proposal", "TextLine"]
+__all__ = ["WORK_DPI", "REFERENCE_DPI", "Blank", "read_blank", "read_blanks", "find_fields", "read_labels",
+           "name_fields", "propose_template", "draw_fields", "Proposal", "TextLine"]
 
 WORK_DPI = 200
 REFERENCE_DPI = 150          # the blank kept beside the template for registration
@@ -68,8 +68,8 @@ def read_blanks(path: str, page: int | None = None) -> list[Blank]:
         pages = []
         for i in _pages_wanted(len(frames), page, path):
             w_pt, h_pt = _paper_of(frames[i].shape, path)
-            pages.append(((w_pt, h_pt), cv2.resize(frames[i], (round(w_pt * WORK_DPI / 72), round(h_pt * WORK_DPI / 72)),
-                                                   interpolation=cv2.INTER_AREA)))
+            size_px = (round(w_pt * WORK_DPI / 72), round(h_pt * WORK_DPI / 72))
+            pages.append(((w_pt, h_pt), cv2.resize(frames[i], size_px, interpolation=cv2.INTER_AREA)))
     return [Blank(image, _paper_name(w_pt, h_pt), (float(w_pt), float(h_pt))) for (w_pt, h_pt), image in pages]
 
 

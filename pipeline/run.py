@@ -63,8 +63,8 @@ class ModelRefused(RunError):
     """The served model does not answer [N, 10] digit probabilities, or is not served at all."""
 
     def __init__(self, reason: str):
-        super().__init__(f"stopped: {reason.rstrip('.')}. Serve a digit classifier (serving_default: uint8 [N, 28, 28, 1] in, "
-                         "[N, 10] probabilities out), or pin a good version with --model-version")
+        super().__init__(f"stopped: {reason.rstrip('.')}. Serve a digit classifier (serving_default: uint8 "
+                         "[N, 28, 28, 1] in, [N, 10] probabilities out), or pin a good version with --model-version")
 
 
 class WorkerLost(RunError):

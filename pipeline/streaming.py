@@ -125,9 +125,11 @@ def _run_one(cfg, batch: list, run_batch, add_summary, settler: Settler, alone: 
         counts = run_batch(batch_cfg)
         add_summary(counts)
         rejects = counts.get("rejects", 0)
-        print(f"  {len(batch)} new file(s): {counts.get('pages', 0)} pages, {counts.get('fields', 0)} fields "
-              f"written, {counts.get('needs_review', 0)} need review"
-              + (f", {rejects} reject{'s' if rejects != 1 else ''} (the rejects table says why)" if rejects else ""), file=sys.stderr, flush=True)
+        said = (f"  {len(batch)} new file(s): {counts.get('pages', 0)} pages, {counts.get('fields', 0)} fields "
+                f"written, {counts.get('needs_review', 0)} need review")
+        if rejects:
+            said += f", {rejects} reject{'s' if rejects != 1 else ''} (the rejects table says why)"
+        print(said, file=sys.stderr, flush=True)
     except fatal:
         raise
     except Exception as exc:  # noqa: BLE001 - the batch, not the watch, failed

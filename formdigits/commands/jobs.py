@@ -38,7 +38,8 @@ def _add_run(sub) -> None:
     p.add_argument("--templates", metavar="DIR", help="form templates (e.g. CORPUS/templates); without them, "
                                                       "lines of digits are found on each page")
     p.add_argument("--review-threshold", type=share, default=DEFAULT_REVIEW_THRESHOLD,
-                   help=f"flag fields whose weakest digit is below this probability (default: {DEFAULT_REVIEW_THRESHOLD})")
+                   help="flag fields whose weakest digit is below this probability "
+                        f"(default: {DEFAULT_REVIEW_THRESHOLD})")
     p.add_argument("--batch-size", type=positive_int, default=DEFAULT_MAX_BATCH_SIZE,
                    help=f"crops per request to the server: its max_batch_size (default: {DEFAULT_MAX_BATCH_SIZE}, "
                         "serving/batching.config)")
