@@ -116,9 +116,12 @@ function doneNote() {
   return n ? `End of the queue; ${n} skipped item(s) left: press R to start over.` : "Every flagged field here is reviewed.";
 }
 
+let loads = 0;  // the latest request wins: two filters changed in a row must not show the first one's answer
+
 async function load(after) {
-  const t0 = performance.now();
+  const t0 = performance.now(), mine = ++loads;
   const data = await api(`/api/next?${query({ after })}`);
+  if (mine !== loads) return;
   setRemaining(data.remaining);
   show(data.item);
   document.body.dataset.nextMs = (performance.now() - t0).toFixed(1);
