@@ -7,7 +7,7 @@ import shutil
 
 from corpus.forms import synth_forms
 from pipeline.read import Page, read_pages
-from pipeline.register import register_page
+from pipeline.register import register_scan
 from pipeline.types import SegmentError
 
 __all__ = ["make_corpus", "corpus_files", "replicate", "registered_pages"]
@@ -46,6 +46,6 @@ def registered_pages(path: str, templates: list):
     for page in read_pages(path, data):
         if isinstance(page, Page):
             try:
-                yield (page.page, *register_page(page.image, templates))
+                yield (page.page, *register_scan(page.image, templates))
             except SegmentError:
                 yield page.page, page.image, None

@@ -11,6 +11,8 @@ Three figures, each on forms without corner marks:
                    (renamed only): field exact match of each; then, given MNIST, the same layouts filled
                    in real ink (MNIST test glyphs, seed 900102) read with the proposed templates. Each
                    broken down by cell size, with the share of written fields flagged
+    scan kinds     the real-ink scans made bitonal, and the same fills printed in dropout colours and
+                   scanned in colour (templates proposed from the colour blanks), each beside grey
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from corpus.proposals import rename_like, score_proposal
 from pipeline.propose import propose_template, read_blank
 from pipeline.read import read_pages
 from pipeline.segment import box_as_scanned
-from pipeline.register import register_page
+from pipeline.register import register_scan
 from pipeline.templates import load_templates, render_blank, save_templates
 from pipeline.types import SegmentError
 
@@ -92,7 +94,7 @@ def _registration_part(corpus: str, templates: list, log) -> dict:
                 pages += 1
                 started = time.perf_counter()
                 try:
-                    upright, reg = register_page(page.image, templates)
+                    upright, reg = register_scan(page.image, templates)
                 except SegmentError:
                     continue
                 took = (time.perf_counter() - started) * 1000
@@ -160,6 +162,23 @@ def _bitonal_part(real: str, templates_dir: str, grey_output: str, work_dir: str
             "bitonal_vs_grey_points": round(100 * (bw - grey), 2)}
 
 
+def _colour_part(pages: int, mnist_path: str, grey_output: str, work_dir: str, target: str, log) -> dict:
+    """The real-ink corpus again, the same fills on the same forms, now printed in their dropout colours and
+    scanned in colour; read with templates proposed from the colour blanks. Field exact beside the grey run."""
+    colour = os.path.join(work_dir, f"own-forms-colour-{REAL_INK_SEED}-{pages}")
+    if not os.path.exists(os.path.join(colour, "truth.jsonl")):
+        synth_forms(pages, colour, seed=REAL_INK_SEED, layouts=SCAN_LAYOUTS, scans=("colour",),
+                    ink=Ink(kind="mnist", mnist_path=mnist_path, mnist_split="test"))
+    result = _end_to_end(colour, _proposed_for(colour, os.path.join(colour, "proposed")),
+                         os.path.join(work_dir, "own-forms-out-colour"), target, pages, log)
+    grey = evaluate(load_results(grey_output), load_truth(os.path.join(colour, "truth.jsonl")))["field_exact_match"]
+    log(f"  colour dropout: fields {result['field_exact_match']:.2%} (grey {grey:.2%} on the same fills), "
+        f"{result['rejects']} rejects")
+    return {"pages": pages, "colour_field_exact": result["field_exact_match"], "grey_field_exact": grey,
+            "colour_vs_grey_points": round(100 * (result["field_exact_match"] - grey), 2),
+            "rejects": result["rejects"], "per_group": result["per_group"]}
+
+
 def _proposed_for(corpus: str, directory: str) -> str:
     truths = load_templates(os.path.join(corpus, "templates"))
     proposed = [rename_like(propose_template(read_blank(os.path.join(corpus, "blanks", f"{n}.pdf")), n), t)
@@ -195,9 +214,9 @@ def bench_own_forms(work_dir: str, target: str, quick: bool, log=print, mnist_pa
             f"{exact[label]['written_fields_flagged']:.1%}")
     results["end_to_end"] = exact
     if mnist_path:
-        results["bitonal"] = _bitonal_part(*runs["real_ink_proposed_templates"],
-                                           os.path.join(work_dir, "own-forms-out-real_ink_proposed_templates"),
-                                           work_dir, target, log)
+        grey_output = os.path.join(work_dir, "own-forms-out-real_ink_proposed_templates")
+        results["bitonal"] = _bitonal_part(*runs["real_ink_proposed_templates"], grey_output, work_dir, target, log)
+        results["colour"] = _colour_part(pages, mnist_path, grey_output, work_dir, target, log)
     results["proposed_vs_true_field_exact_points"] = round(
         100 * (exact["proposed_templates"]["field_exact_match"] - exact["true_templates"]["field_exact_match"]), 2)
     results["pages"] = pages

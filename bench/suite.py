@@ -54,6 +54,7 @@ TARGETS = {
     "own_forms_real_ink_errors_flagged": (">=", 0.90),
     "own_forms_real_ink_unflagged_exact": (">=", 0.99),
     "own_forms_bitonal_vs_grey_points": (">=", -1.5),
+    "own_forms_colour_vs_grey_points": (">=", -1.5),
     "review_next_item_p95_ms": ("<", 100),
     "report_mb_1000_pages": ("<", 5),
 }
@@ -229,7 +230,7 @@ def _review_rows(review: dict) -> list[tuple[str, object, str]]:
 
 def _own_forms_rows(own: dict) -> list[tuple[str, object, str]]:
     prop, reg, e2e = own.get("proposal", {}), own.get("registration", {}), own.get("end_to_end", {})
-    bitonal = own.get("bitonal", {})
+    bitonal, colour = own.get("bitonal", {}), own.get("colour", {})
     return [
         ("proposal_right_share", prop.get("right_share"),
          f"{prop.get('fields')} digit fields on {prop.get('forms')} blank forms (named, built-in without marks, "
@@ -248,6 +249,10 @@ def _own_forms_rows(own: dict) -> list[tuple[str, object, str]]:
         ("own_forms_bitonal_vs_grey_points", bitonal.get("bitonal_vs_grey_points"),
          f"real ink, the {bitonal.get('pages')} single-page scans made 1-bit Group 4: fields exact "
          f"{bitonal.get('bitonal_field_exact')} vs grey {bitonal.get('grey_field_exact')}"),
+        ("own_forms_colour_vs_grey_points", colour.get("colour_vs_grey_points"),
+         f"real ink, the same {colour.get('pages')} pages printed in dropout colours, scanned in colour, read from "
+         f"templates proposed from colour blanks: fields exact {colour.get('colour_field_exact')} vs grey "
+         f"{colour.get('grey_field_exact')}; {colour.get('rejects')} rejects"),
     ]
 
 

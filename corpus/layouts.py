@@ -21,6 +21,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from corpus.scan_kinds import print_in_colour
 from pipeline.templates import PAGE_SIZES, Field, Template
 
 __all__ = ["NAMED_LAYOUTS", "Layout", "named_layout", "random_layout", "print_layout", "truth_template",
@@ -356,7 +357,11 @@ def truth_template(layout: Layout, dpi: int = REFERENCE_DPI) -> Template:
                     reference=f"{layout.name}.png", reference_dpi=float(dpi), reference_png=buf.getvalue())
 
 
-def write_blank_pdf(layout: Layout, path: str, dpi: int = 200) -> None:
-    """The blank form as a one-page PDF, as a user would have it."""
-    image = Image.fromarray(print_layout(layout, dpi))
+def write_blank_pdf(layout: Layout, path: str, dpi: int = 200, colour: tuple[int, int, int] | None = None) -> None:
+    """The blank form as a one-page PDF, as a user would have it; printed in `colour` (RGB) when given."""
+    printed = print_layout(layout, dpi)
+    if colour:
+        image = Image.fromarray(print_in_colour(printed, colour)[:, :, ::-1].copy())
+    else:
+        image = Image.fromarray(printed)
     image.save(path, format="PDF", resolution=float(dpi))

@@ -100,21 +100,22 @@ def _scan_transform(shape, rng: np.random.Generator, upside_down: bool, max_angl
 
 def scan(page: np.ndarray, rng: np.random.Generator, dpi: int, upside_down: bool, max_angle: float = 3.0,
          max_scale: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
-    """The page as a scanner returns it, and the homography from the page to the scan."""
-    h, w = page.shape
-    matrix = _scan_transform(page.shape, rng, upside_down, max_angle, max_scale)
+    """The page (grey, or BGR for a colour scan) as a scanner returns it, and the homography from the page to
+    the scan."""
+    h, w = page.shape[:2]
+    matrix = _scan_transform((h, w), rng, upside_down, max_angle, max_scale)
     lid = int(rng.integers(225, 250))  # the scanner lid shows where the paper does not reach
-    scanned = cv2.warpPerspective(page, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=lid)
+    scanned = cv2.warpPerspective(page, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=(lid, lid, lid))
     # Paper tone and uneven illumination: a smooth multiplicative field.
     light = cv2.resize(rng.uniform(0.8, 1.0, (4, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
     tone = rng.uniform(0.9, 0.98)
-    scanned = scanned.astype(np.float32) * (light * tone)
+    scanned = scanned.astype(np.float32) * (light * tone if page.ndim == 2 else (light * tone)[:, :, None])
     sigma = rng.uniform(0.0, 1.0) * dpi / 300.0
     if sigma > 0.25:
         scanned = cv2.GaussianBlur(scanned, (0, 0), sigma)
-    noise = np.empty((h, w), np.float32)
+    noise = np.empty((h, scanned.size // h), np.float32)  # a colour scan's channels each have their own noise
     cv2.randn(noise, 0.0, float(rng.uniform(2.0, 7.0)))
-    scanned = np.clip(scanned + noise, 0, 255).astype(np.uint8)
+    scanned = np.clip(scanned + noise.reshape(scanned.shape), 0, 255).astype(np.uint8)
     return scanned, matrix
 
 
@@ -124,10 +125,16 @@ def box_on_scan(field: Field, scale: float, matrix: np.ndarray) -> list[int]:
 
 def jpeg_roundtrip(page: np.ndarray, quality: int) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE if page.ndim == 2 else cv2.IMREAD_COLOR)
 
 
-def write_document(path: str, fmt: str, images: list[np.ndarray], dpi: int, rng: np.random.Generator) -> None:
+def write_document(path: str, fmt: str, images: list[np.ndarray], dpi: int, rng: np.random.Generator,
+                   bilevel: bool = False) -> None:
+    """Writes the scanned pages (grey, or BGR) as a scanner would; `bilevel` pages (0 or 255) as 1-bit images,
+    Group 4 in a TIFF, except in a JPEG, which has no such mode."""
+    if bilevel and fmt != "jpeg":
+        _write_bilevel(path, fmt, images, dpi)
+        return
     if fmt == "png":
         cv2.imwrite(path, images[0], [cv2.IMWRITE_PNG_COMPRESSION, 1])
         return
@@ -136,7 +143,7 @@ def write_document(path: str, fmt: str, images: list[np.ndarray], dpi: int, rng:
         return
     from PIL import Image
 
-    pil = [Image.fromarray(img) for img in images]
+    pil = [Image.fromarray(img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)) for img in images]
     tmp = path + ".part"
     if fmt == "tiff":
         pil[0].save(tmp, format="TIFF", save_all=True, append_images=pil[1:], compression="tiff_deflate",
@@ -148,6 +155,22 @@ def write_document(path: str, fmt: str, images: list[np.ndarray], dpi: int, rng:
     os.replace(tmp, path)
 
 
+
+
+def _write_bilevel(path: str, fmt: str, images: list[np.ndarray], dpi: int) -> None:
+    from PIL import Image
+
+    pil = [Image.fromarray(img).convert("1") for img in images]
+    tmp = path + ".part"
+    if fmt == "tiff":
+        pil[0].save(tmp, format="TIFF", save_all=True, append_images=pil[1:], compression="group4", dpi=(dpi, dpi))
+    elif fmt == "pdf":
+        fixed = time.gmtime(1767225600)
+        pil[0].save(tmp, format="PDF", save_all=True, append_images=pil[1:], resolution=float(dpi),
+                    creationDate=fixed, modDate=fixed)
+    else:
+        pil[0].save(tmp, format="PNG", dpi=(dpi, dpi))
+    os.replace(tmp, path)
 
 
 def bitonal(grey: np.ndarray, threshold: float = 0.6) -> np.ndarray:

@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 from corpus import builtin_templates
-from corpus.forms import CROSS_OUT_RATE, Ink, render_document
+from corpus.filling import CROSS_OUT_RATE
+from corpus.forms import Ink, render_document
 from corpus.mnist_ink import mnist_pool
 from corpus.handwriting import find_handwriting_fonts
 from pipeline.register import register_page

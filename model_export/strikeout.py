@@ -27,7 +27,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from corpus.forms import cross_out, glyph, stamp_ink
+from corpus.filling import cross_out, glyph, stamp_ink
 from corpus.forms import Ink
 from corpus.handwriting import HELDOUT_STREAM, SAMPLES_PER_WRITER, TRAIN_STREAM, find_handwriting_fonts
 from corpus.mnist import DEFAULT_MNIST_PATH, fetch_mnist

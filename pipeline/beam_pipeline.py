@@ -33,8 +33,9 @@ from pipeline.infer import (STOPS_THE_JOB, InferenceFailed, TFServingModelHandle
                             describe_dead_letter)
 from pipeline.lines import find_lines
 from pipeline.progress import WorkerProgress
+from pipeline.dropout import as_grey
 from pipeline.read import Page, open_scan, read_pages, shown_uri
-from pipeline.register import register_page
+from pipeline.register import register_scan
 from pipeline.schema import TABLES, bigquery_schema
 from pipeline.segment import cut_fields
 from pipeline.templates import load_templates
@@ -164,10 +165,10 @@ class SegmentPage(beam.DoFn):
         (uri, page), image = element
         try:
             if self.templates:
-                upright, registration = register_page(image, self.templates)
+                upright, registration = register_scan(image, self.templates)
                 cuts = cut_fields(upright, registration, review=self.review_pictures)
             else:
-                cuts = find_lines(image, review=self.review_pictures)
+                cuts = find_lines(as_grey(image), review=self.review_pictures)
         except Exception as exc:  # noqa: BLE001 - a page that breaks segmentation is that page's reject
             yield beam.pvalue.TaggedOutput("rejects", {"rejects": [reject_row(uri, page, "segment", exc)]})
             return

@@ -22,6 +22,7 @@ import tempfile
 import cv2
 import numpy as np
 
+from pipeline.dropout import as_grey, is_colour, print_colour_of
 from pipeline.templates import PAGE_SIZES, Field, Template
 
 __all__ = ["WORK_DPI", "REFERENCE_DPI", "Blank", "read_blank", "read_blanks", "find_fields", "read_labels",
@@ -40,6 +41,8 @@ class Blank:
     image: np.ndarray            # grey uint8
     page: str                    # letter | a4 | custom
     size_pt: tuple[float, float]
+    print_colour: str | None = None  # "#rrggbb" for a form printed in a dropout colour
+    seen: np.ndarray | None = None   # a colour blank as registration sees pages (`dropout.as_grey`); else `image`
 
     @property
     def scale(self) -> float:    # pixels per point
@@ -57,20 +60,24 @@ def read_blanks(path: str, page: int | None = None) -> list[Blank]:
         pdf = pdfium.PdfDocument(data)
         try:
             numbers = _pages_wanted(len(pdf), page, path)
-            pages = [(pdf[i].get_size(), np.asarray(pdf[i].render(scale=WORK_DPI / 72.0).to_pil().convert("L")))
+            pages = [(pdf[i].get_size(), cv2.cvtColor(np.asarray(pdf[i].render(scale=WORK_DPI / 72.0).to_pil()
+                                                                 .convert("RGB")), cv2.COLOR_RGB2BGR))
                      for i in numbers]
         finally:
             pdf.close()
     else:
-        ok, frames = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        ok, frames = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if not ok or not frames:
             raise ValueError(f"{path}: not a PDF or an image this tool reads (PNG, JPEG, TIFF)")
         pages = []
         for i in _pages_wanted(len(frames), page, path):
-            w_pt, h_pt = _paper_of(frames[i].shape, path)
+            w_pt, h_pt = _paper_of(frames[i].shape[:2], path)
             size_px = (round(w_pt * WORK_DPI / 72), round(h_pt * WORK_DPI / 72))
             pages.append(((w_pt, h_pt), cv2.resize(frames[i], size_px, interpolation=cv2.INTER_AREA)))
-    return [Blank(image, _paper_name(w_pt, h_pt), (float(w_pt), float(h_pt))) for (w_pt, h_pt), image in pages]
+    # In grey by luminance, not `as_grey`'s darkest channel: a colour blank is often a JPEG, whose colour
+    # is kept at a quarter of the resolution, and the darkest channel's blocky edges broke combs into boxes.
+    return [Blank(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), _paper_name(w_pt, h_pt), (float(w_pt), float(h_pt)),
+                  print_colour_of(image), as_grey(image) if is_colour(image) else None) for (w_pt, h_pt), image in pages]
 
 
 def _pages_wanted(count: int, page: int | None, path: str) -> list[int]:
@@ -346,12 +353,13 @@ def propose_template(blank: Blank, name: str, labels: bool = True) -> Template:
         fields.append(Field(field_name, p.kind, tuple(round(v, 1) for v in p.box), lo, hi, cells=p.cells,
                             required=False))
     k = REFERENCE_DPI / WORK_DPI
-    reference = cv2.resize(blank.image, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+    reference = cv2.resize(blank.image if blank.seen is None else blank.seen, None, fx=k, fy=k,
+                           interpolation=cv2.INTER_AREA)
     ok, png = cv2.imencode(".png", reference, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     title = max(lines, key=lambda t: t.box[3]).text if lines else name
     return Template(name, title, blank.page, tuple(fields), has_marks=False, reference=f"{name}.png",
                     reference_dpi=float(REFERENCE_DPI), custom_size=blank.size_pt if blank.page == "custom" else None,
-                    reference_png=png.tobytes())
+                    print_colour=blank.print_colour, reference_png=png.tobytes())
 
 
 # -- pictures to check by eye -----------------------------------------------------------

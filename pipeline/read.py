@@ -27,6 +27,7 @@ import pypdfium2.raw as pdfium_raw
 from PIL import Image
 
 from pipeline.defaults import DEFAULT_MAX_PAGE_PIXELS
+from pipeline.dropout import as_grey, is_colour
 
 __all__ = ["Page", "ReadError", "read_pages", "open_scan", "input_root", "clean_message", "shown_uri",
            "MAX_PAGE_PIXELS", "PDF_DPI"]
@@ -46,7 +47,7 @@ class ReadError(ValueError):
 class Page:
     source_uri: str
     page: int          # 1-based
-    image: np.ndarray  # uint8 grey, dark ink on light paper
+    image: np.ndarray  # uint8, dark ink on light paper: grey (H, W), or BGR (H, W, 3) for a page in colour
 
 
 def clean_message(text: str) -> str:
@@ -132,8 +133,12 @@ def _soften_bilevel(image: np.ndarray) -> np.ndarray:
 
 
 def _as_page(image: np.ndarray) -> np.ndarray:
-    """A decoded page as the stages downstream take it: bitonal edges softened, downscaled past MAX_PAGE_PIXELS."""
-    image = _soften_bilevel(image)
+    """A decoded page as the stages downstream take it: grey unless it holds colour (a dropout-colour form),
+    bitonal edges softened, downscaled past MAX_PAGE_PIXELS."""
+    if image.ndim == 3 and not is_colour(image):
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if image.ndim == 2:
+        image = _soften_bilevel(image)
     pixels = image.shape[0] * image.shape[1]
     if pixels <= MAX_PAGE_PIXELS:
         return image
@@ -141,24 +146,29 @@ def _as_page(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
 
-def _header_size(kind: str, data: bytes) -> tuple[int, int]:
-    """(width, height) from a PNG or JPEG header, without decoding."""
+_COLOUR_MODES = ("RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "P", "PA", "LAB", "HSV")
+_REDUCED = {False: {8: cv2.IMREAD_REDUCED_GRAYSCALE_8, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+                    2: cv2.IMREAD_REDUCED_GRAYSCALE_2},
+            True: {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 2: cv2.IMREAD_REDUCED_COLOR_2}}
+
+
+def _header_size(kind: str, data: bytes) -> tuple[int, int, bool]:
+    """(width, height, whether it is stored in colour) from a PNG or JPEG header, without decoding."""
     try:
         with Image.open(io.BytesIO(data)) as img:
-            return img.size
+            return (*img.size, img.mode in _COLOUR_MODES)
     except Exception:  # noqa: BLE001 - any header the library cannot parse
         raise ReadError(f"corrupt {kind.upper()} header") from None
 
 
 def _image_page(kind: str, data: bytes, limit: int) -> np.ndarray:
-    width, height = _header_size(kind, data)
+    width, height, colour = _header_size(kind, data)
     _check_size(width, height, limit)
-    flags = cv2.IMREAD_GRAYSCALE
+    flags = cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE
     if kind == "jpeg":  # libjpeg decodes at 1/2, 1/4 or 1/8 scale directly: big scans cost less
-        for factor, reduced in ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
-                                (2, cv2.IMREAD_REDUCED_GRAYSCALE_2)):
+        for factor in (8, 4, 2):
             if width * height / factor ** 2 >= MAX_PAGE_PIXELS:
-                flags = reduced
+                flags = _REDUCED[colour][factor]
                 break
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None:
@@ -184,8 +194,7 @@ def _tiff_pages(uri: str, fh: BinaryIO, limit: int) -> Iterator:
             return
         try:
             _check_size(*img.size, limit)
-            grey = img if img.mode == "L" else img.convert("L")
-            yield Page(uri, number, _as_page(np.asarray(grey)))
+            yield Page(uri, number, _as_page(_pil_pixels(img)))
         except ReadError as exc:
             yield ReadError(f"page {number}: {exc}"), number
         except Exception as exc:  # noqa: BLE001 - truncated strips, bad compression...
@@ -216,11 +225,18 @@ def _pdf_page_image(page, limit: int) -> np.ndarray:
     images = [o for o in objects if o.type == pdfium_raw.FPDF_PAGEOBJ_IMAGE]
     if len(images) == 1 and len(objects) == 1:
         _check_size(*images[0].get_px_size(), limit, "embedded scan")
-        return np.asarray(images[0].get_bitmap(render=False).to_pil().convert("L"))
+        return _pil_pixels(images[0].get_bitmap(render=False).to_pil())
     w_pt, h_pt = page.get_size()
     scale = PDF_DPI / 72
     _check_size(int(w_pt * scale), int(h_pt * scale), limit, f"page ({w_pt:.0f} x {h_pt:.0f} pt at {PDF_DPI} dpi)")
-    return np.asarray(page.render(scale=scale).to_pil().convert("L"))
+    return _pil_pixels(page.render(scale=scale).to_pil())
+
+
+def _pil_pixels(img: Image.Image) -> np.ndarray:
+    """A decoded PIL image as a page's pixels: grey, or BGR when it is stored in colour (or a palette)."""
+    if img.mode in _COLOUR_MODES:
+        return cv2.cvtColor(np.asarray(img.convert("RGB")), cv2.COLOR_RGB2BGR)
+    return np.asarray(img if img.mode == "L" else img.convert("L"))
 
 
 def read_pages(uri: str, source: bytes | BinaryIO, max_page_pixels: int = DEFAULT_MAX_PAGE_PIXELS) -> Iterator:

@@ -22,12 +22,13 @@ import functools
 import cv2
 import numpy as np
 
+from pipeline.dropout import as_grey, drop_print
 from pipeline.features import MIN_INLIERS, match_templates, rotation_of
 from pipeline.guides import ink_strength
 from pipeline.templates import Template, render_blank
 from pipeline.types import Registration, SegmentError
 
-__all__ = ["register_page", "box_through", "confirm", "MIN_PRINT_COVER", "MAX_UNEXPLAINED_LINES"]
+__all__ = ["register_page", "register_scan", "box_through", "confirm", "MIN_PRINT_COVER", "MAX_UNEXPLAINED_LINES"]
 
 MIN_PRINT_COVER = 0.35         # share of the template's printed lines with ink on the page (see above)
 MAX_UNEXPLAINED_LINES = 1200   # points of long printed lines on the page that the template does not print
@@ -268,6 +269,20 @@ def register_page(page: np.ndarray, templates: list[Template]) -> tuple[np.ndarr
     return _confirmed(*_register_by_features(page, templates, why_not_marks))
 
 
+def register_scan(image: np.ndarray, templates: list[Template]) -> tuple[np.ndarray, Registration]:
+    """`register_page` for a page as read, grey or in colour: a colour page is registered on its grey, print
+    and all, and handed on (upright) with its form's print dropped by colour when the template names one.
+
+    Raises:
+        SegmentError: no template matches.
+    """
+    upright, registration = register_page(as_grey(image), templates)
+    colour = registration.template.print_colour
+    if image.ndim == 3 and colour:
+        upright = _turn_upright(drop_print(image, colour), registration.rotation)[0]
+    return upright, registration
+
+
 def _confirmed(upright: np.ndarray, registration: Registration,
                ink: np.ndarray | None = None) -> tuple[np.ndarray, Registration]:
     """The registration, once `confirm` says the page is that form; else SegmentError naming the template."""
@@ -330,7 +345,7 @@ def _register_by_features(page: np.ndarray, templates: list[Template], why_not_m
 
 def _turn_upright(page: np.ndarray, rotation: int) -> tuple[np.ndarray, np.ndarray]:
     """The page turned upright, and the matrix from the scan's pixels to the upright page's."""
-    h, w = page.shape
+    h, w = page.shape[:2]
     if rotation == 180:
         return cv2.rotate(page, cv2.ROTATE_180), np.float64([[-1, 0, w - 1], [0, -1, h - 1], [0, 0, 1]])
     if rotation == 90:   # the form's top is at the scan's right

@@ -16,12 +16,13 @@ import re
 import cv2
 import numpy as np
 
+from pipeline.dropout import parse_colour
 from pipeline.templates import PAGE_SIZES, Field
 
 __all__ = ["TemplateProblems", "lint_path", "lint_template", "MAX_FIELDS", "MAX_DIGITS", "MIN_BOX_PT"]
 
 TEMPLATE_KEYS = {"name", "title", "page", "width_pt", "height_pt", "registration_marks", "reference",
-                 "reference_dpi", "fields"}
+                 "reference_dpi", "print_colour", "fields"}
 FIELD_KEYS = {f.name for f in dataclasses.fields(Field)}
 KINDS = ("comb", "boxed", "underline", "free")
 CHECKS = ("luhn",)
@@ -121,6 +122,11 @@ def lint_template(d: dict, folder: str | None = None) -> list[str]:
     if not isinstance(d.get("name"), str) or not TEMPLATE_NAME.fullmatch(d["name"]):
         problems.append(f"name {d.get('name')!r} is not a plain name (letters, digits, _ and -)")
     size = _page_size(d, problems)
+    if d.get("print_colour") is not None:
+        try:
+            parse_colour(d["print_colour"])
+        except ValueError as exc:
+            problems.append(f"{exc} (the form's print colour, e.g. \"#e06060\"; leave it out for black print)")
     if not d.get("registration_marks", True) or d.get("reference"):
         problems += _reference_problems(d, folder)
     fields = d.get("fields")

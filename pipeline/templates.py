@@ -91,6 +91,7 @@ class Template:
     reference: str = ""              # file name of the blank page, beside the JSON
     reference_dpi: float = 0.0
     custom_size: tuple[float, float] | None = None
+    print_colour: str | None = None  # "#rrggbb": a dropout-colour form's print, taken out before cutting
     reference_png: bytes = dataclasses.field(default=b"", compare=False, repr=False)
 
     @property
@@ -127,6 +128,8 @@ class Template:
         }
         if self.reference:
             out.update(reference=self.reference, reference_dpi=self.reference_dpi)
+        if self.print_colour:
+            out["print_colour"] = self.print_colour
         out["fields"] = [f.to_json() for f in self.fields]
         return out
 
@@ -143,7 +146,7 @@ class Template:
         return cls(name=d["name"], title=d.get("title", d["name"]), page=page,
                    fields=tuple(Field.from_json(f) for f in d["fields"]), has_marks=has_marks,
                    reference=d.get("reference", ""), reference_dpi=float(d.get("reference_dpi", 0.0)),
-                   custom_size=size, reference_png=reference_png)
+                   custom_size=size, print_colour=d.get("print_colour") or None, reference_png=reference_png)
 
 
 def luhn_valid(digits: str) -> bool:

@@ -9,7 +9,8 @@ import pypdfium2 as pdfium
 from PIL import Image
 
 from corpus import builtin_templates
-from corpus.forms import Ink, stamp_ink, synth_forms
+from corpus.filling import stamp_ink
+from corpus.forms import Ink, synth_forms
 from corpus.mnist_ink import mnist_pool
 from pipeline.templates import check_value
 

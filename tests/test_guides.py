@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-from corpus.forms import glyph, stamp_ink
+from corpus.filling import glyph, stamp_ink
 from drawing import BOX, blank_field, boxed, masks, writer
 from pipeline.guides import remove_guides
 from pipeline.split import split_digits

@@ -63,3 +63,9 @@ def test_every_readme_command_runs_as_written(tmp_path):
     lab = (tmp_path / "lab.csv").read_text().splitlines()  # the two-page form: a row a page, both templates
     assert len(lab) == 9 and {line.split(",")[2] for line in lab[1:]} == {"lab_p1", "lab_p2"}
     assert (tmp_path / "dataflow-job.json").is_file()
+    assert '"print_colour"' in (tmp_path / "redtemplates" / "giro.json").read_text()  # the dropout-colour form
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "out-red" / "results.duckdb"), read_only=True) as red:
+        assert red.execute("SELECT count(*) FROM rejects").fetchone()[0] == 0
+        assert red.execute("SELECT count(*) FROM fields").fetchone()[0] == 20 * 6

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from corpus import builtin_templates
-from corpus.forms import CROSS_OUT_RATE, Ink, render_document
+from corpus.filling import CROSS_OUT_RATE
+from corpus.forms import Ink, render_document
 from model_export.strikeout import build_network, isolated_strike_crops, train_detector
 from pipeline import strikeout
 from pipeline.assemble import FieldInfo, ReadDigit, assemble_field

@@ -40,6 +40,18 @@ def _layouts(text: str) -> tuple[str, ...]:
     return chosen
 
 
+def _scans(text: str) -> tuple[str, ...]:
+    from corpus.scan_kinds import SCAN_KINDS
+
+    chosen = tuple(k.strip().lower() for k in text.split(",") if k.strip())
+    for k in chosen:
+        if k not in SCAN_KINDS:
+            raise argparse.ArgumentTypeError(f"unknown scan kind {k!r}; choose from {','.join(SCAN_KINDS)}")
+    if not chosen:
+        raise argparse.ArgumentTypeError("give at least one scan kind")
+    return chosen
+
+
 def _add_synth_forms(sub) -> None:
     p = sub.add_parser("synth-forms", help="generate scanned handwritten forms with ground truth",
                        description="Fill form templates with handwriting (synthetic writers, or real MNIST "
@@ -60,6 +72,10 @@ def _add_synth_forms(sub) -> None:
                    help="comma-separated forms to fill: builtin (default: the four built-in layouts with corner "
                         "marks), clinic_intake, school_marks, bank_giro, census_return (forms without marks; "
                         "their blank PDFs go to DIR/blanks/), random:SEED (a generated form)")
+    p.add_argument("--scans", type=_scans, default=("grey",), metavar="KINDS",
+                   help="comma-separated scan kinds, documents taking them in turn: grey (default), bitonal (1-bit, "
+                        "Group 4 in TIFF), colour (forms without marks printed in a dropout colour, filled in "
+                        "black or blue ink, scanned in colour)")
     p.add_argument("--mnist-path", metavar="FILE.npz",
                    help="--ink mnist: a Keras mnist.npz (default: the cached one, fetched if missing)")
     p.set_defaults(func=_run_synth_forms)
@@ -81,10 +97,12 @@ def _run_synth_forms(args, parser) -> int:
     except (MnistFetchError, MnistFileError) as exc:
         print(f"formdigits synth-forms: {exc}", file=sys.stderr)
         return 2
+    if "colour" in args.scans and not args.layouts:
+        parser.error("--scans colour prints forms without marks in a dropout colour: pick them with --layouts")
 
     summary = synth_forms(args.count, args.out, seed=args.seed, formats=args.formats,
                           progress=progress_printer("  {done}/{total} pages"), ink=ink,
-                          layouts=args.layouts)
+                          layouts=args.layouts, scans=args.scans)
     print(f"{summary['pages']} pages in {summary['files']} files, {summary['fields']} fields, "
           f"{summary['seconds']}s -> {args.out} (truth: {os.path.join(args.out, 'truth.jsonl')})")
     return 0

@@ -90,6 +90,9 @@ def _propose_page(blank, name: str, args) -> None:
     kinds = collections.Counter(f.kind for f in template.fields)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
     print(f"{len(template.fields)} fields ({summary}) -> {os.path.join(args.out, name + '.json')}")
+    if template.print_colour:
+        print(f"printed in {template.print_colour}: colour scans of this form are read with the print taken out "
+              "(scan in colour; a grey or bitonal scan is read with the print in place)")
     print(f"look at {preview}, rename or delete fields in the JSON, then: "
           f"formdigits template check {os.path.join(args.out, name + '.json')} SCAN")
 
@@ -99,7 +102,7 @@ def _run_check(args, parser) -> int:
 
     from pipeline.propose import draw_fields
     from pipeline.read import ReadError, read_pages
-    from pipeline.register import register_page
+    from pipeline.register import register_scan
     from pipeline.templates import load_template_file
     from pipeline.types import SegmentError
 
@@ -114,7 +117,7 @@ def _run_check(args, parser) -> int:
             page = next(iter(read_pages(os.path.basename(args.scan), fh.read())))
         if isinstance(page, tuple):
             raise page[0]
-        upright, registration = register_page(page.image, [template])
+        upright, registration = register_scan(page.image, [template])
     except (ReadError, SegmentError, ValueError, OSError) as exc:
         print(f"formdigits template check: {exc}", file=sys.stderr)
         return 2

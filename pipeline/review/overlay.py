@@ -43,7 +43,8 @@ def _boxed_page(image: np.ndarray, readings: list[FieldReading], height: int) ->
     """The page in colour, scaled to `height`, each field boxed and numbered in its colour."""
     scale = height / image.shape[0]
     page = cv2.resize(image, (round(image.shape[1] * scale), height), interpolation=cv2.INTER_AREA)
-    page = cv2.cvtColor(page, cv2.COLOR_GRAY2BGR)
+    if page.ndim == 2:
+        page = cv2.cvtColor(page, cv2.COLOR_GRAY2BGR)
     for i, r in enumerate(readings, 1):
         x, y, w, h = (round(v * scale) for v in r.box)
         colour = FLAGGED if r.needs_review else SURE
@@ -72,5 +73,5 @@ def _table(readings: list[FieldReading], height: int, width: int = 500) -> np.nd
 
 
 def draw_readings(image: np.ndarray, readings: list[FieldReading], height: int = 900) -> np.ndarray:
-    """The scanned page (grey) with its fields boxed (green sure, orange flagged) beside the table they became."""
+    """The scanned page with its fields boxed (green sure, orange flagged) beside the table they became."""
     return np.hstack([_boxed_page(image, readings, height), _table(readings, height)])
