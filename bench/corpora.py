@@ -6,8 +6,8 @@ import os
 import shutil
 
 from corpus.forms import synth_forms
-from pipeline.read import Page, read_pages
-from pipeline.register import register_scan
+from pipeline.reading.read import Page, read_pages
+from pipeline.registration.register import register_scan
 from pipeline.types import SegmentError
 
 __all__ = ["make_corpus", "corpus_files", "replicate", "registered_pages"]

@@ -18,7 +18,7 @@ __all__ = ["bench_hostile"]
 
 _PROBE = """
 import json, sys, time
-from pipeline.read import Page, input_root, open_scan, read_pages
+from pipeline.reading.read import Page, input_root, open_scan, read_pages
 
 def peak_kb():
     # VmHWM belongs to this process's memory map; ru_maxrss would carry the parent's peak over the exec.

@@ -32,11 +32,11 @@ from corpus.forms import Ink, synth_forms
 from corpus.scanner import bitonal_copies
 from corpus.layouts import NAMED_LAYOUTS, named_layout, truth_template, write_blank_pdf
 from corpus.proposals import rename_like, score_proposal
-from pipeline.propose import propose_template, read_blank
-from pipeline.read import read_pages
-from pipeline.segment import box_as_scanned
-from pipeline.register import register_scan
-from pipeline.templates import load_templates, render_blank, save_templates
+from pipeline.templates.propose import propose_template, read_blank
+from pipeline.reading.read import read_pages
+from pipeline.segmentation.segment import box_as_scanned
+from pipeline.registration.register import register_scan
+from pipeline.templates.model import load_templates, render_blank, save_templates
 from pipeline.types import SegmentError
 
 __all__ = ["OWN_FORMS_SEED", "HELD_OUT_LAYOUT_SEEDS", "bench_own_forms"]

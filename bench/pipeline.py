@@ -27,8 +27,8 @@ import cv2
 import psutil
 
 from bench.corpora import registered_pages, replicate
-from pipeline.beam_pipeline import one_thread_per_process
-from pipeline.segment import cut_fields
+from pipeline.job.beam_pipeline import one_thread_per_process
+from pipeline.segmentation.segment import cut_fields
 
 __all__ = ["bare_loop", "run_pipeline", "bench_pipeline"]
 

@@ -27,7 +27,7 @@ from bench.corpora import make_corpus
 from bench.pipeline import run_pipeline
 from pipeline.review.report import write_report
 from pipeline.schema import TABLES
-from pipeline.store import DB_NAME
+from pipeline.output.store import DB_NAME
 
 __all__ = ["bench_review", "grow_database"]
 

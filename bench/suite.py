@@ -18,7 +18,7 @@ from bench.pipeline import bench_pipeline
 from bench.review import bench_review
 from bench.tesseract import tesseract_available, tesseract_baseline
 from corpus.evaluate import evaluate, load_results, load_truth
-from pipeline.templates import load_templates
+from pipeline.templates.model import load_templates
 from serving.server.engine import ServerProcess
 
 __all__ = ["SuiteOptions", "TARGETS", "run_suite", "markdown_table", "write_results", "DEFAULT_RESULTS"]

@@ -17,7 +17,7 @@ import cv2
 from bench.corpora import registered_pages
 from bench.pipeline import process_pool
 from corpus.evaluate import evaluate
-from pipeline.segment import field_images
+from pipeline.segmentation.segment import field_images
 
 __all__ = ["TESSERACT", "tesseract_available", "tesseract_digits", "tesseract_baseline"]
 

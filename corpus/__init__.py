@@ -1,7 +1,7 @@
 """Test data and scoring: synthetic handwriting, scanned-form corpora with truth, the evaluator.
 
 The four built-in form layouts are JSON data files in `corpus/templates/`, in
-the same format the pipeline reads (`pipeline.templates`).
+the same format the pipeline reads (`pipeline.templates.model`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 
-from pipeline.templates import Template, load_templates
+from pipeline.templates.model import Template, load_templates
 
 __all__ = ["TEMPLATES_DIR", "BUILTIN_LAYOUTS", "builtin_templates"]
 

@@ -14,7 +14,7 @@ import os
 import duckdb
 import numpy as np
 
-from pipeline.store import snapshot
+from pipeline.output.store import snapshot
 
 __all__ = ["expected_calibration_error", "EvalError", "load_truth", "load_results", "evaluate", "format_report"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.templates import Field, luhn_complete
+from pipeline.templates.model import Field, luhn_complete
 
 __all__ = ["CROSS_OUT_RATE", "fill_value", "glyph", "stamp_ink", "cross_out", "write_field"]
 

@@ -34,7 +34,7 @@ from corpus.mnist_ink import draw_mnist_writer, mnist_pool
 from corpus.scan_kinds import add_ink, check_scan_kinds, colour_template, dropout_colour, ink_colour, print_in_colour
 from corpus.scanner import (EXTENSIONS, FORMATS, bitonal, box_on_scan, jpeg_roundtrip, print_clutter, scan,
                             scribble, write_document)
-from pipeline.templates import Template, render_blank, save_templates
+from pipeline.templates.model import Template, render_blank, save_templates
 
 __all__ = ["FORMATS", "Ink", "synth_forms", "corpus_forms", "corpus_templates", "render_document"]
 

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from corpus.glyphs import ALLOGRAPHS, catmull_rom
-from pipeline.normalize import EmptyCropError, mnist_normalize
+from pipeline.segmentation.normalize import EmptyCropError, mnist_normalize
 
 __all__ = [
     "WriterStyle",

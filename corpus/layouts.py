@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from corpus.scan_kinds import print_in_colour
-from pipeline.templates import PAGE_SIZES, Field, Template
+from pipeline.templates.model import PAGE_SIZES, Field, Template
 
 __all__ = ["NAMED_LAYOUTS", "Layout", "named_layout", "random_layout", "print_layout", "truth_template",
            "write_blank_pdf"]

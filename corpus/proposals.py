@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.templates import Template
+from pipeline.templates.model import Template
 
 __all__ = ["iou", "match_fields", "score_proposal", "rename_like"]
 

@@ -19,8 +19,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from pipeline.dropout import as_grey
-from pipeline.templates import Template
+from pipeline.reading.dropout import as_grey
+from pipeline.templates.model import Template
 
 __all__ = ["SCAN_KINDS", "DROPOUT_COLOURS", "INK_COLOURS", "dropout_colour", "hex_colour", "print_in_colour",
            "ink_colour", "add_ink", "colour_template", "check_scan_kinds"]

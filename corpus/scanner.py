@@ -14,8 +14,8 @@ import time
 import cv2
 import numpy as np
 
-from pipeline.register import box_through
-from pipeline.templates import Field, Template
+from pipeline.registration.register import box_through
+from pipeline.templates.model import Field, Template
 
 __all__ = ["FORMATS", "EXTENSIONS", "print_clutter", "scribble", "scan", "box_on_scan", "jpeg_roundtrip",
            "write_document", "bitonal", "bitonal_copies"]

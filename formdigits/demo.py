@@ -13,7 +13,7 @@ __all__ = ["main"]
 
 
 def _first_small_page(db_dir: str) -> tuple[str, int]:
-    from pipeline.store import locked_reader
+    from pipeline.output.store import locked_reader
 
     with locked_reader(db_dir) as con:
         row = con.execute("SELECT source_uri, page FROM fields GROUP BY source_uri, page "
@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import cv2
 
-    from pipeline.query import format_rows
-    from pipeline.read import open_scan, read_pages
+    from pipeline.output.query import format_rows
+    from pipeline.reading.read import open_scan, read_pages
     from pipeline.review.overlay import draw_readings, page_readings
 
     uri, page_no = _first_small_page(args.results)

@@ -18,8 +18,8 @@ import cv2
 import duckdb
 import numpy as np
 
-from pipeline.normalize import EmptyCropError, mnist_normalize
-from pipeline.store import snapshot
+from pipeline.segmentation.normalize import EmptyCropError, mnist_normalize
+from pipeline.output.store import snapshot
 
 __all__ = ["ReviewedDigits", "reviewed_digits", "REPEATS", "LICENCE"]
 
@@ -44,7 +44,7 @@ class ReviewedDigits:
 
 
 def _cut(image: np.ndarray, box) -> np.ndarray:
-    """One digit from a review crop (dark on white), as ink on black, with a pixel of margin."""
+    """One digit from a field picture (dark on white), as ink on black, with a pixel of margin."""
     x, y, w, h = box
     region = image[max(0, y - 1):y + h + 1, max(0, x - 1):x + w + 1]
     ink = 255 - region

@@ -36,6 +36,7 @@ from model_export.choices import DATA_CHOICES
 __all__ = ["DataPlan", "TrainingData", "load_training_data", "DATA_CHOICES"]
 
 SYNTHETIC_SOURCE = "synthetic writers (corpus/handwriting.py), Apache-2.0, generated"
+CUT_BY = ", cut by pipeline/segmentation/segment.py"  # the crops are the pipeline's own cuts of filled forms
 
 
 @dataclasses.dataclass
@@ -100,14 +101,14 @@ def _form_crops(plan: DataPlan, parts: list, heldout: dict, fonts: list[str]) ->
         ink = Ink(fonts=tuple(fonts))
         parts.append(("digits cut from forms by synthetic writers", *generate_form_crops(
             plan.synthetic_form_crops, seed=plan.seed, stream=streams[0], workers=plan.workers, ink=ink,
-            progress=_progress("synthetic form crops")), SYNTHETIC_SOURCE + ", cut by pipeline/segment.py"))
+            progress=_progress("synthetic form crops")), SYNTHETIC_SOURCE + CUT_BY))
         heldout["synthetic_form_crops"] = generate_form_crops(held, seed=plan.seed, stream=streams[1],
                                                               workers=plan.workers, ink=ink)
     if plan.mnist_form_crops:
         train_ink = Ink(kind="mnist", mnist_path=plan.mnist_path, mnist_split="train")
         parts.append(("digits cut from forms written with MNIST training glyphs", *generate_form_crops(
             plan.mnist_form_crops, seed=plan.seed, stream=streams[0], workers=plan.workers, ink=train_ink,
-            progress=_progress("MNIST-ink form crops")), LICENCE + ", cut by pipeline/segment.py"))
+            progress=_progress("MNIST-ink form crops")), LICENCE + CUT_BY))
         validation_ink = Ink(kind="mnist", mnist_path=plan.mnist_path, mnist_split="validation")
         heldout["mnist_form_crops"] = generate_form_crops(held, seed=plan.seed, stream=streams[1],
                                                           workers=plan.workers, ink=validation_ink)

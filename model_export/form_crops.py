@@ -24,8 +24,8 @@ from corpus.filling import CROSS_OUT_RATE
 from corpus.forms import Ink, render_document
 from corpus.mnist_ink import mnist_pool
 from corpus.handwriting import find_handwriting_fonts
-from pipeline.register import register_page
-from pipeline.segment import cut_fields
+from pipeline.registration.register import register_page
+from pipeline.segmentation.segment import cut_fields
 from pipeline.types import SegmentError
 
 __all__ = ["generate_form_crops", "generate_strike_crops"]

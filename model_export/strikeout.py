@@ -1,4 +1,4 @@
-"""Trains the struck-through-digit detector that `pipeline.segment` uses.
+"""Trains the struck-through-digit detector that `pipeline.segmentation.segment` uses.
 
     python -m model_export.strikeout [--samples 40000] [--out pipeline/data/strikeout.npz]
 
@@ -33,8 +33,8 @@ from corpus.handwriting import HELDOUT_STREAM, SAMPLES_PER_WRITER, TRAIN_STREAM,
 from corpus.mnist import DEFAULT_MNIST_PATH, fetch_mnist
 from corpus.mnist_ink import mnist_pool
 from model_export.form_crops import generate_strike_crops
-from pipeline.normalize import EmptyCropError, mnist_normalize
-from pipeline.strikeout import DEFAULT_WEIGHTS, WEIGHT_NAMES, StrikeDetector
+from pipeline.segmentation.normalize import EmptyCropError, mnist_normalize
+from pipeline.segmentation.strikeout import DEFAULT_WEIGHTS, WEIGHT_NAMES, StrikeDetector
 
 __all__ = ["train_detector", "main"]
 
@@ -89,7 +89,7 @@ NETWORK_WIDTH = (32, 64, 128)
 
 
 def build_network(width: tuple[int, int, int] = NETWORK_WIDTH):
-    """The detector's network in Keras; `pipeline.strikeout.StrikeDetector` runs the same in numpy."""
+    """The detector's network in Keras; `pipeline.segmentation.strikeout.StrikeDetector` runs the same in numpy."""
     conv1, conv2, dense = width
     return keras.Sequential([
         keras.Input((28, 28, 1)), layers.Rescaling(1 / 255),

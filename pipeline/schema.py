@@ -49,7 +49,7 @@ TABLES: dict[str, list[tuple[str, str, str, bool]]] = {
         ("message", "VARCHAR", "STRING", False),
         ("processed_at", "TIMESTAMP", "TIMESTAMP", False),
     ],
-    # The pictures of the fields `--keep-crops` kept for review (pipeline.crops).
+    # The pictures of the fields `--keep-crops` kept for review (pipeline.assembly.crops).
     "crops": [
         ("source_uri", "VARCHAR", "STRING", False),
         ("page", "INTEGER", "INT64", False),

@@ -6,20 +6,28 @@ Plain data, no behaviour: segmentation fills them, inference and assembly read t
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.templates import Field, Template
+from pipeline.templates.model import Field, Template
 
-if TYPE_CHECKING:
-    from pipeline.crops import ReviewCrop
-
-__all__ = ["SegmentError", "DigitCut", "AlternativeCut", "FieldCut", "PageCut", "Registration"]
+__all__ = ["SegmentError", "FieldPicture", "DigitCut", "AlternativeCut", "FieldCut", "PageCut", "Registration"]
 
 
 class SegmentError(ValueError):
     """A page that cannot be registered or segmented."""
+
+
+@dataclasses.dataclass
+class FieldPicture:
+    """A field as a person sees it: dark ink on white, upright.
+
+    Its digits' boxes are the digits' own `field_box` (in the field cut it was
+    shrunk from) times `scale`: they follow the digits through strike-out's renumbering.
+    """
+
+    image: np.ndarray   # uint8 [h, w], grey as scanned; whitened only when kept (`crop_rows`)
+    scale: float        # pixels of `image` per pixel of the field cut
 
 
 @dataclasses.dataclass
@@ -39,7 +47,7 @@ class AlternativeCut:
 
     Where shape alone cannot tell, segmentation offers both: a blob it cut into touching
     digits is offered whole as well. The model reads both, and assembly keeps the likelier
-    (`pipeline.assemble.settle_alternatives`).
+    (`pipeline.assembly.assemble.settle_alternatives`).
     """
 
     first: int
@@ -57,7 +65,7 @@ class FieldCut:
     bbox: tuple[int, int, int, int]   # the field's box on the page as scanned
     digits: list[DigitCut]
     struck: int = 0                   # struck-through digits left out of `digits`
-    review: "ReviewCrop | None" = None  # the field's picture for a person (`--keep-crops`)
+    review: FieldPicture | None = None  # the field's picture for a person (`--keep-crops`)
     alternatives: list[AlternativeCut] = dataclasses.field(default_factory=list)
 
 

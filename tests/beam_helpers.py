@@ -6,7 +6,7 @@ import sys
 import duckdb
 
 from formdigits.cli import main
-from pipeline.store import snapshot
+from pipeline.output.store import snapshot
 
 
 def run(*args, expect=0):

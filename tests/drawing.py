@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 
 from corpus.handwriting import WriterStyle
-from pipeline.guides import remove_guides
-from pipeline.templates import Field
+from pipeline.segmentation.guides import remove_guides
+from pipeline.templates.model import Field
 
 # A census-style boxed field: 136 px tall at the crop scale (34 pt at 4 px/pt), with margins around it.
 BOX = (20, 60, 256, 136)

@@ -4,9 +4,10 @@ import datetime
 
 import numpy as np
 
-from pipeline.assemble import FieldInfo, ReadDigit, assemble_field
-from pipeline.crops import crop_rows, review_crop
-from pipeline.templates import Field
+from pipeline.assembly.assemble import FieldInfo, ReadDigit, assemble_field
+from pipeline.assembly.crops import crop_rows
+from pipeline.segmentation.field_pictures import field_picture
+from pipeline.templates.model import Field
 from pipeline.types import DigitCut, FieldCut, PageCut
 
 WHEN = datetime.datetime(2026, 1, 1, 12, 30)
@@ -28,13 +29,13 @@ def reject_row(source: str, page, stage: str = "read", message: str = "empty fil
 
 
 def crop_row(source: str = "file:///s.png", page: int = 1, field: str = "amount") -> dict:
-    """The `crops` row of a flagged field: a grey picture with two dark digits, through pipeline.crops."""
+    """The `crops` row of a flagged field: a grey picture with two dark digits, through pipeline.assembly.crops."""
     grey = np.full((60, 120), 230, np.uint8)
     grey[10:50, 10:20] = 20
     grey[10:50, 40:60] = 20
     digits = [DigitCut(i, np.zeros((4, 4), np.uint8), (0, 0, 1, 1), np.zeros((28, 28), np.uint8), box)
               for i, box in enumerate([(8, 8, 14, 44), (38, 8, 24, 44)])]
     spec = Field(field, "boxed", (0, 0, 60, 30), 2, 6, pattern=r"\d{2,6}")
-    cut = FieldCut("invoice", field, spec, (1, 2, 3, 4), digits, review=review_crop(grey, 0.5))
+    cut = FieldCut("invoice", field, spec, (1, 2, 3, 4), digits, review=field_picture(grey, 0.5))
     fields = [{"needs_review": True}]
     return crop_rows(PageCut(source, page, [cut]), fields, "flagged", "r1", WHEN)[0]

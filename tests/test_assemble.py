@@ -4,11 +4,11 @@ import datetime
 
 import numpy as np
 
-from pipeline.assemble import FieldInfo, ReadDigit, assemble_field, best_fitting_reading, settle_alternatives
+from pipeline.assembly.assemble import FieldInfo, ReadDigit, assemble_field, best_fitting_reading, settle_alternatives
 from corpus import builtin_templates
-from pipeline.crops import GREY_LEVELS, clean_paper
-from pipeline.infer import PageReads
-from pipeline.templates import Field, luhn_complete, luhn_valid
+from pipeline.segmentation.field_pictures import GREY_LEVELS, clean_paper
+from pipeline.inference.infer import PageReads
+from pipeline.templates.model import Field, luhn_complete, luhn_valid
 from pipeline.types import AlternativeCut, DigitCut, FieldCut, PageCut
 
 TEMPLATES = {t.name: t for t in builtin_templates()}

@@ -15,11 +15,11 @@ from bench.suite import markdown_table, write_results
 from bench.tesseract import tesseract_baseline, tesseract_digits as _tesseract_digits
 from formdigits.cli import main
 from corpus.evaluate import load_truth
-from pipeline.read import Page, read_pages
-from pipeline.register import register_page
-from pipeline.segment import field_images
+from pipeline.reading.read import Page, read_pages
+from pipeline.registration.register import register_page
+from pipeline.segmentation.segment import field_images
 from corpus.forms import synth_forms
-from pipeline.templates import load_templates
+from pipeline.templates.model import load_templates
 
 needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None,
                                      reason="tesseract-ocr not installed (make setup installs it when root)")

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from beam_helpers import count, rows
-from pipeline.write import staged_batches
+from pipeline.output.write import staged_batches
 
 pytestmark = pytest.mark.slow  # end to end, in subprocesses
 

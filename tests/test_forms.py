@@ -12,7 +12,7 @@ from corpus import builtin_templates
 from corpus.filling import stamp_ink
 from corpus.forms import Ink, synth_forms
 from corpus.mnist_ink import mnist_pool
-from pipeline.templates import check_value
+from pipeline.templates.model import check_value
 
 
 def _truth(out):

@@ -5,9 +5,9 @@ import numpy as np
 
 from corpus.filling import glyph, stamp_ink
 from drawing import BOX, blank_field, boxed, masks, writer
-from pipeline.guides import remove_guides
-from pipeline.split import split_digits
-from pipeline.templates import Field
+from pipeline.segmentation.guides import remove_guides
+from pipeline.segmentation.split import split_digits
+from pipeline.templates.model import Field
 
 
 def test_guide_removal_keeps_a_bar_that_runs_along_the_box_line():

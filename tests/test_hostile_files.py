@@ -13,7 +13,7 @@ from corpus.hostile import HOSTILE_FILES, make_hostile_files
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE = """
 import resource, sys
-from pipeline.read import Page, input_root, open_scan, read_pages
+from pipeline.reading.read import Page, input_root, open_scan, read_pages
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 outcome = []
 try:

@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 
-from pipeline.infer import InferenceFailed, PageReads, TFServingModelHandler, UnfitModel
+from pipeline.inference.infer import InferenceFailed, PageReads, TFServingModelHandler, UnfitModel
 from pipeline.types import DigitCut, FieldCut, PageCut
 
 

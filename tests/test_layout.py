@@ -104,6 +104,61 @@ def test_files_and_functions_are_small():
     assert not big_files and not long_functions, "\n".join(big_files + long_functions)
 
 
+# pipeline/ by stage, in the order a page goes through them; `templates` and the core serve them all.
+STAGES = ("reading", "registration", "segmentation", "inference", "assembly", "output", "job")
+ASIDE = {"templates": {"reading"},              # propose reads a colour blank as the read stage does
+         "review": {"output", "assembly"}}      # the review app reads the store and shows field pictures
+# Imports against the flow, each with its reason.
+BACK_EDGES = {("inference", "job"): "the handler notes an outage in the run's progress files (job.progress)"}
+
+
+def _part(module: str) -> str:
+    """A pipeline module's package (reading, ..., templates, review), or "core" for pipeline's own modules."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 else "core"
+
+
+def _may_import(importer: str, imported: str) -> bool:
+    if importer == imported or imported in ("core", "templates"):
+        return True
+    if importer in STAGES and imported in STAGES:
+        return STAGES.index(imported) < STAGES.index(importer) or (importer, imported) in BACK_EDGES
+    if importer == "core":
+        return False
+    return imported in ASIDE.get(importer, set())
+
+
+def test_pipeline_stages_import_the_core_and_earlier_stages_only():
+    graph = _graph()
+    wrong = [f"{m} ({_part(m)}) imports {n} ({_part(n)})" for m, deps in sorted(graph.items())
+             if m.startswith("pipeline.") for n in sorted(deps)
+             if n.startswith("pipeline.") and not _may_import(_part(m), _part(n))]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_module_imports_another_packages_private_names():
+    wrong = []
+    for p in _sources():
+        here = _module(p).rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+                folder = (ROOT / node.module.replace(".", "/")).is_dir()
+                there = node.module if folder else node.module.rsplit(".", 1)[0]
+                wrong += [f"{_module(p)} imports {node.module}.{a.name}" for a in node.names
+                          if a.name.startswith("_") and there != here]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_each_pipeline_package_maps_its_modules_in_its_docstring():
+    for init in sorted((ROOT / "pipeline").glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        missing = [m.name for m in init.parent.glob("*.py") if m.name != "__init__.py" and m.name not in doc]
+        assert doc and not missing, f"{init.relative_to(ROOT)} does not name {missing}"
+    top = ast.get_docstring(ast.parse((ROOT / "pipeline" / "__init__.py").read_text())) or ""
+    packages = [d.name for d in (ROOT / "pipeline").iterdir() if (d / "__init__.py").is_file()]
+    assert all(f"{name}/" in top for name in packages), packages
+
+
 @pytest.mark.slow
 def test_a_run_imports_no_tensorflow(scans, server, tmp_path):
     """The driver and (in-memory) workers of `formdigits run` build requests without TensorFlow or Keras."""

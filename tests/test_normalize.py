@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.normalize import EmptyCropError, mnist_normalize, stretch_ink
+from pipeline.segmentation.normalize import EmptyCropError, mnist_normalize, stretch_ink
 
 
 def _scan_of_digit(text="7", size=(120, 90)):

@@ -18,7 +18,7 @@ def test_fields_are_boxed_in_their_colour_beside_the_table():
 
 
 def test_page_readings_are_the_pages_field_rows(batch_output):
-    from pipeline.query import run_query
+    from pipeline.output.query import run_query
 
     _, rows = run_query(str(batch_output), "SELECT source_uri, page, count(*), sum(needs_review::int) FROM fields "
                                            "GROUP BY ALL ORDER BY 1, 2 LIMIT 1")

@@ -10,10 +10,10 @@ from corpus import builtin_templates
 from corpus.forms import Ink, corpus_templates, render_document
 from corpus.layouts import NAMED_LAYOUTS, named_layout, truth_template, write_blank_pdf
 from corpus.proposals import iou, rename_like, score_proposal
-from pipeline.features import _pairs_within
-from pipeline.propose import propose_template, read_blank
-from pipeline.register import register_page
-from pipeline.segment import cut_fields
+from pipeline.registration.features import _pairs_within
+from pipeline.templates.propose import propose_template, read_blank
+from pipeline.registration.register import register_page
+from pipeline.segmentation.segment import cut_fields
 from pipeline.types import SegmentError
 
 FORMS = tuple(NAMED_LAYOUTS)
@@ -122,8 +122,8 @@ def test_run_over_own_forms_from_proposed_templates(proposed, server, tmp_path):
     """End to end: proposed templates (fields renamed only) through the real pipeline and server."""
     from corpus.forms import synth_forms
     from formdigits.cli import main
-    from pipeline.query import run_query
-    from pipeline.templates import save_templates
+    from pipeline.output.query import run_query
+    from pipeline.templates.model import save_templates
 
     synth_forms(4, str(tmp_path / "scans"), seed=78, formats=("png",), workers=1, layouts=FORMS)
     save_templates([rename_like(proposed[n], truth_template(named_layout(n))) for n in FORMS], tmp_path / "t")
@@ -156,7 +156,7 @@ def test_a_two_page_form_is_proposed_page_by_page_and_scans_register_to_their_pa
     import pypdfium2 as pdfium
 
     from formdigits.cli import main
-    from pipeline.templates import load_templates
+    from pipeline.templates.model import load_templates
 
     two = pdfium.PdfDocument.new()
     for number, name in enumerate(("clinic_intake", "census_return")):

@@ -50,7 +50,7 @@ def test_anything_beyond_reading_is_refused_in_one_line(batch_output, sql):
 def test_a_query_is_bounded_in_time_and_memory_each_with_one_line(batch_output):
     import time
 
-    from pipeline.query import QueryError, run_query
+    from pipeline.output.query import QueryError, run_query
 
     started = time.monotonic()
     with pytest.raises(QueryError, match=r"stopped after 1 s \(--timeout\)"):

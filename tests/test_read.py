@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.read import MAX_PAGE_PIXELS, Page, ReadError, read_pages
+from pipeline.reading.read import MAX_PAGE_PIXELS, Page, ReadError, read_pages
 
 
 def _page(h=110, w=85, value=200):

@@ -6,8 +6,8 @@ import pytest
 from corpus import builtin_templates
 from corpus.forms import Ink, render_document
 from corpus.handwriting import find_handwriting_fonts
-from pipeline.register import register_page
-from pipeline.segment import cut_fields
+from pipeline.registration.register import register_page
+from pipeline.segmentation.segment import cut_fields
 from pipeline.types import SegmentError
 
 

@@ -19,8 +19,8 @@ from formdigits.cli import main
 from pipeline.review import queue
 from pipeline.review.app import create_app
 from pipeline.review.report import write_report
-from pipeline.store import Committer, commit_staged
-from pipeline.write import stage_rows
+from pipeline.output.store import Committer, commit_staged
+from pipeline.output.write import stage_rows
 from rows import field_rows
 
 

@@ -12,7 +12,7 @@ import pytest
 from beam_helpers import one_line, run
 from formdigits.cli import build_parser
 from pipeline.defaults import DEFAULT_REVIEW_THRESHOLD
-from pipeline.beam_pipeline import RunConfig
+from pipeline.job.beam_pipeline import RunConfig
 
 
 def test_the_command_lines_review_threshold_is_the_pipelines():
@@ -93,7 +93,7 @@ def test_wrong_flags_fail_fast(tmp_path):
 
 
 def test_the_progress_line_counts_files_to_their_total_and_says_the_time_left():
-    from pipeline.progress import progress_line
+    from pipeline.job.progress import progress_line
 
     line = progress_line({"pages": 18, "files": 12}, 6.0, 40)
     assert line == "  12 of 40 files, 18 pages read, 3.0 pages/s, 6s, about 14s left"
@@ -102,7 +102,7 @@ def test_the_progress_line_counts_files_to_their_total_and_says_the_time_left():
 
 
 def test_streamings_progress_is_quiet_while_nothing_arrives_but_for_a_heartbeat(tmp_path, capsys):
-    from pipeline.progress import ProgressPrinter, WorkerProgress
+    from pipeline.job.progress import ProgressPrinter, WorkerProgress
 
     printer = ProgressPrinter(str(tmp_path), interval=0.02, heartbeat=0.3)
     with printer:

@@ -3,9 +3,9 @@
 from corpus import builtin_templates
 from corpus.forms import Ink, render_document
 from corpus.handwriting import find_handwriting_fonts
-from pipeline.lines import find_lines
-from pipeline.register import register_page
-from pipeline.segment import cut_fields
+from pipeline.segmentation.lines import find_lines
+from pipeline.registration.register import register_page
+from pipeline.segmentation.segment import cut_fields
 
 
 def test_writing_that_runs_past_the_last_box_of_a_row_is_kept(real_mnist):
@@ -31,8 +31,8 @@ def test_without_a_template_only_the_handwriting_becomes_lines():
 
 
 def test_a_table_cell_keeps_no_margin_into_the_next_cell_whose_wall_it_shares():
-    from pipeline.segment import _right_margin
-    from pipeline.templates import Field, Template
+    from pipeline.segmentation.segment import _right_margin
+    from pipeline.templates.model import Field, Template
 
     # Proposed boxes are rounded to 0.1 pt: 334.1 + 80.3 is 414.40000000000003, past the next cell's 414.4.
     english = Field("english", "boxed", (334.1, 182.2, 80.3, 25.9), 1, 5)

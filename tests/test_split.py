@@ -6,9 +6,9 @@ import pytest
 
 from corpus.filling import glyph, stamp_ink
 from drawing import BOX, blank_field, boxed, masks, writer
-from pipeline.guides import remove_guides
-from pipeline.split import split_digits, split_digits_and_alternatives
-from pipeline.templates import Field
+from pipeline.segmentation.guides import remove_guides
+from pipeline.segmentation.split import split_digits, split_digits_and_alternatives
+from pipeline.templates.model import Field
 
 
 def test_the_printed_label_above_the_box_is_not_a_digit():

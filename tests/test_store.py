@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_helpers import count
-from pipeline.store import Committer, RunLock, StoreBusy, commit_staged, export_parquet, snapshot
-from pipeline.write import stage_rows
+from pipeline.output.store import Committer, RunLock, StoreBusy, commit_staged, export_parquet, snapshot
+from pipeline.output.write import stage_rows
 from rows import field_rows, reject_row
 
 

@@ -9,9 +9,9 @@ from corpus import builtin_templates
 from corpus.filling import CROSS_OUT_RATE
 from corpus.forms import Ink, render_document
 from model_export.strikeout import build_network, isolated_strike_crops, train_detector
-from pipeline import strikeout
-from pipeline.assemble import FieldInfo, ReadDigit, assemble_field
-from pipeline.strikeout import WEIGHT_NAMES, StrikeDetector, drop_struck, load_detector
+from pipeline.segmentation import strikeout
+from pipeline.assembly.assemble import FieldInfo, ReadDigit, assemble_field
+from pipeline.segmentation.strikeout import WEIGHT_NAMES, StrikeDetector, drop_struck, load_detector
 from pipeline.types import DigitCut
 
 

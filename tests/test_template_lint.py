@@ -9,7 +9,7 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 
 from beam_helpers import one_line
 from corpus import TEMPLATES_DIR
-from pipeline.template_lint import MAX_FIELDS, lint_path, lint_template
+from pipeline.templates.lint import MAX_FIELDS, lint_path, lint_template
 
 
 def _invoice() -> dict:

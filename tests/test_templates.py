@@ -5,7 +5,7 @@ import json
 import pytest
 
 from corpus import builtin_templates
-from pipeline.templates import check_value, load_templates, luhn_complete, luhn_valid
+from pipeline.templates.model import check_value, load_templates, luhn_complete, luhn_valid
 
 
 def test_templates_written_as_data_and_reloadable(forms_corpus):

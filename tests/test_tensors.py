@@ -44,7 +44,7 @@ def test_client_imports_without_starting_tensorflow():
     import sys
 
     code = ("import sys, numpy as np\n"
-            "import serving.client, pipeline.infer\n"
+            "import serving.client, pipeline.inference.infer\n"
             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
             "from serving.tensors import make_tensor_proto\n"
             "proto = make_tensor_proto(np.zeros((2, 28, 28, 1), np.uint8))\n"

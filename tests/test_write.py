@@ -9,8 +9,8 @@ import pytest
 
 from pipeline import schema
 from pipeline.schema import bigquery_schema
-from pipeline.write import STAGING, remove_partial_files, stage_rows, staged_batches, to_json_row
-from pipeline.beam_pipeline import StoreCropObjects
+from pipeline.output.write import STAGING, remove_partial_files, stage_rows, staged_batches, to_json_row
+from pipeline.job.beam_pipeline import StoreCropObjects
 from rows import crop_row, field_rows, reject_row
 
 
@@ -65,7 +65,7 @@ def test_rows_for_bigquery_match_its_schema(table, tmp_path):
 
 
 def test_the_staging_writer_refuses_a_row_whose_keys_are_not_its_tables_columns(tmp_path):
-    from pipeline.write import RowShapeError, reject_row, stage_rows
+    from pipeline.output.write import RowShapeError, reject_row, stage_rows
 
     good = reject_row("file:///a.png", None, "read", ValueError("not an image"))
     assert stage_rows(str(tmp_path), {"rejects": [good]}, "run1")

@@ -14,7 +14,7 @@ SHIPPED_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os
 
 def report_template_problems(path: str, command: str) -> int:
     """Lints the templates at `path`, printing one `formdigits COMMAND: ...` line a problem; returns how many."""
-    from pipeline.template_lint import lint_path
+    from pipeline.templates.lint import lint_path
 
     problems = lint_path(path)
     for problem in problems:

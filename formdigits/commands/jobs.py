@@ -119,9 +119,9 @@ def _check_run_flags(args, parser, beam_args: list[str]) -> tuple[str, list[str]
 
 def _run_run(args, parser, beam_args) -> int:
     runner, beam_args = _check_run_flags(args, parser, beam_args)
-    from pipeline.beam_pipeline import RunConfig
-    from pipeline.read import input_root
-    from pipeline.run import RunError, ServingStopped, WorkerLost, new_run_id, run_job
+    from pipeline.job.beam_pipeline import RunConfig
+    from pipeline.reading.read import input_root
+    from pipeline.job.run import RunError, ServingStopped, WorkerLost, new_run_id, run_job
 
     cfg = RunConfig(input=args.input, output=args.output, serving=args.serving or "", run_id=new_run_id(),
                     model=args.model, model_version=args.model_version, model_label=args.model_label,
@@ -180,7 +180,7 @@ def _add_query(sub) -> None:
 
 
 def _run_query(args, parser) -> int:
-    from pipeline.query import QueryError, format_rows, run_query
+    from pipeline.output.query import QueryError, format_rows, run_query
 
     if args.timeout <= 0:
         parser.error("--timeout must be more than 0 seconds")

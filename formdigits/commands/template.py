@@ -37,7 +37,7 @@ def add_parsers(sub) -> None:
 
 
 def _run_lint(args, parser) -> int:
-    from pipeline.template_lint import lint_path
+    from pipeline.templates.lint import lint_path
 
     if not os.path.exists(args.path):
         parser.error(f"{args.path!r} does not exist")
@@ -55,7 +55,7 @@ def _run_lint(args, parser) -> int:
 def _run_propose(args, parser) -> int:
     import re
 
-    from pipeline.propose import read_blanks
+    from pipeline.templates.propose import read_blanks
 
     if not re.fullmatch(r"[A-Za-z0-9_-]+", args.name):
         parser.error(f"--name {args.name!r}: use letters, digits, _ and - (it names the files)")
@@ -79,8 +79,8 @@ def _propose_page(blank, name: str, args) -> None:
     import cv2
     import numpy as np
 
-    from pipeline.propose import draw_fields, propose_template
-    from pipeline.templates import save_templates
+    from pipeline.templates.propose import draw_fields, propose_template
+    from pipeline.templates.model import save_templates
 
     template = propose_template(blank, name, labels=not args.no_labels)
     save_templates([template], args.out)
@@ -100,10 +100,10 @@ def _propose_page(blank, name: str, args) -> None:
 def _run_check(args, parser) -> int:
     import cv2
 
-    from pipeline.propose import draw_fields
-    from pipeline.read import ReadError, read_pages
-    from pipeline.register import register_scan
-    from pipeline.templates import load_template_file
+    from pipeline.templates.propose import draw_fields
+    from pipeline.reading.read import ReadError, read_pages
+    from pipeline.registration.register import register_scan
+    from pipeline.templates.model import load_template_file
     from pipeline.types import SegmentError
 
     for path in (args.template, args.scan):

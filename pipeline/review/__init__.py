@@ -4,4 +4,5 @@
     app.py      `formdigits review`: the queue as a keyboard-first web page (Flask, served by waitress)
     report.py   `formdigits report`: one self-contained HTML page for a run
     export.py   `formdigits export`: every field's final value, corrections applied
+    overlay.py  a page with each field it read boxed, beside its rows (`make demo`'s picture)
 """

@@ -11,7 +11,7 @@ import os
 import duckdb
 
 from pipeline.review.queue import ReviewError, check_database
-from pipeline.store import snapshot
+from pipeline.output.store import snapshot
 
 __all__ = ["EXPORT_COLUMNS", "export_final_values", "PendingReview"]
 

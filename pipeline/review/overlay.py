@@ -10,7 +10,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from pipeline.store import locked_reader
+from pipeline.output.store import locked_reader
 
 __all__ = ["FieldReading", "page_readings", "draw_readings"]
 

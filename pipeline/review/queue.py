@@ -23,8 +23,8 @@ import datetime
 import json
 import os
 
-from pipeline.store import DB_NAME, locked_reader, locked_writer
-from pipeline.templates import Field, check_value
+from pipeline.output.store import DB_NAME, locked_reader, locked_writer
+from pipeline.templates.model import Field, check_value
 
 __all__ = ["ACTIONS", "REASONS", "QUEUE_ORDER", "Filters", "ReviewError", "NeedsConfirmation", "Saved",
            "check_database", "next_item", "next_and_remaining", "get_item", "remaining", "options", "record",
@@ -32,7 +32,7 @@ __all__ = ["ACTIONS", "REASONS", "QUEUE_ORDER", "Filters", "ReviewError", "Needs
 
 ACTIONS = ("accept", "correct", "unreadable")
 MAX_DIGITS = 64  # the longest correction of a field without a rule (the longest built-in field holds 12)
-# Reason filters: a label a person picks, and what `review_reason` says for it (pipeline.assemble).
+# Reason filters: a label a person picks, and what `review_reason` says for it (pipeline.assembly.assemble).
 REASONS = {
     "low confidence": "%low confidence%",
     "unreadable digit": "%unreadable%",

@@ -19,7 +19,7 @@ import duckdb
 
 from pipeline.defaults import DEFAULT_REVIEW_THRESHOLD
 from pipeline.review.queue import QUEUE_ORDER, check_database
-from pipeline.store import snapshot
+from pipeline.output.store import snapshot
 
 __all__ = ["IMAGE_BUDGET", "MAX_LISTED", "write_report", "report_html"]
 

@@ -1,7 +1,7 @@
 """Split stage: a cleaned field's ink becomes digit regions.
 
-Connected components (`pipeline.blobs`) are grouped into digits: broken strokes and the detached
-pieces of one digit are joined, touching digits are cut where the ink is thinnest (`pipeline.touching`),
+Connected components (`pipeline.segmentation.blobs`) are grouped into digits: broken strokes and the detached
+pieces of one digit are joined, touching digits are cut where the ink is thinnest (`pipeline.segmentation.touching`),
 and a template's length range decides the close calls. Comb fields are split by cell, and a blob
 written over a tick into an empty cell is cut there.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.blobs import Blob, components, near, one_column, union, x_overlap
-from pipeline.templates import Field
-from pipeline.touching import cut_alternatives, pieces, split_blobs, split_to
+from pipeline.segmentation.blobs import Blob, components, near, one_column, union, x_overlap
+from pipeline.templates.model import Field
+from pipeline.segmentation.touching import cut_alternatives, pieces, split_blobs, split_to
 
 __all__ = ["merge_pieces", "join_bows", "split_digits", "split_digits_and_alternatives", "digit_region"]
 

@@ -1,6 +1,6 @@
 """The local results store: `DIR/results.duckdb`, its Parquet snapshot, and who may touch them when.
 
-Workers only stage batches (`pipeline.write`). One committer, in the job's
+Workers only stage batches (`pipeline.output.write`). One committer, in the job's
 driver, merges them into the database; a page is the unit of work, so a page's
 new rows replace all of its old ones (a shorter re-read leaves no digits
 behind, a page read fine clears its earlier rejects) and the tables keep one
@@ -27,7 +27,7 @@ import time
 import duckdb
 
 from pipeline import schema
-from pipeline.write import remove_partial_files, staged_batches
+from pipeline.output.write import remove_partial_files, staged_batches
 
 __all__ = ["DB_NAME", "StoreBusy", "commit_staged", "export_parquet", "snapshot", "RunLock", "Committer",
            "ensure_tables", "locked_reader", "locked_writer"]

@@ -27,13 +27,13 @@ import grpc
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions
 
-from pipeline.beam_pipeline import SUMMARY_COUNTERS, RunConfig, build_pipeline
-from pipeline.dataflow import job_description, pipeline_options
-from pipeline.loopback import loopback_only
-from pipeline.progress import ProgressPrinter
-from pipeline.streaming import watch_micro_batches
-from pipeline.store import Committer, RunLock, StoreBusy
-from pipeline.workers import WorkerDied, stop_on_dead_worker
+from pipeline.job.beam_pipeline import SUMMARY_COUNTERS, RunConfig, build_pipeline
+from pipeline.job.dataflow import job_description, pipeline_options
+from pipeline.job.loopback import loopback_only
+from pipeline.job.progress import ProgressPrinter
+from pipeline.job.streaming import watch_micro_batches
+from pipeline.output.store import Committer, RunLock, StoreBusy
+from pipeline.job.workers import WorkerDied, stop_on_dead_worker
 from serving.client import ModelLoadFailed, PredictClient
 from serving.server.config import ConfigError
 from serving.server.engine import ServerProcess
@@ -43,7 +43,7 @@ from serving.signature import UnfitModel
 __all__ = ["RunError", "ServingStopped", "ModelRefused", "EmbeddedServer", "check_served_model", "run_job",
            "WorkerLost", "counts_from_metrics", "new_run_id"]
 
-REPO_SETUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
+REPO_SETUP = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "setup.py"))
 
 
 class RunError(RuntimeError):
@@ -190,7 +190,7 @@ def check_served_model(cfg: RunConfig) -> None:
 def run_job(cfg: RunConfig, beam_args: list[str], *, runner: str = "DirectRunner", dry_run: bool = False,
             models_dir: str = "models", job_file: str | None = None, quiet: bool = False) -> dict:
     """Runs (or, with dry_run, translates) the pipeline. Returns the summary."""
-    # Local streaming runs bounded micro-batches (see pipeline.streaming): small, in one process.
+    # Local streaming runs bounded micro-batches (see pipeline.job.streaming): small, in one process.
     local_streaming = runner == "DirectRunner" and cfg.streaming
     args = beam_args + ["--direct_running_mode=in_memory", "--direct_num_workers=1"] if local_streaming else beam_args
     options = pipeline_options(args, runner=runner,

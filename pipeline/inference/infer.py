@@ -20,7 +20,7 @@ import numpy as np
 from apache_beam.ml.inference.base import PredictionResult, RemoteModelHandler
 
 from pipeline.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_SERVING_TIMEOUT_S
-from pipeline.progress import note_outage
+from pipeline.job.progress import note_outage
 from pipeline.types import PageCut
 from serving.client import UNREACHABLE_CODES, PredictClient, is_retriable
 from serving.signature import UnfitModel, check_probabilities

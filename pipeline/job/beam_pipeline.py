@@ -25,22 +25,22 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
-from pipeline.assemble import assemble_page, settle_alternatives
-from pipeline.crops import crop_rows, object_name
+from pipeline.assembly.assemble import assemble_page, settle_alternatives
+from pipeline.assembly.crops import crop_rows, object_name
 from pipeline.defaults import (DEFAULT_KEEP_CROPS, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PAGE_PIXELS,
                                DEFAULT_REVIEW_THRESHOLD, DEFAULT_SERVING_TIMEOUT_S)
-from pipeline.infer import (STOPS_THE_JOB, InferenceFailed, TFServingModelHandler,
+from pipeline.inference.infer import (STOPS_THE_JOB, InferenceFailed, TFServingModelHandler,
                             describe_dead_letter)
-from pipeline.lines import find_lines
-from pipeline.progress import WorkerProgress
-from pipeline.dropout import as_grey
-from pipeline.read import Page, open_scan, read_pages, shown_uri
-from pipeline.register import register_scan
+from pipeline.segmentation.lines import find_lines
+from pipeline.job.progress import WorkerProgress
+from pipeline.reading.dropout import as_grey
+from pipeline.reading.read import Page, open_scan, read_pages, shown_uri
+from pipeline.registration.register import register_scan
 from pipeline.schema import TABLES, bigquery_schema
-from pipeline.segment import cut_fields
-from pipeline.templates import load_templates
+from pipeline.segmentation.segment import cut_fields
+from pipeline.templates.model import load_templates
 from pipeline.types import PageCut
-from pipeline.write import reject_row, stage_rows, to_json_row, utc_now
+from pipeline.output.write import reject_row, stage_rows, to_json_row, utc_now
 
 __all__ = ["RunConfig", "build_pipeline", "SUMMARY_COUNTERS", "one_thread_per_process"]
 
@@ -256,7 +256,7 @@ class CountRows(beam.DoFn):
 
 
 class WriteLocalRows(beam.DoFn):
-    """{table: rows} per page -> staged Parquet batches for the driver's committer (`pipeline.store`).
+    """{table: rows} per page -> staged Parquet batches for the driver's committer (`pipeline.output.store`).
 
     Written where they are made, without a shuffle first: the DirectRunner holds
     every shuffled collection in memory, which made memory grow with the corpus.

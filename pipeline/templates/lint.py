@@ -16,8 +16,8 @@ import re
 import cv2
 import numpy as np
 
-from pipeline.dropout import parse_colour
-from pipeline.templates import PAGE_SIZES, Field
+from pipeline.reading.dropout import parse_colour
+from pipeline.templates.model import PAGE_SIZES, Field
 
 __all__ = ["TemplateProblems", "lint_path", "lint_template", "MAX_FIELDS", "MAX_DIGITS", "MIN_BOX_PT"]
 

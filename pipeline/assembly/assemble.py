@@ -14,7 +14,7 @@ import datetime
 import numpy as np
 
 from pipeline.defaults import DEFAULT_REVIEW_THRESHOLD
-from pipeline.templates import Field, check_value
+from pipeline.templates.model import Field, check_value
 from pipeline.types import PageCut
 
 __all__ = ["FieldInfo", "ReadDigit", "assemble_field", "assemble_page", "best_fitting_reading", "settle_alternatives"]
@@ -145,7 +145,7 @@ def assemble_page(page: PageCut, reads, *, review_threshold: float, run_id: str,
 
     Args:
         page: the page's fields and digits as segmentation cut them.
-        reads: `pipeline.infer.PageReads`, row i for the page's i-th crop.
+        reads: `pipeline.inference.infer.PageReads`, row i for the page's i-th crop.
     """
     rows: dict[str, list[dict]] = {"fields": [], "digits": []}
     k = 0

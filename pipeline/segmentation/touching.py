@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from pipeline.blobs import Blob
+from pipeline.segmentation.blobs import Blob
 
 __all__ = ["SPLIT_PART_HEIGHT", "split_touching", "pieces", "split_blobs", "split_to", "cut_alternatives"]
 

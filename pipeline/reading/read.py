@@ -27,7 +27,7 @@ import pypdfium2.raw as pdfium_raw
 from PIL import Image
 
 from pipeline.defaults import DEFAULT_MAX_PAGE_PIXELS
-from pipeline.dropout import as_grey, is_colour
+from pipeline.reading.dropout import as_grey, is_colour
 
 __all__ = ["Page", "ReadError", "read_pages", "open_scan", "input_root", "clean_message", "shown_uri",
            "MAX_PAGE_PIXELS", "PDF_DPI"]

@@ -9,13 +9,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.blobs import Blob, components
-from pipeline.crops import LINE_HEIGHT_PX, ReviewCrop, review_crop
-from pipeline.guides import ink_mask, ink_strength
-from pipeline.segment import digit_image, leave_out_struck, normalise_cuts
-from pipeline.split import digit_region, join_bows, merge_pieces
-from pipeline.touching import cut_alternatives, split_blobs
-from pipeline.types import AlternativeCut, DigitCut, FieldCut
+from pipeline.segmentation.blobs import Blob, components
+from pipeline.segmentation.field_pictures import LINE_HEIGHT_PX, field_picture
+from pipeline.ink import ink_strength
+from pipeline.segmentation.guides import ink_mask
+from pipeline.segmentation.segment import digit_image, leave_out_struck, normalise_cuts
+from pipeline.segmentation.split import digit_region, join_bows, merge_pieces
+from pipeline.segmentation.touching import cut_alternatives, split_blobs
+from pipeline.types import AlternativeCut, DigitCut, FieldCut, FieldPicture
 
 __all__ = ["find_lines"]
 
@@ -61,7 +62,7 @@ def find_lines(page: np.ndarray, review: bool = True) -> list[FieldCut]:
     return out
 
 
-def _line_picture(page: np.ndarray, box, digits: list[DigitCut]) -> ReviewCrop:
+def _line_picture(page: np.ndarray, box, digits: list[DigitCut]) -> FieldPicture:
     """A line of writing with a margin of half its height, shrunk to about LINE_HEIGHT_PX tall.
 
     Sets each digit's `field_box` (its page box, in the picture's source region).
@@ -72,7 +73,7 @@ def _line_picture(page: np.ndarray, box, digits: list[DigitCut]) -> ReviewCrop:
     for d in digits:
         bx, by, bw, bh = d.bbox
         d.field_box = (bx - x0, by - y0, bw, bh)
-    return review_crop(page[y0:y + h + m, x0:x + w + m], LINE_HEIGHT_PX / max(h, 1))
+    return field_picture(page[y0:y + h + m, x0:x + w + m], LINE_HEIGHT_PX / max(h, 1))
 
 
 def _written_rows(rows: list[list[Blob]]) -> list[list[Blob]]:

@@ -17,7 +17,7 @@ import functools
 import cv2
 import numpy as np
 
-from pipeline.templates import Template, reference_image, render_blank
+from pipeline.templates.model import Template, reference_image, render_blank
 
 __all__ = ["WORK_LONG_SIDE", "MIN_INLIERS", "FeatureMatch", "match_templates", "rotation_of"]
 

@@ -1,6 +1,6 @@
 """`formdigits query`: read-only SQL over the results tables.
 
-A query runs on a private copy of the database (`pipeline.store.snapshot`), so
+A query runs on a private copy of the database (`pipeline.output.store.snapshot`), so
 it never holds the file a run is writing, and inside DuckDB's own sandbox:
 external access off (no COPY TO, EXPORT, read_csv of other files, ATTACH,
 INSTALL or LOAD), the configuration locked, the database read-only. What
@@ -20,7 +20,7 @@ import threading
 
 import duckdb
 
-from pipeline.store import DB_NAME, snapshot
+from pipeline.output.store import DB_NAME, snapshot
 
 __all__ = ["QueryError", "run_query", "format_rows", "SANDBOX", "DEFAULT_TIMEOUT_S", "default_memory_limit"]
 

@@ -26,7 +26,7 @@ from typing import Callable
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.write import reject_row, stage_rows
+from pipeline.output.write import reject_row, stage_rows
 
 __all__ = ["watch_micro_batches", "Settler"]
 

@@ -22,8 +22,8 @@ import tempfile
 import cv2
 import numpy as np
 
-from pipeline.dropout import as_grey, is_colour, print_colour_of
-from pipeline.templates import PAGE_SIZES, Field, Template
+from pipeline.reading.dropout import as_grey, is_colour, print_colour_of
+from pipeline.templates.model import PAGE_SIZES, Field, Template
 
 __all__ = ["WORK_DPI", "REFERENCE_DPI", "Blank", "read_blank", "read_blanks", "find_fields", "read_labels",
            "name_fields", "propose_template", "draw_fields", "Proposal", "TextLine"]
@@ -77,7 +77,8 @@ def read_blanks(path: str, page: int | None = None) -> list[Blank]:
     # In grey by luminance, not `as_grey`'s darkest channel: a colour blank is often a JPEG, whose colour
     # is kept at a quarter of the resolution, and the darkest channel's blocky edges broke combs into boxes.
     return [Blank(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), _paper_name(w_pt, h_pt), (float(w_pt), float(h_pt)),
-                  print_colour_of(image), as_grey(image) if is_colour(image) else None) for (w_pt, h_pt), image in pages]
+                  print_colour_of(image), as_grey(image) if is_colour(image) else None)
+            for (w_pt, h_pt), image in pages]
 
 
 def _pages_wanted(count: int, page: int | None, path: str) -> list[int]:

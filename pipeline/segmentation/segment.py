@@ -2,9 +2,9 @@
 
 Each field of the page's template is warped to a canonical crop of
 `CROP_SCALE` pixels per point (with margins for writing that strays), its
-printed guides are removed (`pipeline.guides`), it is split into digits
-(`pipeline.split`), each digit is MNIST-normalised (`pipeline.normalize`) and
-struck-through digits are left out (`pipeline.strikeout`).
+printed guides are removed (`pipeline.segmentation.guides`), it is split into digits
+(`pipeline.segmentation.split`), each digit is MNIST-normalised (`pipeline.segmentation.normalize`) and
+struck-through digits are left out (`pipeline.segmentation.strikeout`).
 
 Every function here works on numpy arrays and knows nothing of Beam or gRPC.
 """
@@ -14,13 +14,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.crops import TEMPLATE_FIELD_SCALE, review_crop
-from pipeline.guides import ink_mask, ink_strength, remove_guides
-from pipeline.normalize import EmptyCropError, mnist_normalize
-from pipeline.register import box_through
-from pipeline.split import split_digits_and_alternatives
-from pipeline.strikeout import drop_struck
-from pipeline.templates import Field, Template, reference_image
+from pipeline.segmentation.field_pictures import TEMPLATE_FIELD_SCALE, field_picture
+from pipeline.ink import ink_strength
+from pipeline.segmentation.guides import ink_mask, remove_guides
+from pipeline.segmentation.normalize import EmptyCropError, mnist_normalize
+from pipeline.registration.register import box_through
+from pipeline.segmentation.split import split_digits_and_alternatives
+from pipeline.segmentation.strikeout import drop_struck
+from pipeline.templates.model import Field, Template, reference_image
 from pipeline.types import AlternativeCut, DigitCut, FieldCut, Registration
 
 __all__ = ["CROP_SCALE", "box_as_scanned", "cut_fields", "field_images", "digit_image", "normalise_cuts",
@@ -146,7 +147,7 @@ def cut_fields(page: np.ndarray, registration: Registration, drop_struck_digits:
         digits = normalise_cuts([digit_cut(pos, bbox, mask) for pos, (bbox, mask) in enumerate(regions)])
         out.append(FieldCut(registration.template.name, spec.name, spec,
                             box_as_scanned(field_px, crop_to_page, page.shape, registration.rotation), digits,
-                            review=review_crop(grey, TEMPLATE_FIELD_SCALE) if review else None,
+                            review=field_picture(grey, TEMPLATE_FIELD_SCALE) if review else None,
                             alternatives=[AlternativeCut(first, count, normalise_cuts(
                                 [digit_cut(first + k, *region) for k, region in enumerate(others)]))
                                 for first, count, others in alternatives]))

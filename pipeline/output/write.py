@@ -4,7 +4,7 @@ Locally a worker writes each batch of pages as one directory under
 `DIR/.staging/`, a Parquet file per table (written aside and renamed in, so a
 batch is whole or absent), and nothing else: no database, no lock shared with other workers or
 readers, memory bounded by the batch. The driver's committer
-(`pipeline.store`) merges staged shards into `DIR/results.duckdb`. On Dataflow
+(`pipeline.output.store`) merges staged shards into `DIR/results.duckdb`. On Dataflow
 the same rows go to BigQuery as JSON (`to_json_row`).
 """
 
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import schema
-from pipeline.read import clean_message
+from pipeline.reading.read import clean_message
 
 __all__ = ["STAGING", "reject_row", "utc_now", "RowShapeError", "check_row_keys", "arrow_schema", "stage_rows",
            "staged_batches", "to_json_row", "remove_partial_files"]

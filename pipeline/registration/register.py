@@ -4,7 +4,7 @@ Fast path, for templates that print corner marks: a page is found by its four
 marks (the larger top-left one tells an upside-down scan), then compared with
 each template of the same shape: the printed title, the printed layout, and
 how much of the template's printed lines carry ink on the page. Every other
-page is matched by the form's own print (`pipeline.features`). The result maps
+page is matched by the form's own print (`pipeline.registration.features`). The result maps
 template points to page pixels.
 
 Either way the winner is then confirmed against the template's print (`confirm`): most of the lines the
@@ -22,10 +22,10 @@ import functools
 import cv2
 import numpy as np
 
-from pipeline.dropout import as_grey, drop_print
-from pipeline.features import MIN_INLIERS, match_templates, rotation_of
-from pipeline.guides import ink_strength
-from pipeline.templates import Template, render_blank
+from pipeline.reading.dropout import as_grey, drop_print
+from pipeline.registration.features import MIN_INLIERS, match_templates, rotation_of
+from pipeline.ink import ink_strength
+from pipeline.templates.model import Template, render_blank
 from pipeline.types import Registration, SegmentError
 
 __all__ = ["register_page", "register_scan", "box_through", "confirm", "MIN_PRINT_COVER", "MAX_UNEXPLAINED_LINES"]
@@ -171,7 +171,7 @@ def _form_print(template: Template) -> np.ndarray:
     """Where the form prints anything, at 1 px/pt, widened by 4 points: its blank page when it has one
     (a form of your own: letterhead, tables, labels), else its drawing (title, marks, guides)."""
     if template.reference_png:
-        from pipeline.templates import reference_image
+        from pipeline.templates.model import reference_image
 
         w_pt, h_pt = template.size_pt
         ink = 255.0 - cv2.resize(reference_image(template), (int(w_pt), int(h_pt)),
@@ -251,7 +251,7 @@ def register_page(page: np.ndarray, templates: list[Template]) -> tuple[np.ndarr
 
     Corner marks are the fast path, for templates that print them; a page without
     them (or with marks that fit no template) is matched by the form's own print
-    (`pipeline.features`) against every template.
+    (`pipeline.registration.features`) against every template.
 
     Returns:
         (the page upright, its registration).

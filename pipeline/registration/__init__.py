@@ -1,0 +1,6 @@
+"""Registration: which template a page is, which way up, and where its fields lie on it.
+
+    register.py  corner marks (the fast path; three marks do), else the form's own print; then `confirm`
+                 that the page is that form; `register_scan` for pages as read, colour included
+    features.py  keypoints of the page matched to each template's blank page (forms without marks)
+"""
