@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from beam_helpers import count, run
+from support.beam import count, run
 from corpus.evaluate import evaluate, load_results, load_truth
 
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from beam_helpers import count, rows
+from support.beam import count, rows
 from formdigits.cli import main
 
 pytestmark = pytest.mark.slow  # three end-to-end runs

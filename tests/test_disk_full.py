@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from beam_helpers import count, rows
+from support.beam import count, rows
 from pipeline.output.write import staged_batches
 
 pytestmark = pytest.mark.slow  # end to end, in subprocesses

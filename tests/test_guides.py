@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 
 from corpus.filling import glyph, stamp_ink
-from drawing import BOX, blank_field, boxed, masks, writer
+from support.drawing import BOX, blank_field, boxed, masks, writer
 from pipeline.segmentation.guides import remove_guides
 from pipeline.segmentation.split import split_digits
 from pipeline.templates.model import Field

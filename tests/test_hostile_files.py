@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from beam_helpers import count, run
+from support.beam import count, run
 from corpus.hostile import HOSTILE_FILES, make_hostile_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

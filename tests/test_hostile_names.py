@@ -3,7 +3,7 @@
 import pytest
 import os
 
-from beam_helpers import count, run
+from support.beam import count, run
 from corpus.evaluate import evaluate, load_results, load_truth
 from formdigits.cli import main
 

@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from beam_helpers import count, one_line, rows, run, start
+from support.beam import count, one_line, rows, run, start
 from serving.server.engine import ServerProcess
 
 pytestmark = pytest.mark.slow  # model servers killed and restarted under running jobs

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from beam_helpers import one_line
+from support.beam import one_line
 
 
 def test_query_is_read_only_and_formats(batch_output):

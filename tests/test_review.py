@@ -14,14 +14,14 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from beam_helpers import count, one_line
+from support.beam import count, one_line
 from formdigits.cli import main
 from pipeline.review import queue
 from pipeline.review.app import create_app
 from pipeline.review.report import write_report
 from pipeline.output.store import Committer, commit_staged
 from pipeline.output.write import stage_rows
-from rows import field_rows
+from support.rows import field_rows
 
 
 @pytest.fixture
@@ -214,7 +214,7 @@ def test_the_review_command_serves_until_stopped(review_db, tmp_path):
     import time
     import urllib.request
 
-    from beam_helpers import start
+    from support.beam import start
 
     log = tmp_path / "review.log"
     proc = start(["review", "--db", review_db, "--port", "0"], log)

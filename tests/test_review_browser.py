@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from beam_helpers import count
+from support.beam import count
 from pipeline.review.app import create_app, make_server
 
 selenium = pytest.importorskip("selenium")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from beam_helpers import one_line, run
+from support.beam import one_line, run
 from formdigits.cli import build_parser
 from pipeline.defaults import DEFAULT_REVIEW_THRESHOLD
 from pipeline.job.beam_pipeline import RunConfig

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from beam_helpers import one_line
+from support.beam import one_line
 
 from serving.client import PredictClient
 from serving.server.config import ModelEntry

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from corpus.filling import glyph, stamp_ink
-from drawing import BOX, blank_field, boxed, masks, writer
+from support.drawing import BOX, blank_field, boxed, masks, writer
 from pipeline.segmentation.guides import remove_guides
 from pipeline.segmentation.split import split_digits, split_digits_and_alternatives
 from pipeline.templates.model import Field

@@ -9,10 +9,10 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from beam_helpers import count
+from support.beam import count
 from pipeline.output.store import Committer, RunLock, StoreBusy, commit_staged, export_parquet, snapshot
 from pipeline.output.write import stage_rows
-from rows import field_rows, reject_row
+from support.rows import field_rows, reject_row
 
 
 def _stage(tmp_path, run_id="r1", fields=(), rejects=()):

@@ -8,7 +8,7 @@ import time
 
 import psutil
 
-from beam_helpers import count, start
+from support.beam import count, start
 from corpus.hostile import make_hostile_files
 
 pytestmark = pytest.mark.slow  # streaming jobs in subprocesses

@@ -7,7 +7,7 @@ import pytest
 from apache_beam.io.filesystem import FileMetadata, MatchResult
 from apache_beam.io.localfilesystem import LocalFileSystem
 
-from beam_helpers import one_line
+from support.beam import one_line
 from corpus import TEMPLATES_DIR
 from pipeline.templates.lint import MAX_FIELDS, lint_path, lint_template
 

@@ -11,7 +11,7 @@ from pipeline import schema
 from pipeline.schema import bigquery_schema
 from pipeline.output.write import STAGING, remove_partial_files, stage_rows, staged_batches, to_json_row
 from pipeline.job.beam_pipeline import StoreCropObjects
-from rows import crop_row, field_rows, reject_row
+from support.rows import crop_row, field_rows, reject_row
 
 
 def test_a_batch_is_staged_whole_as_one_directory(tmp_path):
