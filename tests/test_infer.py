@@ -94,7 +94,20 @@ def test_handler_batches_pages_by_crops_and_splits_requests(server):
     assert kwargs["max_batch_size"] == 3 and kwargs["element_size_fn"](_pages(1)[0]) == 2
     client = handler.create_client()
     weakref.ref(client)  # RemoteModelHandler keeps the client by weak reference
-    results = list(handler.run_inference(_pages(5), client))  # 10 crops: requests of 3, 3, 3, 1
+    sent = []
+
+    class Recording:
+        """The real client, each request's size noted."""
+
+        def predict(self, crops):
+            sent.append(len(crops))
+            return client.predict(crops)
+
+        def __getattr__(self, name):
+            return getattr(client, name)
+
+    results = list(handler.run_inference(_pages(5), Recording()))  # 10 crops: requests of 3, 3, 3, 1
+    assert sent == [3, 3, 3, 1]
     assert [r.example.page for r in results] == [1, 2, 3, 4, 5]
     assert all(r.inference.probabilities.shape == (2, 10) for r in results)
 

@@ -4,6 +4,8 @@ These break things on purpose against the real local server and a real DuckDB fi
 """
 
 import contextlib
+import json
+import shutil
 import socket
 import time
 
@@ -31,17 +33,46 @@ def clean(scans, server, tmp_path_factory):
     return rows(out)
 
 
-def test_a_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing(scans, models_dir, clean, tmp_path):
+@pytest.fixture(scope="module")
+def many(scans, server, tmp_path_factory):
+    """The scans eight times over (48 pages, long enough to lose the server under), and an undisturbed
+    run's rows of them."""
+    folder = tmp_path_factory.mktemp("many")
+    for copy in range(8):
+        for scan in scans.glob("scan_*"):
+            shutil.copy(scan, folder / f"c{copy}_{scan.name}")  # copies: links out of the folder are refused
+    out = tmp_path_factory.mktemp("many-clean")
+    run("--input", str(folder / "*"), "--templates", str(scans / "templates"), "--output", str(out),
+        "--serving", server.target)
+    return folder, rows(out)
+
+
+def _pages_read(out) -> int:
+    total = 0
+    for record in out.glob(".progress/*/*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            total += json.loads(record.read_text()).get("pages", 0)
+    return total
+
+
+def test_a_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing(scans, many, models_dir, tmp_path):
+    folder, clean = many
     port = _free_port()
     first = ServerProcess(str(models_dir), port=port).__enter__()
-    job = start(["run", "--input", str(scans / "scan_*"), "--templates", str(scans / "templates"),
+    job = start(["run", "--input", str(folder / "*"), "--templates", str(scans / "templates"),
                  "--output", str(tmp_path / "out"), "--serving", f"127.0.0.1:{port}"], tmp_path / "run.log")
-    time.sleep(4)
+    deadline = time.monotonic() + 120
+    while _pages_read(tmp_path / "out") < 6 and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.2)
+    assert job.poll() is None and _pages_read(tmp_path / "out") < 48  # pages still pending when the server goes
     first.proc.kill()
     first.proc.wait()
-    time.sleep(4)
+    time.sleep(8)
+    assert job.poll() is None, (tmp_path / "run.log").read_text()[-3000:]  # waiting, not done without it
     with ServerProcess(str(models_dir), port=port):
         assert job.wait(timeout=240) == 0, (tmp_path / "run.log").read_text()[-2000:]
+    log = (tmp_path / "run.log").read_text()
+    assert "unreachable for" in log and "retrying" in log, log[-2000:]  # the outage was seen and waited out
     assert rows(tmp_path / "out") == clean
     assert count(tmp_path / "out", "SELECT count(*) FROM rejects") == [(0,)]
 

@@ -20,17 +20,13 @@ import numpy as np
 from apache_beam.ml.inference.base import PredictionResult, RemoteModelHandler
 
 from pipeline.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_SERVING_TIMEOUT_S
-from pipeline.job.progress import note_outage
+from pipeline.job.progress import note_outage, note_stop
 from pipeline.types import PageCut
 from serving.client import UNREACHABLE_CODES, PredictClient, is_retriable
 from serving.signature import UnfitModel, check_probabilities
 
 __all__ = ["PageReads", "InferenceFailed", "ServingUnreachable", "UnfitModel", "TFServingModelHandler",
            "describe_failure", "describe_dead_letter", "STOPS_THE_JOB"]
-
-# When this process's calls to each target began to find no server (monotonic seconds); absent while they work.
-_down_since: dict[str, float] = {}
-
 
 class ServingUnreachable(RuntimeError):
     """TF Serving did not answer for longer than the job allows (--serving-timeout): the job stops."""
@@ -117,6 +113,9 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
         self._batching_kwargs = {"min_batch_size": 1, "max_batch_size": max_batch_size,
                                  "element_size_fn": _crop_count}
         self._checked_versions: set[int] = set()  # per worker process: each version's signature, checked once
+        # When this worker's calls began to find no server (monotonic seconds); None while they work. The one
+        # wait for a server that went away is `_predict`'s; Beam's retries are for other retriable failures.
+        self._down_since: float | None = None
 
     def batch_elements_kwargs(self):
         return self._batching_kwargs
@@ -131,6 +130,9 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
         crops = [page.crops() for page in batch]
         try:
             return self._read_pages(batch, crops, model)
+        except STOPS_THE_JOB as exc:
+            note_stop(self.progress_dir, type(exc).__name__, str(exc))  # the driver reads why, not Beam's text
+            raise
         except Exception as exc:
             if is_retriable(exc) or len(batch) == 1 or isinstance(exc, STOPS_THE_JOB):
                 raise  # the base class retries; past that the batch goes to the failed output
@@ -181,7 +183,9 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
             except grpc.RpcError as exc:
                 if exc.code() not in _WAIT_CODES:
                     raise
-                down = time.monotonic() - _down_since.setdefault(self.target, time.monotonic())
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                down = time.monotonic() - self._down_since
                 if down >= self.serving_timeout_s:
                     what = f"model {model.model_name} not found" if exc.code() == grpc.StatusCode.NOT_FOUND else \
                         "unreachable"
@@ -191,7 +195,8 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
                 time.sleep(min(delay, self.serving_timeout_s - down))
                 delay = min(2 * delay, 5.0)
                 continue
-            if _down_since.pop(self.target, None) is not None:
+            if self._down_since is not None:
+                self._down_since = None
                 note_outage(self.progress_dir, self.target, None)
             return result
 

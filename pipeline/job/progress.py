@@ -13,7 +13,8 @@ import sys
 import threading
 import time
 
-__all__ = ["WorkerProgress", "ProgressPrinter", "read_progress", "note_outage", "progress_line"]
+__all__ = ["WorkerProgress", "ProgressPrinter", "read_progress", "note_outage", "note_stop", "read_stop",
+           "progress_line"]
 
 
 class WorkerProgress:
@@ -60,6 +61,31 @@ def note_outage(directory: str | None, target: str, down_s: float | None) -> Non
            {"target": target, "down_s": down_s, "at": time.time()})
 
 
+def note_stop(directory: str | None, kind: str, message: str) -> None:
+    """A worker tells the driver why the job stops: `kind` is the exception's class (ServingUnreachable,
+    UnfitModel), `message` its one line. The driver reads it (`read_stop`) instead of Beam's error text."""
+    if not directory:
+        return
+    os.makedirs(directory, exist_ok=True)
+    _write(os.path.join(directory, f"stop-{os.getpid()}.json"), {"kind": kind, "message": message})
+
+
+def read_stop(directory: str | None) -> tuple[str, str] | None:
+    """(kind, message) of the first stop a worker noted, or None."""
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.startswith("stop-")) if directory else []
+    except OSError:
+        return None
+    for name in names:
+        try:
+            with open(os.path.join(directory, name)) as fh:
+                record = json.load(fh)
+            return record["kind"], record["message"]
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
+
+
 def read_progress(directory: str) -> dict:
     """The workers' files summed: {"pages": pages read so far, "files": input files done,
     "outage": (target, seconds) or None}."""
@@ -76,6 +102,8 @@ def read_progress(directory: str) -> dict:
                 record = json.load(fh)
         except (OSError, ValueError):
             continue  # a file being replaced: the next round counts it
+        if name.startswith("stop-"):
+            continue
         if name.startswith("outage-"):
             if record["down_s"] is not None and time.time() - record["at"] < 15:
                 down = record["down_s"] + time.time() - record["at"]

@@ -30,7 +30,7 @@ from apache_beam.options.pipeline_options import DirectOptions
 from pipeline.job.beam_pipeline import SUMMARY_COUNTERS, RunConfig, build_pipeline
 from pipeline.job.dataflow import job_description, pipeline_options
 from pipeline.job.loopback import loopback_only
-from pipeline.job.progress import ProgressPrinter
+from pipeline.job.progress import ProgressPrinter, read_stop
 from pipeline.job.streaming import watch_micro_batches
 from pipeline.output.store import Committer, RunLock, StoreBusy
 from pipeline.job.workers import WorkerDied, stop_on_dead_worker
@@ -301,13 +301,20 @@ def _run_bounded(cfg: RunConfig, options) -> dict:
         result = p.run()
         result.wait_until_finish()
     except Exception as exc:
-        reason = re.search(r"(ServingUnreachable|UnfitModel): ([^\n]+)", str(exc))
-        if reason and reason.group(1) == "UnfitModel":
-            raise ModelRefused(reason.group(2).strip()) from None
-        if reason:
-            raise ServingStopped(reason.group(2).strip(), cfg.output) from None
+        stop = read_stop(cfg.progress_dir) or _stop_in_text(str(exc))
+        if stop and stop[0] == "UnfitModel":
+            raise ModelRefused(stop[1]) from None
+        if stop:
+            raise ServingStopped(stop[1], cfg.output) from None
         raise
     return counts_from_metrics(result)
+
+
+def _stop_in_text(text: str) -> tuple[str, str] | None:
+    """(kind, message) of a stop named in a runner's error text: for runners whose workers share no folder
+    with the driver (Dataflow), where `read_stop` finds nothing."""
+    reason = re.search(r"(ServingUnreachable|UnfitModel): ([^\n]+)", text)
+    return (reason.group(1), reason.group(2).strip()) if reason else None
 
 
 def counts_from_metrics(result) -> dict:
