@@ -17,16 +17,21 @@ def add_parsers(sub) -> None:
     _add_eval(sub)
 
 
+def _chosen(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """A comma-separated list of `what`s, each one of `allowed`; else the one-line argparse error."""
+    chosen = tuple(f.strip().lower() for f in text.split(",") if f.strip())
+    for f in chosen:
+        if f not in allowed:
+            raise argparse.ArgumentTypeError(f"unknown {what} {f!r}; choose from {','.join(allowed)}")
+    if not chosen:
+        raise argparse.ArgumentTypeError(f"give at least one {what}")
+    return chosen
+
+
 def _formats(text: str) -> tuple[str, ...]:
     from corpus.forms import FORMATS
 
-    chosen = tuple(f.strip().lower() for f in text.split(",") if f.strip())
-    for f in chosen:
-        if f not in FORMATS:
-            raise argparse.ArgumentTypeError(f"unknown format {f!r}; choose from {','.join(FORMATS)}")
-    if not chosen:
-        raise argparse.ArgumentTypeError("give at least one format")
-    return chosen
+    return _chosen(text, FORMATS, "format")
 
 
 def _layouts(text: str) -> tuple[str, ...]:
@@ -43,13 +48,7 @@ def _layouts(text: str) -> tuple[str, ...]:
 def _scans(text: str) -> tuple[str, ...]:
     from corpus.scan_kinds import SCAN_KINDS
 
-    chosen = tuple(k.strip().lower() for k in text.split(",") if k.strip())
-    for k in chosen:
-        if k not in SCAN_KINDS:
-            raise argparse.ArgumentTypeError(f"unknown scan kind {k!r}; choose from {','.join(SCAN_KINDS)}")
-    if not chosen:
-        raise argparse.ArgumentTypeError("give at least one scan kind")
-    return chosen
+    return _chosen(text, SCAN_KINDS, "scan kind")
 
 
 def _add_synth_forms(sub) -> None:
