@@ -29,14 +29,14 @@ from bench.pipeline import run_pipeline
 from corpus import builtin_templates
 from corpus.evaluate import evaluate, load_results, load_truth
 from corpus.forms import Ink, synth_forms
-from corpus.scanner import bitonal_copies
 from corpus.layouts import NAMED_LAYOUTS, named_layout, truth_template, write_blank_pdf
 from corpus.proposals import rename_like, score_proposal
-from pipeline.templates.propose import propose_template, read_blank
+from corpus.scanner import bitonal_copies
 from pipeline.reading.read import read_pages
-from pipeline.segmentation.segment import box_as_scanned
 from pipeline.registration.register import register_scan
+from pipeline.segmentation.segment import box_as_scanned
 from pipeline.templates.model import load_templates, render_blank, save_templates
+from pipeline.templates.propose import propose_template, read_blank
 from pipeline.types import SegmentError
 
 __all__ = ["OWN_FORMS_SEED", "HELD_OUT_LAYOUT_SEEDS", "bench_own_forms"]

@@ -25,9 +25,9 @@ import duckdb
 
 from bench.corpora import make_corpus
 from bench.pipeline import run_pipeline
+from pipeline.output.store import DB_NAME
 from pipeline.review.report import write_report
 from pipeline.schema import TABLES
-from pipeline.output.store import DB_NAME
 
 __all__ = ["bench_review", "grow_database"]
 

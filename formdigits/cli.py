@@ -12,8 +12,8 @@ import os
 import sys
 
 from formdigits.args import OneLineParser
-from formdigits.flags import respell, unknown_flag_problem
 from formdigits.commands import bench, data, jobs, models, review, template
+from formdigits.flags import respell, unknown_flag_problem
 
 __all__ = ["main", "build_parser"]
 

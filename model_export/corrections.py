@@ -18,8 +18,8 @@ import cv2
 import duckdb
 import numpy as np
 
-from pipeline.segmentation.normalize import EmptyCropError, mnist_normalize
 from pipeline.output.store import snapshot
+from pipeline.segmentation.normalize import EmptyCropError, mnist_normalize
 
 __all__ = ["ReviewedDigits", "reviewed_digits", "REPEATS", "LICENCE"]
 

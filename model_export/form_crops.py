@@ -22,8 +22,8 @@ import numpy as np
 from corpus import builtin_templates
 from corpus.filling import CROSS_OUT_RATE
 from corpus.forms import Ink, render_document
-from corpus.mnist_ink import mnist_pool
 from corpus.handwriting import find_handwriting_fonts
+from corpus.mnist_ink import mnist_pool
 from pipeline.registration.register import register_page
 from pipeline.segmentation.segment import cut_fields
 from pipeline.types import SegmentError

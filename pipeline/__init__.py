@@ -10,14 +10,14 @@
     assembly/      predictions -> `fields`, `digits` and `crops` rows: assemble.py (rules, review flags),
                    crops.py (the kept field pictures as rows, their object names)
     output/        rows -> tables: write.py (staging shards), store.py (DuckDB + Parquet), query.py
-    job/           the job that runs the stages: beam_pipeline.py (graph, DoFns, BigQuery), run.py,
+    job/           the job that runs the stages: config.py, beam_pipeline.py (graph, DoFns, BigQuery), run.py,
                    streaming.py, dataflow.py, loopback.py, progress.py, workers.py
     templates/     form templates: model.py (data, I/O, drawing the blank), lint.py, propose.py
     review/        after a run: the review app, corrections, report, export
 
 The shared core every stage may import: `types.py` (what travels between stages), `schema.py` (the
-tables' columns), `defaults.py` (defaults and choices the CLI shows), `ink.py` (ink strength). A
-stage imports the core, the templates and the public names of the stages before it, never another
-package's private names; no module knows both pixels and gRPC (segmentation has no gRPC, inference no
-OpenCV). tests/test_layout.py holds these rules.
+tables' columns), `rows.py` (a typed row per table, and `reject`), `defaults.py` (defaults and choices
+the CLI shows), `ink.py` (ink strength). A stage imports the core, the templates and the public names
+of the stages before it, never another package's private names; no module knows both pixels and gRPC
+(segmentation has no gRPC, inference no OpenCV). tests/test_layout.py holds these rules.
 """

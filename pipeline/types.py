@@ -11,7 +11,8 @@ import numpy as np
 
 from pipeline.templates.model import Field, Template
 
-__all__ = ["SegmentError", "FieldPicture", "DigitCut", "AlternativeCut", "FieldCut", "PageCut", "Registration"]
+__all__ = ["SegmentError", "FieldPicture", "DigitRead", "DigitCut", "AlternativeCut", "FieldCut", "PageCut",
+           "Registration"]
 
 
 class SegmentError(ValueError):
@@ -30,15 +31,25 @@ class FieldPicture:
     scale: float        # pixels of `image` per pixel of the field cut
 
 
+@dataclasses.dataclass(frozen=True)
+class DigitRead:
+    """The model's answer for one digit crop."""
+
+    probabilities: np.ndarray         # float32 [10]
+    model_name: str
+    model_version: int
+
+
 @dataclasses.dataclass
 class DigitCut:
-    """One digit as cut from the page."""
+    """One digit as cut from the page, and once the model has read its crop, that reading."""
 
     position: int
     image: np.ndarray                 # grey crop, ink bright, background 0
     bbox: tuple[int, int, int, int]   # on the page as scanned
     crop: np.ndarray | None = None    # MNIST-normalised uint8 [28, 28]; None when the cut holds no ink
     field_box: tuple[int, int, int, int] | None = None  # in the field's cut, which its review picture shrinks
+    read: DigitRead | None = None     # set by `PageCut.read_by`, after inference
 
 
 @dataclasses.dataclass
@@ -93,11 +104,29 @@ class PageCut:
         """len(crops()), without stacking them."""
         return len(self.digits_with_ink()) + sum(len(a.digits) for a in self.alternatives_with_ink())
 
+    def _read_in_order(self) -> list[DigitCut]:
+        """The digits the model reads, in the one order `crops` sends them and `read_by` takes the answers."""
+        return self.digits_with_ink() + [d for a in self.alternatives_with_ink() for d in a.digits]
+
     def crops(self) -> np.ndarray:
         """uint8 [N, 28, 28]: the normalised crops of `digits_with_ink()`, then of `alternatives_with_ink()`."""
-        crops = [d.crop for d in self.digits_with_ink()]
-        crops += [d.crop for a in self.alternatives_with_ink() for d in a.digits]
+        crops = [d.crop for d in self._read_in_order()]
         return np.stack(crops) if crops else np.zeros((0, 28, 28), np.uint8)
+
+    def read_by(self, probabilities: np.ndarray, model_name: str, model_versions: list[int]) -> "PageCut":
+        """The page with each digit carrying the model's answer for its crop (row i for `crops()[i]`)."""
+        order = self._read_in_order()
+        if len(probabilities) != len(order) or len(model_versions) != len(order):
+            raise ValueError(f"{len(probabilities)} answers for {len(order)} crops of {self.source_uri} "
+                             f"page {self.page}")
+        read = {id(d): DigitRead(p, model_name, v) for d, p, v in zip(order, probabilities, model_versions)}
+
+        def with_read(digits: list[DigitCut]) -> list[DigitCut]:
+            return [dataclasses.replace(d, read=read[id(d)]) if id(d) in read else d for d in digits]
+
+        fields = [dataclasses.replace(f, digits=with_read(f.digits), alternatives=[
+            dataclasses.replace(a, digits=with_read(a.digits)) for a in f.alternatives]) for f in self.fields]
+        return dataclasses.replace(self, fields=fields)
 
 
 @dataclasses.dataclass

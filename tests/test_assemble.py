@@ -3,11 +3,11 @@
 import datetime
 
 import numpy as np
+import pytest
 
-from pipeline.assembly.assemble import FieldInfo, ReadDigit, assemble_field, best_fitting_reading, settle_alternatives
 from corpus import builtin_templates
+from pipeline.assembly.assemble import FieldInfo, ReadDigit, assemble_field, best_fitting_reading, settle_alternatives
 from pipeline.segmentation.field_pictures import GREY_LEVELS, clean_paper
-from pipeline.inference.infer import PageReads
 from pipeline.templates.model import Field, luhn_complete, luhn_valid
 from pipeline.types import AlternativeCut, DigitCut, FieldCut, PageCut
 
@@ -38,11 +38,11 @@ def test_a_reading_that_breaks_the_pattern_takes_the_likeliest_fitting_one():
     probabilities = _probs("7987", {0: (1, 0.3)})
     assert best_fitting_reading(BIRTH_YEAR, probabilities) == "1987"
     row, digit_rows = _assemble(BIRTH_YEAR, probabilities)
-    assert row["value"] == "1987"
-    assert row["needs_review"] and "read as 7987, corrected to fit the field's pattern" in row["review_reason"]
-    assert (digit_rows[0]["digit"], digit_rows[0]["second_digit"]) == (1, 7)
-    assert row["confidence"] == digit_rows[0]["confidence"] < 0.5
-    assert f"low confidence {row['confidence']:.2f} at digit 1" in row["review_reason"]
+    assert row.value == "1987"
+    assert row.needs_review and "read as 7987, corrected to fit the field's pattern" in row.review_reason
+    assert (digit_rows[0].digit, digit_rows[0].second_digit) == (1, 7)
+    assert row.confidence == digit_rows[0].confidence < 0.5
+    assert f"low confidence {row.confidence:.2f} at digit 1" in row.review_reason
 
 
 def test_a_failed_check_digit_changes_the_least_certain_digit():
@@ -52,7 +52,7 @@ def test_a_failed_check_digit_changes_the_least_certain_digit():
     probabilities = _probs(wrong, {4: (int(account[4]), 0.35)})
     assert best_fitting_reading(ACCOUNT, probabilities) == account
     row, _ = _assemble(ACCOUNT, probabilities, "deposit_slip")
-    assert row["value"] == account and "luhn check digit" in row["review_reason"]
+    assert row.value == account and "luhn check digit" in row.review_reason
 
 
 def test_no_correction_when_nothing_fitting_is_nearly_as_likely():
@@ -60,12 +60,12 @@ def test_no_correction_when_nothing_fitting_is_nearly_as_likely():
     probabilities = _probs("7987")
     assert best_fitting_reading(BIRTH_YEAR, probabilities) is None
     row, _ = _assemble(BIRTH_YEAR, probabilities)
-    assert row["value"] == "7987" and "pattern mismatch" in row["review_reason"]
+    assert row.value == "7987" and "pattern mismatch" in row.review_reason
 
 
 def test_a_reading_that_fits_is_left_alone():
     row, _ = _assemble(BIRTH_YEAR, _probs("1987", {2: (3, 0.05)}))
-    assert row["value"] == "1987" and not row["needs_review"]
+    assert row.value == "1987" and not row.needs_review
 
 
 def _cut_page(spec, n_digits: int, first: int, count: int, n_other: int) -> PageCut:
@@ -85,11 +85,11 @@ def _settle(spec, now: str, count: int, other: str, other_p: float, doubt: float
     doubts = {len(now) - 1 - k: (9, doubt) for k in range(count)}
     other_p = np.vstack([np.where(np.arange(10) == int(ch), other_p, (1 - other_p) / 9) for ch in other])
     versions = [1] * len(now) + [2] * len(other)
-    settled, reads = settle_alternatives(page, PageReads(np.vstack([_probs(now, doubts), other_p]), "lenet5", versions))
+    settled = settle_alternatives(page.read_by(np.vstack([_probs(now, doubts), other_p]), "lenet5", versions))
     [cut] = settled.fields
     assert [d.position for d in cut.digits] == list(range(len(cut.digits))) and cut.alternatives == []
-    assert len(reads.probabilities) == len(reads.model_versions) == len(cut.digits)
-    return "".join(str(int(p.argmax())) for p in reads.probabilities), cut, reads
+    assert all(d.read is not None for d in cut.digits)  # each digit kept its own reading
+    return "".join(str(int(d.read.probabilities.argmax())) for d in cut.digits), cut, [d.read for d in cut.digits]
 
 
 FREE = Field("line01", "free", (0, 0, 160, 34), min_length=1, max_length=12)
@@ -98,7 +98,7 @@ FREE = Field("line01", "free", (0, 0, 160, 34), min_length=1, max_length=12)
 def test_a_blob_cut_in_two_is_read_whole_when_the_model_finds_one_digit_likelier():
     # One wide 2 cut into a 7 and an L-shaped stroke: neither piece is a sure digit, the whole is.
     value, cut, reads = _settle(FREE, "4172", 2, "2", 0.97, doubt=0.4)
-    assert value == "412" and cut.digits[2].bbox == (20, 0, 18, 10) and reads.model_versions == [1, 1, 2]
+    assert value == "412" and cut.digits[2].bbox == (20, 0, 18, 10) and [r.model_version for r in reads] == [1, 1, 2]
     # Two touching digits, each sure once cut apart, stay two.
     assert _settle(FREE, "4172", 2, "0", 0.9)[0] == "4172"
 
@@ -135,11 +135,11 @@ def test_an_empty_field_is_flagged_only_when_the_template_requires_it():
     required = Field("amount", "boxed", (0, 0, 100, 20), 1, 8)
     optional = Field("amount", "boxed", (0, 0, 100, 20), 1, 8, required=False)
     row, _ = _assemble(required, np.zeros((0, 10)))
-    assert row["value"] == "" and row["needs_review"] and row["review_reason"] == "empty"
+    assert row.value == "" and row.needs_review and row.review_reason == "empty"
     row, _ = _assemble(optional, np.zeros((0, 10)))
-    assert row["value"] == "" and not row["needs_review"]
+    assert row.value == "" and not row.needs_review
     row, _ = _assemble(optional, _probs("1"))  # written, an optional field keeps its other rules
-    assert row["value"] == "1" and not row["needs_review"]
+    assert row.value == "1" and not row.needs_review
     assert Field.from_json(optional.to_json()) == optional and "required" not in required.to_json()
 
 
@@ -149,4 +149,18 @@ def test_a_digit_with_no_ink_left_flags_its_field_and_is_not_a_reject():
     digits = [ReadDigit(i, (i, 0, 1, 1), p, "lenet5", 1) for i, p in enumerate(_probs("12"))]
     row, digit_rows = assemble_field(info, digits, review_threshold=0.9, run_id="t",
                                      processed_at=datetime.datetime(2026, 1, 1))
-    assert row["value"] == "12" and row["needs_review"] and "1 digit(s) unreadable" in row["review_reason"]
+    assert row.value == "12" and row.needs_review and "1 digit(s) unreadable" in row.review_reason
+
+
+def test_each_digit_carries_its_own_reading_in_the_order_its_crop_was_sent():
+    page = _cut_page(FREE, 3, 1, 1, 2)  # three digits, the middle one also offered as two
+    crops = page.crops()
+    assert len(crops) == 5
+    answers = np.eye(10, dtype=np.float32)[[1, 2, 3, 4, 5]]
+    read = page.read_by(answers, "lenet5", [7] * 5)
+    [cut] = read.fields
+    assert [int(d.read.probabilities.argmax()) for d in cut.digits] == [1, 2, 3]
+    assert [int(d.read.probabilities.argmax()) for d in cut.alternatives[0].digits] == [4, 5]
+    assert page.fields[0].digits[0].read is None  # the page as cut is left as it was
+    with pytest.raises(ValueError, match="4 answers for 5 crops"):
+        page.read_by(answers[:4], "lenet5", [7] * 4)

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from support.beam import count, run
 from corpus.evaluate import evaluate, load_results, load_truth
+from support.beam import count, run
 
 
 def test_batch_run_writes_all_three_tables(batch_output, scans, capsys):

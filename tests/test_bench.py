@@ -13,12 +13,12 @@ from bench.corpora import corpus_files, replicate
 from bench.pipeline import bare_loop
 from bench.suite import markdown_table, write_results
 from bench.tesseract import tesseract_baseline, tesseract_digits as _tesseract_digits
-from formdigits.cli import main
 from corpus.evaluate import load_truth
+from corpus.forms import synth_forms
+from formdigits.cli import main
 from pipeline.reading.read import Page, read_pages
 from pipeline.registration.register import register_page
 from pipeline.segmentation.segment import field_images
-from corpus.forms import synth_forms
 from pipeline.templates.model import load_templates
 
 needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None,

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from support.beam import count, rows
 from formdigits.cli import main
+from support.beam import count, rows
 
 pytestmark = pytest.mark.slow  # three end-to-end runs
 

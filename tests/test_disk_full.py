@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from support.beam import count, rows
 from pipeline.output.write import staged_batches
+from support.beam import count, rows
 
 pytestmark = pytest.mark.slow  # end to end, in subprocesses
 

@@ -12,12 +12,12 @@ from corpus.forms import Ink, corpus_templates, render_document
 from corpus.layouts import named_layout, write_blank_pdf
 from corpus.scan_kinds import DROPOUT_COLOURS, INK_COLOURS, dropout_colour, hex_colour
 from pipeline.reading.dropout import as_grey, drop_print, is_colour, print_colour_of
-from pipeline.templates.propose import propose_template, read_blank
 from pipeline.reading.read import read_pages
 from pipeline.registration.register import register_scan
 from pipeline.segmentation.segment import cut_fields
 from pipeline.templates.lint import lint_template
 from pipeline.templates.model import Template
+from pipeline.templates.propose import propose_template, read_blank
 
 
 def _nine() -> np.ndarray:

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from model_export import export
 from corpus.handwriting import HELDOUT_STREAM, generate
+from model_export import export
 
 
 def _saved_model_cli():

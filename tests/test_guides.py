@@ -4,10 +4,10 @@ import cv2
 import numpy as np
 
 from corpus.filling import glyph, stamp_ink
-from support.drawing import BOX, blank_field, boxed, masks, writer
 from pipeline.segmentation.guides import remove_guides
 from pipeline.segmentation.split import split_digits
 from pipeline.templates.model import Field
+from support.drawing import BOX, blank_field, boxed, masks, writer
 
 
 def test_guide_removal_keeps_a_bar_that_runs_along_the_box_line():

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from support.beam import count, run
 from corpus.hostile import HOSTILE_FILES, make_hostile_files
+from support.beam import count, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE = """

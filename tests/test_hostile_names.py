@@ -3,9 +3,9 @@
 import pytest
 import os
 
-from support.beam import count, run
 from corpus.evaluate import evaluate, load_results, load_truth
 from formdigits.cli import main
+from support.beam import count, run
 
 pytestmark = pytest.mark.slow  # end-to-end runs
 

@@ -7,10 +7,10 @@ the real TF Serving does with such an export, and what the job must catch by its
 import numpy as np
 import pytest
 
-from support.beam import count
 from formdigits.cli import main
 from serving.server.config import ModelEntry
 from serving.server.engine import build_local_server
+from support.beam import count
 
 pytestmark = pytest.mark.slow  # end-to-end runs and a Keras export
 

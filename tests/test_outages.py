@@ -12,8 +12,8 @@ import time
 import psutil
 import pytest
 
-from support.beam import count, one_line, rows, run, start
 from serving.server.engine import ServerProcess
+from support.beam import count, one_line, rows, run, start
 
 pytestmark = pytest.mark.slow  # model servers killed and restarted under running jobs
 

@@ -11,9 +11,9 @@ from corpus.forms import Ink, corpus_templates, render_document
 from corpus.layouts import NAMED_LAYOUTS, named_layout, truth_template, write_blank_pdf
 from corpus.proposals import iou, rename_like, score_proposal
 from pipeline.registration.features import _pairs_within
-from pipeline.templates.propose import propose_template, read_blank
 from pipeline.registration.register import register_page
 from pipeline.segmentation.segment import cut_fields
+from pipeline.templates.propose import propose_template, read_blank
 from pipeline.types import SegmentError
 
 FORMS = tuple(NAMED_LAYOUTS)

@@ -14,13 +14,13 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from support.beam import count, one_line
 from formdigits.cli import main
+from pipeline.output.store import Committer, commit_staged
+from pipeline.output.write import stage_rows
 from pipeline.review import queue
 from pipeline.review.app import create_app
 from pipeline.review.report import write_report
-from pipeline.output.store import Committer, commit_staged
-from pipeline.output.write import stage_rows
+from support.beam import count, one_line
 from support.rows import field_rows
 
 

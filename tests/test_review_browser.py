@@ -11,8 +11,8 @@ import threading
 
 import pytest
 
-from support.beam import count
 from pipeline.review.app import create_app, make_server
+from support.beam import count
 
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402

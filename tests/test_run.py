@@ -9,16 +9,16 @@ import time
 
 import pytest
 
-from support.beam import one_line, run
 from formdigits.cli import build_parser
 from pipeline.defaults import DEFAULT_REVIEW_THRESHOLD
-from pipeline.job.beam_pipeline import RunConfig
+from pipeline.job.config import ReadingConfig
+from support.beam import one_line, run
 
 
 def test_the_command_lines_review_threshold_is_the_pipelines():
     # One source (pipeline.defaults): the CLI imports it without loading OpenCV.
     args = build_parser().parse_args(["run", "--input", "x", "--output", "y"])
-    assert args.review_threshold == RunConfig.review_threshold == DEFAULT_REVIEW_THRESHOLD
+    assert args.review_threshold == ReadingConfig.review_threshold == DEFAULT_REVIEW_THRESHOLD
 
 
 @pytest.mark.slow

@@ -3,8 +3,8 @@
 from corpus import builtin_templates
 from corpus.forms import Ink, render_document
 from corpus.handwriting import find_handwriting_fonts
-from pipeline.segmentation.lines import find_lines
 from pipeline.registration.register import register_page
+from pipeline.segmentation.lines import find_lines
 from pipeline.segmentation.segment import cut_fields
 
 

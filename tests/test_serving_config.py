@@ -8,7 +8,7 @@ from google.protobuf import text_format
 
 from serving.server import engine
 from serving.server.config import (BatchingParameters, ConfigError, ModelEntry, batching_options, load_batching_parameters,
-                            load_model_server_config, load_monitoring_config, model_entries)
+                                   load_model_server_config, load_monitoring_config, model_entries)
 
 SERVING = os.path.join(os.path.dirname(__file__), "..", "serving")
 

@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from support.beam import one_line
 from serving.client import PredictClient
 from serving.server.config import BatchingOptions, ModelEntry
 from serving.server.engine import build_local_server, is_loopback, load_tls
+from support.beam import one_line
 
 pytestmark = pytest.mark.slow  # servers in subprocesses and an end-to-end run
 

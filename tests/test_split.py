@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from corpus.filling import glyph, stamp_ink
-from support.drawing import BOX, blank_field, boxed, masks, writer
 from pipeline.segmentation.guides import remove_guides
 from pipeline.segmentation.split import split_digits, split_digits_and_alternatives
 from pipeline.templates.model import Field
+from support.drawing import BOX, blank_field, boxed, masks, writer
 
 
 def test_the_printed_label_above_the_box_is_not_a_digit():

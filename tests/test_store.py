@@ -9,9 +9,9 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from support.beam import count
 from pipeline.output.store import Committer, RunLock, StoreBusy, commit_staged, export_parquet, snapshot
 from pipeline.output.write import stage_rows
+from support.beam import count
 from support.rows import field_rows, reject_row
 
 

@@ -8,8 +8,8 @@ import time
 
 import psutil
 
-from support.beam import count, start
 from corpus.hostile import make_hostile_files
+from support.beam import count, start
 
 pytestmark = pytest.mark.slow  # streaming jobs in subprocesses
 

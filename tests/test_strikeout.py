@@ -9,8 +9,8 @@ from corpus import builtin_templates
 from corpus.filling import CROSS_OUT_RATE
 from corpus.forms import Ink, render_document
 from model_export.strikeout import build_network, isolated_strike_crops, train_detector
-from pipeline.segmentation import strikeout
 from pipeline.assembly.assemble import FieldInfo, ReadDigit, assemble_field
+from pipeline.segmentation import strikeout
 from pipeline.segmentation.strikeout import WEIGHT_NAMES, StrikeDetector, drop_struck, load_detector
 from pipeline.types import DigitCut
 
@@ -89,8 +89,8 @@ def test_a_field_with_a_struck_digit_is_flagged():
     probabilities[4] = 0.991
     digits = [ReadDigit(i, (0, 0, 5, 5), probabilities, "lenet5", 1) for i in range(2)]
     row, _ = assemble_field(info, digits, review_threshold=0.9, run_id="t", processed_at=datetime.datetime(2026, 1, 1))
-    assert row["value"] == "44"
-    assert row["needs_review"] and "1 struck-through digit(s) left out" in row["review_reason"]
+    assert row.value == "44"
+    assert row.needs_review and "1 struck-through digit(s) left out" in row.review_reason
 
 
 def test_training_sets_the_threshold_from_held_out_ordinary_digits(rendered):

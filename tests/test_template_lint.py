@@ -7,9 +7,9 @@ import pytest
 from apache_beam.io.filesystem import FileMetadata, MatchResult
 from apache_beam.io.localfilesystem import LocalFileSystem
 
-from support.beam import one_line
 from corpus import TEMPLATES_DIR
 from pipeline.templates.lint import MAX_FIELDS, lint_path, lint_template
+from support.beam import one_line
 
 
 def _invoice() -> dict:

@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import schema
-from pipeline.schema import bigquery_schema
-from pipeline.output.write import STAGING, remove_partial_files, stage_rows, staged_batches, to_json_row
 from pipeline.job.beam_pipeline import StoreCropObjects
+from pipeline.output.write import STAGING, remove_partial_files, stage_rows, staged_batches, to_json_row
+from pipeline.schema import bigquery_schema
 from support.rows import crop_row, field_rows, reject_row
 
 
@@ -35,12 +35,12 @@ def test_a_half_written_batch_is_never_seen_and_is_cleared(tmp_path):
 def test_crops_go_to_objects_named_by_key_for_bigquery(tmp_path):
     """On Dataflow a crop's PNG is an object (here a local path: Beam's FileSystems), its URI in the row."""
     store = StoreCropObjects(str(tmp_path / "crops"))
-    png = crop_row()["image"]
+    png = crop_row().image
     for _ in range(2):  # a re-run writes the same object again, not a second one
         (tables,) = list(store.process({"crops": [crop_row()]}))
     row = tables["crops"][0]
-    assert row["image"] is None and row["image_uri"].endswith("/p0001/amount.png")
-    assert open(row["image_uri"], "rb").read() == png and png.startswith(b"\x89PNG")
+    assert row.image is None and row.image_uri.endswith("/p0001/amount.png")
+    assert open(row.image_uri, "rb").read() == png and png.startswith(b"\x89PNG")
     assert sum(len(files) for _, _, files in os.walk(tmp_path / "crops")) == 1
 
 
@@ -64,11 +64,19 @@ def test_rows_for_bigquery_match_its_schema(table, tmp_path):
                 datetime.datetime.fromisoformat(value)
 
 
-def test_the_staging_writer_refuses_a_row_whose_keys_are_not_its_tables_columns(tmp_path):
-    from pipeline.output.write import RowShapeError, reject_row, stage_rows
+def test_the_staging_writer_refuses_a_row_that_is_not_its_tables_row_type(tmp_path):
+    from pipeline.output.write import RowShapeError, stage_rows
+    from pipeline.rows import as_dict, reject
 
-    good = reject_row("file:///a.png", None, "read", ValueError("not an image"))
+    good = reject("file:///a.png", None, "read", ValueError("not an image"))
+    assert good.message == "not an image" and good.error_type == "ValueError"
     assert stage_rows(str(tmp_path), {"rejects": [good]}, "run1")
-    with pytest.raises(RowShapeError, match=r"unknown \['mesage'\]; missing \['message'\]"):
-        stage_rows(str(tmp_path), {"rejects": [{**{k: v for k, v in good.items() if k != "message"},
-                                                "mesage": "typo"}]}, "run1")
+    typo = {**{k: v for k, v in as_dict(good).items() if k != "message"}, "mesage": "typo"}
+    with pytest.raises(RowShapeError, match="rejects rows are RejectRows .* not dict"):
+        stage_rows(str(tmp_path), {"rejects": [typo]}, "run1")
+    with pytest.raises(TypeError):  # the row type itself has no such column
+        type(good)(**typo)
+    before = os.listdir(tmp_path / STAGING)
+    with pytest.raises(RowShapeError):
+        stage_rows(str(tmp_path), {"rejects": [good], "fields": [good]}, "run1")
+    assert os.listdir(tmp_path / STAGING) == before  # refused before anything was written

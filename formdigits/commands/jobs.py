@@ -104,7 +104,6 @@ def _check_run_flags(args, parser, beam_args: list[str]) -> tuple[str, list[str]
         if not (args.temp_location or "").startswith("gs://"):
             parser.error("BigQuery output keeps crops as objects: give --crops-location gs://BUCKET/PATH "
                          "(or --temp-location gs://..., or --keep-crops none)")
-        args.crops_location = "gs://" + args.temp_location[5:].split("/")[0] + "/formdigits-crops"
     if args.templates:
         if "://" not in args.templates and not os.path.isdir(args.templates):
             parser.error(f"--templates {args.templates!r} is not a directory")
@@ -117,21 +116,30 @@ def _check_run_flags(args, parser, beam_args: list[str]) -> tuple[str, list[str]
     return runner, beam_args
 
 
+def _crops_location(args) -> str | None:
+    """Where BigQuery output keeps the field pictures: --crops-location, else a folder in --temp-location's bucket."""
+    if args.crops_location or not args.output.startswith("bq:") or args.keep_crops == "none":
+        return args.crops_location
+    return "gs://" + args.temp_location[5:].split("/")[0] + "/formdigits-crops"
+
+
 def _run_run(args, parser, beam_args) -> int:
     runner, beam_args = _check_run_flags(args, parser, beam_args)
-    from pipeline.job.beam_pipeline import RunConfig
-    from pipeline.reading.read import input_root
+    from pipeline.job.config import InputConfig, OutputConfig, ReadingConfig, RunConfig, ServingConfig
     from pipeline.job.run import RunError, ServingStopped, WorkerLost, new_run_id, run_job
+    from pipeline.reading.read import input_root
 
-    cfg = RunConfig(input=args.input, output=args.output, serving=args.serving or "", run_id=new_run_id(),
-                    model=args.model, model_version=args.model_version, model_label=args.model_label,
-                    templates_dir=args.templates, review_threshold=args.review_threshold,
-                    max_batch_size=args.batch_size, max_page_pixels=args.max_page_pixels,
-                    serving_timeout=args.serving_timeout, serving_ca=args.serving_ca, input_root=input_root(args.input),
-                    streaming=args.streaming, poll_seconds=args.poll_seconds, stop_after=args.stop_after,
-                    settle_seconds=args.settle_seconds, window_seconds=args.window_seconds,
-                    input_subscription=args.input_subscription, keep_crops=args.keep_crops,
-                    crops_location=args.crops_location)
+    cfg = RunConfig(
+        input=InputConfig(args.input, root=input_root(args.input), max_page_pixels=args.max_page_pixels,
+                          streaming=args.streaming, subscription=args.input_subscription,
+                          poll_seconds=args.poll_seconds, settle_seconds=args.settle_seconds,
+                          stop_after=args.stop_after, window_seconds=args.window_seconds),
+        output=OutputConfig(args.output, keep_crops=args.keep_crops, crops_location=_crops_location(args)),
+        run_id=new_run_id(),
+        serving=ServingConfig(args.serving or "", args.model, model_version=args.model_version,
+                              model_label=args.model_label, max_batch_size=args.batch_size,
+                              timeout_s=args.serving_timeout, ca_file=args.serving_ca),
+        reading=ReadingConfig(args.templates, review_threshold=args.review_threshold))
     try:
         summary = run_job(cfg, beam_args, runner=runner, dry_run=args.dry_run,
                           models_dir=models_dir(args.models_dir),

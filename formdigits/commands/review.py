@@ -49,9 +49,8 @@ def add_parsers(sub) -> None:
 def _run_review(args, parser) -> int:
     from serving.server.engine import is_loopback
 
-    if args.token == "generate":
-        args.token = secrets.token_urlsafe(18)
-    if not is_loopback(args.host) and not args.token:
+    token = secrets.token_urlsafe(18) if args.token == "generate" else args.token
+    if not is_loopback(args.host) and not token:
         parser.error(f"--host {args.host} is reachable from other machines: add --token SECRET "
                      "(or --token generate), which every request must then carry")
     if not 0 <= args.port <= 65535:
@@ -60,7 +59,7 @@ def _run_review(args, parser) -> int:
     from pipeline.review.queue import ReviewError
 
     try:
-        app = create_app(args.db, token=args.token, reviewer=args.reviewer)
+        app = create_app(args.db, token=token, reviewer=args.reviewer)
         server = make_server(app, args.host, args.port)
     except ReviewError as exc:
         print(f"formdigits review: {exc}", file=sys.stderr)
@@ -70,7 +69,7 @@ def _run_review(args, parser) -> int:
               "pick another --port", file=sys.stderr)
         return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
-    address = f"http://{host}:{server.effective_port}/" + (f"?token={args.token}" if args.token else "")
+    address = f"http://{host}:{server.effective_port}/" + (f"?token={token}" if token else "")
     print(f"formdigits review: {args.db} at {address} (Ctrl-C to stop)", flush=True)
     # SIGTERM (a service manager, `kill`) stops it like Ctrl-C: the socket closed, an answer in flight sent.
     signal.signal(signal.SIGTERM, _interrupt)

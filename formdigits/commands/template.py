@@ -79,8 +79,8 @@ def _propose_page(blank, name: str, args) -> None:
     import cv2
     import numpy as np
 
-    from pipeline.templates.propose import draw_fields, propose_template
     from pipeline.templates.model import save_templates
+    from pipeline.templates.propose import draw_fields, propose_template
 
     template = propose_template(blank, name, labels=not args.no_labels)
     save_templates([template], args.out)
@@ -100,10 +100,10 @@ def _propose_page(blank, name: str, args) -> None:
 def _run_check(args, parser) -> int:
     import cv2
 
-    from pipeline.templates.propose import draw_fields
     from pipeline.reading.read import ReadError, read_pages
     from pipeline.registration.register import register_scan
     from pipeline.templates.model import load_template_file
+    from pipeline.templates.propose import draw_fields
     from pipeline.types import SegmentError
 
     for path in (args.template, args.scan):

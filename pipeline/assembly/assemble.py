@@ -14,6 +14,7 @@ import datetime
 import numpy as np
 
 from pipeline.defaults import DEFAULT_REVIEW_THRESHOLD
+from pipeline.rows import DigitRow, FieldRow
 from pipeline.templates.model import Field, check_value
 from pipeline.types import PageCut
 
@@ -78,12 +79,12 @@ def best_fitting_reading(spec: Field, probabilities: np.ndarray) -> str | None:
 
 
 def assemble_field(info: FieldInfo, digits: list[ReadDigit], *, review_threshold: float, run_id: str,
-                   processed_at: datetime.datetime) -> tuple[dict, list[dict]]:
+                   processed_at: datetime.datetime) -> tuple[FieldRow, list[DigitRow]]:
     """Builds the `fields` row and the `digits` rows for one field."""
     source_uri, page, field = info.key
     digits = sorted(digits, key=lambda d: d.position)
     digit_rows = [_digit_row(info.key, d) for d in digits]
-    text = "".join(str(r["digit"]) for r in digit_rows)
+    text = "".join(str(r.digit) for r in digit_rows)
     problems = check_value(info.spec, text) if info.spec is not None else []
     fitting = best_fitting_reading(info.spec, np.stack([d.probabilities for d in digits])) if (
         problems and digits and len(digits) == info.digits_cut and (info.spec.pattern or info.spec.check)) else None
@@ -91,38 +92,35 @@ def assemble_field(info: FieldInfo, digits: list[ReadDigit], *, review_threshold
         # The likeliest reading that the field's rules allow; still for a person to confirm. Corrected
         # before confidence is taken, so the field's confidence and its low-confidence reason agree.
         problems = [f"read as {text}, corrected to fit the field's {_rules(info.spec)}"]
-        for r, d, ch in zip(digit_rows, digits, fitting):
-            if int(ch) != r["digit"]:
-                r["second_digit"], r["second_confidence"] = r["digit"], r["confidence"]
-                r["digit"], r["confidence"] = int(ch), float(d.probabilities[int(ch)])
+        digit_rows = [r if int(ch) == r.digit else dataclasses.replace(
+            r, digit=int(ch), confidence=float(d.probabilities[int(ch)]), second_digit=r.digit,
+            second_confidence=r.confidence) for r, d, ch in zip(digit_rows, digits, fitting)]
         text = fitting
     reasons = _review_reasons(info, digits, digit_rows, review_threshold) + problems
-    field_row = {
-        "source_uri": source_uri, "page": page, "template": info.template or None, "field": field,
-        "value": text, "confidence": min((r["confidence"] for r in digit_rows), default=None),
-        "digit_count": len(digit_rows), "needs_review": bool(reasons), "review_reason": "; ".join(reasons) or None,
-        "bbox_x": info.bbox[0], "bbox_y": info.bbox[1], "bbox_w": info.bbox[2], "bbox_h": info.bbox[3],
-        "model_name": digit_rows[0]["model_name"] if digit_rows else None,
-        "model_version": digit_rows[0]["model_version"] if digit_rows else None,
-        "run_id": run_id, "processed_at": processed_at,
-    }
+    first = digit_rows[0] if digit_rows else None
+    field_row = FieldRow(
+        source_uri=source_uri, page=page, template=info.template or None, field=field, value=text,
+        confidence=min((r.confidence for r in digit_rows), default=None), digit_count=len(digit_rows),
+        needs_review=bool(reasons), review_reason="; ".join(reasons) or None,
+        bbox_x=info.bbox[0], bbox_y=info.bbox[1], bbox_w=info.bbox[2], bbox_h=info.bbox[3],
+        model_name=first.model_name if first else None, model_version=first.model_version if first else None,
+        run_id=run_id, processed_at=processed_at)
     return field_row, digit_rows
 
 
-def _digit_row(key: tuple, d: ReadDigit) -> dict:
+def _digit_row(key: tuple, d: ReadDigit) -> DigitRow:
     source_uri, page, field = key
     order = np.argsort(d.probabilities)[::-1]
     best, second = int(order[0]), int(order[1])
-    return {
-        "source_uri": source_uri, "page": page, "field": field, "position": d.position,
-        "digit": best, "confidence": float(d.probabilities[best]),
-        "second_digit": second, "second_confidence": float(d.probabilities[second]),
-        "bbox_x": d.bbox[0], "bbox_y": d.bbox[1], "bbox_w": d.bbox[2], "bbox_h": d.bbox[3],
-        "model_name": d.model_name, "model_version": d.model_version,
-    }
+    return DigitRow(
+        source_uri=source_uri, page=page, field=field, position=d.position,
+        digit=best, confidence=float(d.probabilities[best]),
+        second_digit=second, second_confidence=float(d.probabilities[second]),
+        bbox_x=d.bbox[0], bbox_y=d.bbox[1], bbox_w=d.bbox[2], bbox_h=d.bbox[3],
+        model_name=d.model_name, model_version=d.model_version)
 
 
-def _review_reasons(info: FieldInfo, digits: list[ReadDigit], digit_rows: list[dict],
+def _review_reasons(info: FieldInfo, digits: list[ReadDigit], digit_rows: list[DigitRow],
                     review_threshold: float) -> list[str]:
     """Why a person should look at the field, apart from its rules: struck, unreadable, unsure digits."""
     reasons = []
@@ -131,33 +129,26 @@ def _review_reasons(info: FieldInfo, digits: list[ReadDigit], digit_rows: list[d
         reasons.append(f"{info.struck} struck-through digit(s) left out")
     if len(digits) < info.digits_cut:
         reasons.append(f"{info.digits_cut - len(digits)} digit(s) unreadable")
-    low = [r for r in digit_rows if r["confidence"] < review_threshold]
+    low = [r for r in digit_rows if r.confidence < review_threshold]
     if low:
-        worst = min(low, key=lambda r: r["confidence"])
+        worst = min(low, key=lambda r: r.confidence)
         # Counted from 1, as people count (the digits table's `position` counts from 0).
-        reasons.append(f"low confidence {worst['confidence']:.2f} at digit {worst['position'] + 1}")
+        reasons.append(f"low confidence {worst.confidence:.2f} at digit {worst.position + 1}")
     return reasons
 
 
-def assemble_page(page: PageCut, reads, *, review_threshold: float, run_id: str,
-                  processed_at: datetime.datetime) -> dict[str, list[dict]]:
-    """The `fields` and `digits` rows of one page, from its cuts and the model's reads of its crops.
+def assemble_page(page: PageCut, *, review_threshold: float, run_id: str,
+                  processed_at: datetime.datetime) -> dict[str, list]:
+    """The `fields` and `digits` rows of one page, from its cuts, each digit with its reading (`PageCut.read_by`).
 
-    Args:
-        page: the page's fields and digits as segmentation cut them.
-        reads: `pipeline.inference.infer.PageReads`, row i for the page's i-th crop.
+    A digit without a reading (no ink left to read) is left out, and its field flagged ("unreadable").
     """
-    rows: dict[str, list[dict]] = {"fields": [], "digits": []}
-    k = 0
+    rows: dict[str, list] = {"fields": [], "digits": []}
     for cut in page.fields:
         info = FieldInfo((page.source_uri, page.page, cut.field), cut.template, cut.spec, cut.bbox,
                          len(cut.digits), cut.struck)
-        digits = []
-        for d in cut.digits:
-            if d.crop is not None:
-                digits.append(ReadDigit(d.position, d.bbox, reads.probabilities[k], reads.model_name,
-                                        reads.model_versions[k]))
-                k += 1
+        digits = [ReadDigit(d.position, d.bbox, d.read.probabilities, d.read.model_name, d.read.model_version)
+                  for d in cut.digits if d.read is not None]
         field_row, digit_rows = assemble_field(info, digits, review_threshold=review_threshold, run_id=run_id,
                                                processed_at=processed_at)
         rows["fields"].append(field_row)
@@ -165,38 +156,27 @@ def assemble_page(page: PageCut, reads, *, review_threshold: float, run_id: str,
     return rows
 
 
-def settle_alternatives(page: PageCut, reads):
+def settle_alternatives(page: PageCut) -> PageCut:
     """The page with each part of a field that segmentation could cut two ways read the likelier way.
 
     Segmentation offers a blob it cut into touching digits whole as well
     (`pipeline.types.AlternativeCut`); the model read both. The way whose length
     the field's template allows wins; where both or neither do, the one whose
-    digits' joint probability is higher. Returns (the page, its reads), one read
-    per digit with ink, as `assemble_page` takes them.
+    digits' joint probability is higher.
     """
-    if not page.alternatives_with_ink():
-        return page, reads
-    rows = iter(range(len(reads.probabilities)))
-    read_of = {id(d): next(rows) for d in page.digits_with_ink()}
-    read_of.update({id(d): next(rows) for a in page.alternatives_with_ink() for d in a.digits})
     fields = []
     for cut in page.fields:
         digits = list(cut.digits)
         for other in sorted(cut.alternatives, key=lambda a: -a.first):  # from the right: positions to the left hold
             now = digits[other.first:other.first + other.count]
-            if all(id(d) in read_of for d in now + other.digits) and _likelier(
-                    cut.spec, len(digits), [reads.probabilities[read_of[id(d)]] for d in now],
-                    [reads.probabilities[read_of[id(d)]] for d in other.digits]):
+            if all(d.read is not None for d in now + other.digits) and _likelier(
+                    cut.spec, len(digits), [d.read.probabilities for d in now],
+                    [d.read.probabilities for d in other.digits]):
                 digits[other.first:other.first + other.count] = other.digits
-        for position, d in enumerate(digits):
-            if d.position != position:
-                digits[position] = dataclasses.replace(d, position=position)
-                read_of[id(digits[position])] = read_of.get(id(d))
+        digits = [d if d.position == position else dataclasses.replace(d, position=position)
+                  for position, d in enumerate(digits)]
         fields.append(dataclasses.replace(cut, digits=digits, alternatives=[]))
-    settled = dataclasses.replace(page, fields=fields)
-    order = [read_of[id(d)] for d in settled.digits_with_ink()]
-    return settled, dataclasses.replace(reads, probabilities=reads.probabilities[order],
-                                        model_versions=[reads.model_versions[k] for k in order])
+    return dataclasses.replace(page, fields=fields)
 
 
 def _likelier(spec: Field | None, length: int, now: list[np.ndarray], other: list[np.ndarray]) -> bool:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 
+from pipeline.rows import CropRow, FieldRow
 from pipeline.segmentation.field_pictures import clean_paper, encode_png
 
 __all__ = ["KEEP_CROPS", "field_rule", "crop_rows", "object_name", "digit_boxes"]
@@ -44,7 +45,7 @@ def object_name(location: str, source_uri: str, page: int, field: str) -> str:
     return f"{location.rstrip('/')}/{digest}/p{page:04d}/{safe}.png"
 
 
-def crop_rows(page, field_rows: list[dict], keep: str, run_id: str, processed_at) -> list[dict]:
+def crop_rows(page, field_rows: list[FieldRow], keep: str, run_id: str, processed_at) -> list[CropRow]:
     """The `crops` rows of one assembled page: its flagged fields' (or all, or none) pictures.
 
     Args:
@@ -56,13 +57,12 @@ def crop_rows(page, field_rows: list[dict], keep: str, run_id: str, processed_at
         return []
     rows = []
     for cut, row in zip(page.fields, field_rows):
-        if cut.review is None or (keep == "flagged" and not row["needs_review"]):
+        if cut.review is None or (keep == "flagged" and not row.needs_review):
             continue
         image = clean_paper(cut.review.image)
-        rows.append({
-            "source_uri": page.source_uri, "page": page.page, "field": cut.field, "template": cut.template or None,
-            "image": encode_png(image), "image_uri": None, "width": int(image.shape[1]),
-            "height": int(image.shape[0]), "digit_boxes": json.dumps(digit_boxes(cut)),
-            "field_rule": field_rule(cut.spec), "run_id": run_id, "processed_at": processed_at,
-        })
+        rows.append(CropRow(
+            source_uri=page.source_uri, page=page.page, field=cut.field, template=cut.template or None,
+            image=encode_png(image), image_uri=None, width=int(image.shape[1]), height=int(image.shape[0]),
+            digit_boxes=json.dumps(digit_boxes(cut)), field_rule=field_rule(cut.spec), run_id=run_id,
+            processed_at=processed_at))
     return rows

@@ -167,7 +167,9 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
         out, start = [], 0
         for page, page_crops in zip(pages, crops):
             end = start + len(page_crops)
-            out.append(PredictionResult(page, PageReads(probabilities[start:end], name, versions[start:end])))
+            reads = PageReads(probabilities[start:end], name, versions[start:end])
+            # The page's digits carry their own answers from here on: assembly pairs nothing by position.
+            out.append(PredictionResult(page.read_by(reads.probabilities, name, reads.model_versions), reads))
             start = end
         return out
 

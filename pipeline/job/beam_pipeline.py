@@ -27,62 +27,29 @@ from apache_beam.ml.inference.base import RunInference
 
 from pipeline.assembly.assemble import assemble_page, settle_alternatives
 from pipeline.assembly.crops import crop_rows, object_name
-from pipeline.defaults import (DEFAULT_KEEP_CROPS, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PAGE_PIXELS,
-                               DEFAULT_REVIEW_THRESHOLD, DEFAULT_SERVING_TIMEOUT_S)
+from pipeline.defaults import DEFAULT_KEEP_CROPS
 from pipeline.inference.infer import (STOPS_THE_JOB, InferenceFailed, TFServingModelHandler,
-                            describe_dead_letter)
-from pipeline.segmentation.lines import find_lines
+                                      describe_dead_letter)
+from pipeline.job.config import RunConfig
 from pipeline.job.progress import WorkerProgress
+from pipeline.output.write import stage_rows, to_json_row
 from pipeline.reading.dropout import as_grey
 from pipeline.reading.read import Page, open_scan, read_pages, shown_uri
 from pipeline.registration.register import register_scan
+from pipeline.rows import Row, reject, utc_now
 from pipeline.schema import TABLES, bigquery_schema
+from pipeline.segmentation.lines import find_lines
 from pipeline.segmentation.segment import cut_fields
 from pipeline.templates.model import load_templates
 from pipeline.types import PageCut
-from pipeline.output.write import reject_row, stage_rows, to_json_row, utc_now
 
-__all__ = ["RunConfig", "build_pipeline", "SUMMARY_COUNTERS", "one_thread_per_process"]
+__all__ = ["build_pipeline", "SUMMARY_COUNTERS", "one_thread_per_process"]
 
 log = logging.getLogger("formdigits.run")
 # Beam counters (namespace "formdigits") of what a run writes: its summary, locally and on Dataflow.
 SUMMARY_COUNTERS = ("pages", "fields", "digits", "needs_review", "rejects")
 # Rows per staged batch (a Parquet file per table); bounds a worker's memory.
 WRITE_BATCH_ROWS = 5000
-
-
-@dataclasses.dataclass
-class RunConfig:
-    input: str | list                    # a glob, or (local streaming micro-batches) a list of files
-    output: str                          # a directory, or bq:PROJECT:DATASET
-    serving: str                         # host:port of TF Serving / formdigits serve
-    run_id: str
-    model: str = "lenet5"
-    model_version: int | None = None
-    model_label: str | None = None
-    templates_dir: str | None = None
-    review_threshold: float = DEFAULT_REVIEW_THRESHOLD
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE  # crops per Predict request: the server's max_batch_size
-    streaming: bool = False
-    poll_seconds: float = 2.0
-    settle_seconds: float = 2.0          # local streaming: a file is read once it has stood still this long
-    stop_after: float | None = None     # local streaming: stop after this many seconds
-    window_seconds: float = 5.0
-    input_subscription: str | None = None
-    progress_dir: str | None = None
-    input_root: str | None = None       # the folder --input reads from: links out of it are not followed
-    max_page_pixels: int = DEFAULT_MAX_PAGE_PIXELS
-    serving_timeout: float = DEFAULT_SERVING_TIMEOUT_S   # seconds without a server before the job stops
-    serving_ca: str | None = None        # PEM CA bundle when TF Serving serves TLS
-    keep_crops: str = DEFAULT_KEEP_CROPS  # none | flagged | all: fields whose pictures go to `crops`
-    crops_location: str | None = None    # BigQuery output: where crop PNGs go as objects (gs://bucket/path)
-
-    @property
-    def bigquery(self) -> tuple[str, str] | None:
-        if self.output.startswith("bq:"):
-            project, _, dataset = self.output[3:].partition(":")
-            return project, dataset
-        return None
 
 
 def one_thread_per_process() -> None:
@@ -121,9 +88,9 @@ class ReadPages(beam.DoFn):
                         yield (uri, item.page), item.image
                     else:
                         exc, page = item
-                        yield beam.pvalue.TaggedOutput("rejects", reject_row(uri, page, "read", exc))
+                        yield beam.pvalue.TaggedOutput("rejects", reject(uri, page, "read", exc))
         except Exception as exc:  # noqa: BLE001 - whatever a hostile file does, it is that file's reject
-            yield beam.pvalue.TaggedOutput("rejects", reject_row(uri, None, "read", exc))
+            yield beam.pvalue.TaggedOutput("rejects", reject(uri, None, "read", exc))
         finally:
             self.progress.add_file()
 
@@ -170,7 +137,7 @@ class SegmentPage(beam.DoFn):
             else:
                 cuts = find_lines(as_grey(image), review=self.review_pictures)
         except Exception as exc:  # noqa: BLE001 - a page that breaks segmentation is that page's reject
-            yield beam.pvalue.TaggedOutput("rejects", {"rejects": [reject_row(uri, page, "segment", exc)]})
+            yield beam.pvalue.TaggedOutput("rejects", {"rejects": [reject(uri, page, "segment", exc)]})
             return
         # A digit whose crop has no ink left after cleaning is not the page's fault: its field is read
         # without it and flagged ("1 digit(s) unreadable"), and the page's other fields stand.
@@ -189,12 +156,12 @@ class AssemblePage(beam.DoFn):
     def process(self, result):
         page, reads = result.example, result.inference
         if isinstance(reads, InferenceFailed):
-            yield {"rejects": [reject_row(page.source_uri, page.page, "infer",
+            yield {"rejects": [reject(page.source_uri, page.page, "infer",
                                        f"TF Serving at {self.target}: {reads.message}", reads.error_type)]}
             return
         now = utc_now()
-        page, reads = settle_alternatives(page, reads)
-        rows = assemble_page(page, reads, review_threshold=self.review_threshold, run_id=self.run_id,
+        page = settle_alternatives(page)
+        rows = assemble_page(page, review_threshold=self.review_threshold, run_id=self.run_id,
                              processed_at=now)
         rows["crops"] = crop_rows(page, rows["fields"], self.keep_crops, self.run_id, now)
         yield rows
@@ -209,16 +176,16 @@ class StoreCropObjects(beam.DoFn):
     def __init__(self, location: str):
         self.location = location
 
-    def process(self, tables: dict[str, list[dict]]):
+    def process(self, tables: dict[str, list[Row]]):
         if not tables.get("crops"):
             yield tables
             return
         rows = []
         for row in tables["crops"]:  # new rows: an element's input is not ours to change
-            uri = object_name(self.location, row["source_uri"], row["page"], row["field"])
+            uri = object_name(self.location, row.source_uri, row.page, row.field)
             with FileSystems.create(uri, mime_type="image/png") as fh:
-                fh.write(row["image"])
-            rows.append({**row, "image": None, "image_uri": uri})
+                fh.write(row.image)
+            rows.append(dataclasses.replace(row, image=None, image_uri=uri))
         yield {**tables, "crops": rows}
 
 
@@ -233,7 +200,7 @@ def _failed_batch_to_rejects(failed, target: str):
     if isinstance(failure[0], type) and issubclass(failure[0], STOPS_THE_JOB):
         raise failure[0](describe_dead_letter(failure)[1])
     error_type, message = describe_dead_letter(failure)
-    return {"rejects": [reject_row(page.source_uri, page.page, "infer", f"TF Serving at {target}: {message}",
+    return {"rejects": [reject(page.source_uri, page.page, "infer", f"TF Serving at {target}: {message}",
                                 error_type) for page in batch]}
 
 
@@ -243,13 +210,13 @@ class CountRows(beam.DoFn):
     def __init__(self):
         self.counters = {name: Metrics.counter("formdigits", name) for name in SUMMARY_COUNTERS}
 
-    def process(self, tables: dict[str, list[dict]]):
+    def process(self, tables: dict[str, list[Row]]):
         if "fields" in tables:  # one assembled page
             self.counters["pages"].inc()
         for table in ("fields", "digits", "rejects"):
             if tables.get(table):
                 self.counters[table].inc(len(tables[table]))
-        review = sum(1 for row in tables.get("fields", ()) if row["needs_review"])
+        review = sum(1 for row in tables.get("fields", ()) if row.needs_review)
         if review:
             self.counters["needs_review"].inc(review)
         yield tables
@@ -290,23 +257,23 @@ class WriteLocalRows(beam.DoFn):
 
 def _files(p: beam.Pipeline, cfg: RunConfig):
     """The input files' metadata: matched once, watched, or named by GCS notifications."""
-    if cfg.input_subscription:
+    if cfg.input.subscription:
         # Dataflow streaming: GCS object notifications on Pub/Sub name the new files; an object is read
         # once its notification says it is finalised (completely written), never before.
         return (p
-                | "ReadNotifications" >> beam.io.ReadFromPubSub(subscription=cfg.input_subscription,
+                | "ReadNotifications" >> beam.io.ReadFromPubSub(subscription=cfg.input.subscription,
                                                                with_attributes=True)
                 | "Finalised" >> beam.Filter(lambda m: m.attributes.get("eventType") == "OBJECT_FINALIZE")
                 | "NotificationToPath" >> beam.Map(
                     lambda m: f"gs://{m.attributes['bucketId']}/{m.attributes['objectId']}")
                 | "MatchNew" >> fileio.MatchAll())
-    if cfg.streaming:
-        return p | "Watch" >> fileio.MatchContinuously(cfg.input, interval=cfg.poll_seconds,
+    if cfg.input.streaming:
+        return p | "Watch" >> fileio.MatchContinuously(cfg.input.pattern, interval=cfg.input.poll_seconds,
                                                        has_deduplication=True,
                                                        start_timestamp=beam.utils.timestamp.Timestamp.now())
-    if isinstance(cfg.input, (list, tuple)):  # a micro-batch of files found by the local watcher
-        return p | "Files" >> beam.Create(list(cfg.input)) | "MatchNew" >> fileio.MatchAll()
-    return p | "Match" >> fileio.MatchFiles(cfg.input)
+    if isinstance(cfg.input.pattern, (list, tuple)):  # a micro-batch of files found by the local watcher
+        return p | "Files" >> beam.Create(list(cfg.input.pattern)) | "MatchNew" >> fileio.MatchAll()
+    return p | "Match" >> fileio.MatchFiles(cfg.input.pattern)
 
 
 def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> None:
@@ -314,27 +281,28 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> None:
     # Spread the matched files over the workers: without the shuffle, one bundle (one worker)
     # would read and segment every file that one glob matched.
     files = _files(p, cfg) | "SpreadFiles" >> beam.Reshuffle()
-    if cfg.streaming or cfg.input_subscription:
-        files = files | "Window" >> beam.WindowInto(beam.window.FixedWindows(cfg.window_seconds))
-    read = ReadPages(cfg.progress_dir, cfg.input_root, cfg.max_page_pixels)
+    if cfg.input.unbounded:
+        files = files | "Window" >> beam.WindowInto(beam.window.FixedWindows(cfg.input.window_seconds))
+    read = ReadPages(cfg.progress_dir, cfg.input.root, cfg.input.max_page_pixels)
     pages = files | "Read" >> beam.ParDo(read).with_outputs("rejects", main="pages")
-    templates = list(load_templates(cfg.templates_dir).values()) if cfg.templates_dir else None
-    segment = SegmentPage(templates, review_pictures=cfg.keep_crops != "none")
+    templates = list(load_templates(cfg.reading.templates_dir).values()) if cfg.reading.templates_dir else None
+    segment = SegmentPage(templates, review_pictures=cfg.output.keep_crops != "none")
     cut = pages.pages | "Segment" >> beam.ParDo(segment).with_outputs("rejects", main="pages")
-    handler = TFServingModelHandler(cfg.serving, cfg.model, version=cfg.model_version,
-                                    version_label=cfg.model_label, max_batch_size=cfg.max_batch_size,
-                                    serving_timeout_s=cfg.serving_timeout, progress_dir=cfg.progress_dir,
-                                    ca_file=cfg.serving_ca)
+    serving = cfg.serving
+    handler = TFServingModelHandler(serving.target, serving.model, version=serving.model_version,
+                                    version_label=serving.model_label, max_batch_size=serving.max_batch_size,
+                                    serving_timeout_s=serving.timeout_s, progress_dir=cfg.progress_dir,
+                                    ca_file=serving.ca_file)
     inferred, failed = cut.pages | "RunInference" >> RunInference(handler).with_exception_handling()
-    assembled = inferred | "Assemble" >> beam.ParDo(AssemblePage(cfg.review_threshold, cfg.run_id, cfg.serving,
-                                                                  cfg.keep_crops))
-    infer_failed = failed.failed_inferences | "FailedBatches" >> beam.Map(_failed_batch_to_rejects, cfg.serving)
+    assembled = inferred | "Assemble" >> beam.ParDo(AssemblePage(cfg.reading.review_threshold, cfg.run_id,
+                                                                  serving.target, cfg.output.keep_crops))
+    infer_failed = failed.failed_inferences | "FailedBatches" >> beam.Map(_failed_batch_to_rejects, serving.target)
     read_rejects = pages.rejects | "ReadRejects" >> beam.Map(lambda row: {"rejects": [row]})
     branches = {"Pages": assembled, "ReadRejects": read_rejects, "SegmentRejects": cut.rejects,
                 "InferRejects": infer_failed}
-    if cfg.bigquery:
-        if cfg.keep_crops != "none":
-            branches["Pages"] = assembled | "StoreCrops" >> beam.ParDo(StoreCropObjects(cfg.crops_location))
+    if cfg.output.bigquery:
+        if cfg.output.keep_crops != "none":
+            branches["Pages"] = assembled | "StoreCrops" >> beam.ParDo(StoreCropObjects(cfg.output.crops_location))
         rows = tuple(branches.values()) | "AllRows" >> beam.Flatten() | "Count" >> beam.ParDo(CountRows())
         _write_bigquery(rows, cfg)
         return
@@ -343,12 +311,12 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig) -> None:
     for name, branch in branches.items():
         (branch
          | f"Count{name}" >> beam.ParDo(CountRows())
-         | f"Write{name}" >> beam.ParDo(WriteLocalRows(cfg.output, cfg.run_id)))
+         | f"Write{name}" >> beam.ParDo(WriteLocalRows(cfg.output.location, cfg.run_id)))
 
 
 def _write_bigquery(rows, cfg: RunConfig) -> None:
-    project, dataset = cfg.bigquery
-    method = (beam.io.WriteToBigQuery.Method.STORAGE_WRITE_API if cfg.streaming or cfg.input_subscription
+    project, dataset = cfg.output.bigquery
+    method = (beam.io.WriteToBigQuery.Method.STORAGE_WRITE_API if cfg.input.unbounded
               else beam.io.WriteToBigQuery.Method.FILE_LOADS)
     for table in TABLES:
         (rows

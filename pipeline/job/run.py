@@ -10,6 +10,7 @@ its description instead. A run's summary is its own Beam counters.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import glob
 import json
@@ -27,13 +28,14 @@ import grpc
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions
 
-from pipeline.job.beam_pipeline import SUMMARY_COUNTERS, RunConfig, build_pipeline
+from pipeline.job.beam_pipeline import SUMMARY_COUNTERS, build_pipeline
+from pipeline.job.config import RunConfig
 from pipeline.job.dataflow import job_description, pipeline_options
 from pipeline.job.loopback import loopback_only
 from pipeline.job.progress import ProgressPrinter, read_stop
 from pipeline.job.streaming import watch_micro_batches
-from pipeline.output.store import Committer, RunLock, StoreBusy
 from pipeline.job.workers import WorkerDied, stop_on_dead_worker
+from pipeline.output.store import Committer, RunLock, StoreBusy
 from serving.client import ModelLoadFailed, PredictClient
 from serving.server.config import ConfigError
 from serving.server.engine import ServerProcess
@@ -175,15 +177,17 @@ def check_served_model(cfg: RunConfig) -> None:
     Raises:
         ModelRefused: the model is not served there, or is not a digit classifier.
     """
-    client = PredictClient(cfg.serving, cfg.model, version=cfg.model_version, version_label=cfg.model_label,
-                           ca_file=cfg.serving_ca, timeout_s=30.0)
+    serving = cfg.serving
+    client = PredictClient(serving.target, serving.model, version=serving.model_version,
+                           version_label=serving.model_label, ca_file=serving.ca_file, timeout_s=30.0)
     try:
         client.check_signature()
     except UnfitModel as exc:
         raise ModelRefused(str(exc)) from None
     except grpc.RpcError as exc:
         if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-            raise ModelRefused(f"TF Serving at {cfg.serving} does not serve model {cfg.model}: {exc.details()}") \
+            raise ModelRefused(f"TF Serving at {serving.target} does not serve model {serving.model}: "
+                               f"{exc.details()}") \
                 from None
 
 
@@ -191,10 +195,10 @@ def run_job(cfg: RunConfig, beam_args: list[str], *, runner: str = "DirectRunner
             models_dir: str = "models", job_file: str | None = None, quiet: bool = False) -> dict:
     """Runs (or, with dry_run, translates) the pipeline. Returns the summary."""
     # Local streaming runs bounded micro-batches (see pipeline.job.streaming): small, in one process.
-    local_streaming = runner == "DirectRunner" and cfg.streaming
+    local_streaming = runner == "DirectRunner" and cfg.input.streaming
     args = beam_args + ["--direct_running_mode=in_memory", "--direct_num_workers=1"] if local_streaming else beam_args
     options = pipeline_options(args, runner=runner,
-                               streaming=(cfg.streaming or bool(cfg.input_subscription)) and not local_streaming,
+                               streaming=cfg.input.unbounded and not local_streaming,
                                dry_run=dry_run, setup_file=REPO_SETUP if os.path.exists(REPO_SETUP) else None)
     if runner == "DataflowRunner":
         return _run_dataflow(cfg, options, dry_run, job_file)
@@ -202,7 +206,8 @@ def run_job(cfg: RunConfig, beam_args: list[str], *, runner: str = "DirectRunner
         return _run_local(cfg, options, models_dir, quiet)
     except Exception as exc:
         if _disk_full(exc):
-            raise RunError(f"no space left on the device holding {os.path.abspath(cfg.output)}: free some and run "
+            raise RunError(f"no space left on the device holding {os.path.abspath(cfg.output.location)}: free some "
+                           "and run "
                            "again (what was written is whole pages; the rest is read then)") from None
         raise
 
@@ -217,7 +222,7 @@ def _disk_full(exc: BaseException) -> bool:
 
 
 def _run_dataflow(cfg: RunConfig, options, dry_run: bool, job_file: str | None) -> dict:
-    if not cfg.serving:
+    if not cfg.serving.target:
         raise RunError("DataflowRunner needs --serving HOST:PORT (TF Serving reachable from the workers, "
                        "see infra/tfserving); the embedded server only serves local runs")
     p = beam.Pipeline(options=options)
@@ -237,28 +242,29 @@ def _run_dataflow(cfg: RunConfig, options, dry_run: bool, job_file: str | None) 
 def _run_local(cfg: RunConfig, options, models_dir: str, quiet: bool) -> dict:
     started = time.monotonic()
     _quiet_workers()
-    cfg.progress_dir = os.path.join(cfg.output, ".progress", cfg.run_id)
-    log = os.path.join(cfg.output, ".logs", f"{cfg.run_id}.log")
+    cfg = cfg.local_progress()
+    log = os.path.join(cfg.output.location, ".logs", f"{cfg.run_id}.log")
     counts = dict.fromkeys(SUMMARY_COUNTERS, 0)
     with contextlib.ExitStack() as stack:  # unwinds in reverse: log, progress, server, committer, lock
         try:
-            stack.enter_context(RunLock(cfg.output))
+            stack.enter_context(RunLock(cfg.output.location))
         except StoreBusy as exc:
             raise RunError(str(exc)) from None
-        stack.enter_context(Committer(cfg.output))
-        if not cfg.serving:
-            cfg.serving = stack.enter_context(EmbeddedServer(models_dir, cfg.model)).target
+        stack.enter_context(Committer(cfg.output.location))
+        if not cfg.serving.target:
+            target = stack.enter_context(EmbeddedServer(models_dir, cfg.serving.model)).target
+            cfg = dataclasses.replace(cfg, serving=dataclasses.replace(cfg.serving, target=target))
         check_served_model(cfg)
         stack.callback(shutil.rmtree, cfg.progress_dir, ignore_errors=True)
         if not quiet:
             stack.enter_context(ProgressPrinter(cfg.progress_dir, files_total=_files_total(cfg),
-                                                heartbeat=60.0 if cfg.streaming else None))
+                                                heartbeat=60.0 if cfg.input.streaming else None))
         stack.enter_context(loopback_only())
         if options.view_as(DirectOptions).direct_running_mode == "multi_processing":
             stack.enter_context(_workers_write_to(log))
             stack.enter_context(stop_on_dead_worker())
         try:
-            if cfg.streaming:
+            if cfg.input.streaming:
                 watch_micro_batches(cfg, lambda batch: _run_bounded(batch, options), lambda c: _add(counts, c),
                                     fatal=(ServingStopped, ModelRefused))
             else:
@@ -266,7 +272,7 @@ def _run_local(cfg: RunConfig, options, models_dir: str, quiet: bool) -> dict:
         except (RunError, KeyboardInterrupt):
             raise
         except WorkerDied as exc:
-            raise WorkerLost(str(exc), cfg.output) from None
+            raise WorkerLost(str(exc), cfg.output.location) from None
         except Exception as exc:  # a fault of the job itself, not of a file: the details go to the log
             with open(log, "a") as fh:
                 fh.write(f"\n{exc}\n")
@@ -278,9 +284,9 @@ def _run_local(cfg: RunConfig, options, models_dir: str, quiet: bool) -> dict:
 
 def _files_total(cfg: RunConfig) -> int | None:
     """How many files a local batch run will read (the total its progress line counts to); None otherwise."""
-    if cfg.streaming or "://" in cfg.input:
+    if cfg.input.streaming or "://" in cfg.input.pattern:
         return None
-    return sum(1 for path in glob.glob(cfg.input) if os.path.isfile(path))
+    return sum(1 for path in glob.glob(cfg.input.pattern) if os.path.isfile(path))
 
 
 def _last_line(exc: BaseException) -> str:
@@ -294,7 +300,7 @@ def _add(counts: dict, more: dict) -> None:
 
 
 def _run_bounded(cfg: RunConfig, options) -> dict:
-    """One bounded run of the graph over `cfg.input`; its counts."""
+    """One bounded run of the graph over `cfg.input.pattern`; its counts."""
     p = beam.Pipeline(options=options)
     build_pipeline(p, cfg)
     try:
@@ -305,7 +311,7 @@ def _run_bounded(cfg: RunConfig, options) -> dict:
         if stop and stop[0] == "UnfitModel":
             raise ModelRefused(stop[1]) from None
         if stop:
-            raise ServingStopped(stop[1], cfg.output) from None
+            raise ServingStopped(stop[1], cfg.output.location) from None
         raise
     return counts_from_metrics(result)
 

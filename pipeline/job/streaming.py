@@ -26,7 +26,8 @@ from typing import Callable
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.output.write import reject_row, stage_rows
+from pipeline.output.write import stage_rows
+from pipeline.rows import reject
 
 __all__ = ["watch_micro_batches", "Settler"]
 
@@ -83,21 +84,21 @@ def watch_micro_batches(cfg, run_batch: Callable[[object], dict], add_summary: C
     """Runs `run_batch(cfg for the new files)` for each set of settled new files until stopped.
 
     Args:
-        cfg: the job's RunConfig (its `input` is the pattern watched).
+        cfg: the job's RunConfig (its `input.pattern` is the glob watched).
         run_batch: runs the bounded graph over a RunConfig whose input is a list of files; returns its counts.
         add_summary: receives each batch's counts.
         fatal: exceptions that end the watch (the server gone for good) rather than a batch.
     """
     stopper = _Stopper()
     previous = {sig: signal.signal(sig, stopper) for sig in (signal.SIGTERM, signal.SIGINT)}
-    settler = Settler(cfg.settle_seconds)
+    settler = Settler(cfg.input.settle_seconds)
     alone: set[str] = set()   # files of a failed batch: tried one at a time
-    deadline = time.monotonic() + cfg.stop_after if cfg.stop_after else None
-    print(f"formdigits run: watching {cfg.input} every {cfg.poll_seconds:g}s (Ctrl-C to stop)",
+    deadline = time.monotonic() + cfg.input.stop_after if cfg.input.stop_after else None
+    print(f"formdigits run: watching {cfg.input.pattern} every {cfg.input.poll_seconds:g}s (Ctrl-C to stop)",
           file=sys.stderr, flush=True)
     try:
         while not stopper.draining.is_set() and (deadline is None or time.monotonic() < deadline):
-            new = settler.ready(cfg.input)
+            new = settler.ready(cfg.input.pattern)
             batches = [[m] for m in new if m.path in alone] + [[m for m in new if m.path not in alone]]
             for batch in (b for b in batches if b):
                 try:
@@ -105,7 +106,7 @@ def watch_micro_batches(cfg, run_batch: Callable[[object], dict], add_summary: C
                 finally:
                     if stopper.now:
                         raise KeyboardInterrupt
-            stopper.draining.wait(cfg.poll_seconds)
+            stopper.draining.wait(cfg.input.poll_seconds)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -120,7 +121,8 @@ def _stop_now(_signum, _frame):
 
 
 def _run_one(cfg, batch: list, run_batch, add_summary, settler: Settler, alone: set, fatal) -> None:
-    batch_cfg = dataclasses.replace(cfg, input=[m.path for m in batch], streaming=False)
+    batch_cfg = dataclasses.replace(cfg, input=dataclasses.replace(cfg.input, pattern=tuple(m.path for m in batch),
+                                                                   streaming=False))
     try:
         counts = run_batch(batch_cfg)
         add_summary(counts)
@@ -147,5 +149,6 @@ def _run_one(cfg, batch: list, run_batch, add_summary, settler: Settler, alone: 
 def _reject_file(cfg, path: str, exc: Exception) -> None:
     """A file that failed a run of its own: one rejects row, staged like any other, and not tried again."""
     message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    stage_rows(cfg.output, {"rejects": [reject_row(path, None, "run", message, type(exc).__name__)]}, cfg.run_id)
+    stage_rows(cfg.output.location, {"rejects": [reject(path, None, "run", message, type(exc).__name__)]},
+               cfg.run_id)
     print(f"formdigits run: {path} failed on its own and is rejected: {message[:200]}", file=sys.stderr, flush=True)

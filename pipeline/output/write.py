@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import schema
-from pipeline.reading.read import clean_message
+from pipeline.rows import ROW_TYPES, Row, as_dict
 
-__all__ = ["STAGING", "reject_row", "utc_now", "RowShapeError", "check_row_keys", "arrow_schema", "stage_rows",
+__all__ = ["STAGING", "RowShapeError", "check_rows", "arrow_schema", "stage_rows",
            "staged_batches", "to_json_row", "remove_partial_files"]
 
 STAGING = ".staging"  # DIR/.staging/<run>-<uuid>/<table>.parquet: written by workers, merged by the committer
@@ -31,41 +31,27 @@ _ARROW = {"VARCHAR": pa.string(), "INTEGER": pa.int32(), "BIGINT": pa.int64(), "
 
 
 def arrow_schema(table: str) -> pa.Schema:
-    return pa.schema([pa.field(name, _ARROW[sql], nullable=nullable) for name, sql, _, nullable in schema.TABLES[table]])
+    return pa.schema([pa.field(name, _ARROW[sql], nullable=nullable)
+                      for name, sql, _, nullable in schema.TABLES[table]])
 
 
 def _py(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
-def utc_now() -> datetime.datetime:
-    """Now in UTC, without a zone: the tables' TIMESTAMP columns are UTC by convention."""
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-
-
-def reject_row(source_uri: str, page: int | None, stage: str, exc: BaseException | str,
-               error_type: str | None = None) -> dict:
-    """Builds the `rejects` row for a file or page that could not be read: the one place such rows are made."""
-    return {"source_uri": source_uri, "page": page, "stage": stage, "error_type": error_type or type(exc).__name__,
-            "message": clean_message(exc), "processed_at": utc_now()}
-
-
 class RowShapeError(ValueError):
-    """A row whose keys are not its table's columns: a misspelt key would otherwise become a silent NULL."""
+    """A row that is not its table's row type (`pipeline.rows`): a dict's misspelt key would be a silent NULL."""
 
 
-def check_row_keys(table: str, rows: list[dict]) -> None:
-    """Raises RowShapeError unless every one of `rows` has exactly the columns of `table` (pipeline/schema.py)."""
-    cols = set(schema.column_names(table))
-    row = next((r for r in rows if r.keys() != cols), None)
+def check_rows(table: str, rows: list) -> None:
+    """Raises RowShapeError unless every one of `rows` is `table`'s row type, whose fields are its columns."""
+    kind = ROW_TYPES[table]
+    row = next((r for r in rows if type(r) is not kind), None)
     if row is not None:
-        unknown, missing = set(row) - cols, cols - set(row)
-        raise RowShapeError(f"{table} row: " + "; ".join(
-            part for part in (unknown and f"unknown {sorted(unknown)}", missing and f"missing {sorted(missing)}")
-            if part))
+        raise RowShapeError(f"{table} rows are {kind.__name__}s (pipeline/rows.py), not {type(row).__name__}")
 
 
-def stage_rows(output_dir: str, tables: dict[str, list[dict]], run_id: str) -> str | None:
+def stage_rows(output_dir: str, tables: dict[str, list[Row]], run_id: str) -> str | None:
     """Writes a batch of pages' rows as one staged directory, a Parquet file per table; returns its path.
 
     The directory is written under a `.part` name and renamed in whole, so the
@@ -75,7 +61,7 @@ def stage_rows(output_dir: str, tables: dict[str, list[dict]], run_id: str) -> s
     if not any(tables.get(t) for t in schema.TABLES):
         return None
     for table in schema.TABLES:  # before anything is written: a refused batch leaves no `.part` behind
-        check_row_keys(table, tables.get(table) or [])
+        check_rows(table, tables.get(table) or [])
     staging = os.path.join(output_dir, STAGING)
     batch = os.path.join(staging, f"{run_id}-{uuid.uuid4().hex[:12]}")
     os.makedirs(batch + ".part")
@@ -83,7 +69,8 @@ def stage_rows(output_dir: str, tables: dict[str, list[dict]], run_id: str) -> s
         rows = tables.get(table)
         if rows:
             cols = schema.column_names(table)
-            data = pa.Table.from_pylist([{c: _py(r[c]) for c in cols} for r in rows], schema=arrow_schema(table))
+            data = pa.Table.from_pylist([{c: _py(getattr(r, c)) for c in cols} for r in rows],
+                                        schema=arrow_schema(table))
             pq.write_table(data, os.path.join(batch + ".part", f"{table}.parquet"))
     os.replace(batch + ".part", batch)
     return batch
@@ -115,10 +102,10 @@ def remove_partial_files(output_dir: str) -> None:
                     os.remove(os.path.join(directory, name))
 
 
-def to_json_row(row: dict) -> dict:
+def to_json_row(row: Row) -> dict:
     """A row as BigQuery's JSON API takes it."""
     out = {}
-    for k, v in row.items():
+    for k, v in as_dict(row).items():
         v = _py(v)
         if isinstance(v, datetime.datetime):
             v = v.isoformat()

@@ -28,8 +28,9 @@ from PIL import Image
 
 from pipeline.defaults import DEFAULT_MAX_PAGE_PIXELS
 from pipeline.reading.dropout import as_grey, is_colour
+from pipeline.rows import clean_message
 
-__all__ = ["Page", "ReadError", "read_pages", "open_scan", "input_root", "clean_message", "shown_uri",
+__all__ = ["Page", "ReadError", "read_pages", "open_scan", "input_root", "shown_uri",
            "MAX_PAGE_PIXELS", "PDF_DPI"]
 
 MAX_PAGE_PIXELS = 12_000_000            # pages are downscaled to this (~ letter at 400 dpi)
@@ -48,11 +49,6 @@ class Page:
     source_uri: str
     page: int          # 1-based
     image: np.ndarray  # uint8, dark ink on light paper: grey (H, W), or BGR (H, W, 3) for a page in colour
-
-
-def clean_message(text: str) -> str:
-    """An error message without what changes from run to run (object addresses), so a re-run finds it again."""
-    return re.sub(r"\s+at 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{6,}", "", str(text))[:2000]
 
 
 def shown_uri(path: str) -> str:

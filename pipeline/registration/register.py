@@ -22,9 +22,9 @@ import functools
 import cv2
 import numpy as np
 
+from pipeline.ink import ink_strength
 from pipeline.reading.dropout import as_grey, drop_print
 from pipeline.registration.features import MIN_INLIERS, match_templates, rotation_of
-from pipeline.ink import ink_strength
 from pipeline.templates.model import Template, render_blank
 from pipeline.types import Registration, SegmentError
 

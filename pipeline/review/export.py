@@ -10,8 +10,8 @@ import os
 
 import duckdb
 
-from pipeline.review.queue import ReviewError, check_database
 from pipeline.output.store import snapshot
+from pipeline.review.queue import ReviewError, check_database
 
 __all__ = ["EXPORT_COLUMNS", "export_final_values", "PendingReview"]
 

@@ -18,8 +18,8 @@ import os
 import duckdb
 
 from pipeline.defaults import DEFAULT_REVIEW_THRESHOLD
-from pipeline.review.queue import QUEUE_ORDER, check_database
 from pipeline.output.store import snapshot
+from pipeline.review.queue import QUEUE_ORDER, check_database
 
 __all__ = ["IMAGE_BUDGET", "MAX_LISTED", "write_report", "report_html"]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from pipeline.ink import ink_strength
 from pipeline.segmentation.blobs import Blob, components
 from pipeline.segmentation.field_pictures import LINE_HEIGHT_PX, field_picture
-from pipeline.ink import ink_strength
 from pipeline.segmentation.guides import ink_mask
 from pipeline.segmentation.segment import digit_image, leave_out_struck, normalise_cuts
 from pipeline.segmentation.split import digit_region, join_bows, merge_pieces

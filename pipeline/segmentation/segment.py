@@ -14,11 +14,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.segmentation.field_pictures import TEMPLATE_FIELD_SCALE, field_picture
 from pipeline.ink import ink_strength
+from pipeline.registration.register import box_through
+from pipeline.segmentation.field_pictures import TEMPLATE_FIELD_SCALE, field_picture
 from pipeline.segmentation.guides import ink_mask, remove_guides
 from pipeline.segmentation.normalize import EmptyCropError, mnist_normalize
-from pipeline.registration.register import box_through
 from pipeline.segmentation.split import split_digits_and_alternatives
 from pipeline.segmentation.strikeout import drop_struck
 from pipeline.templates.model import Field, Template, reference_image

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.segmentation.blobs import Blob, components, near, one_column, union, x_overlap
-from pipeline.templates.model import Field
 from pipeline.segmentation.touching import cut_alternatives, pieces, split_blobs, split_to
+from pipeline.templates.model import Field
 
 __all__ = ["merge_pieces", "join_bows", "split_digits", "split_digits_and_alternatives", "digit_region"]
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from pipeline.assembly.assemble import FieldInfo, ReadDigit, assemble_field
 from pipeline.assembly.crops import crop_rows
+from pipeline.rows import CropRow, RejectRow
 from pipeline.segmentation.field_pictures import field_picture
 from pipeline.templates.model import Field
 from pipeline.types import DigitCut, FieldCut, PageCut
@@ -23,12 +24,11 @@ def field_rows(value: str, run_id: str = "r1", source: str = "file:///s.png", pa
     return assemble_field(info, digits, review_threshold=0.9, run_id=run_id, processed_at=WHEN)
 
 
-def reject_row(source: str, page, stage: str = "read", message: str = "empty file") -> dict:
-    return {"source_uri": source, "page": page, "stage": stage, "error_type": "ReadError", "message": message,
-            "processed_at": WHEN}
+def reject_row(source: str, page, stage: str = "read", message: str = "empty file") -> RejectRow:
+    return RejectRow(source, page, stage, "ReadError", message, WHEN)
 
 
-def crop_row(source: str = "file:///s.png", page: int = 1, field: str = "amount") -> dict:
+def crop_row(source: str = "file:///s.png", page: int = 1, field: str = "amount") -> CropRow:
     """The `crops` row of a flagged field: a grey picture with two dark digits, through pipeline.assembly.crops."""
     grey = np.full((60, 120), 230, np.uint8)
     grey[10:50, 10:20] = 20
@@ -37,5 +37,5 @@ def crop_row(source: str = "file:///s.png", page: int = 1, field: str = "amount"
               for i, box in enumerate([(8, 8, 14, 44), (38, 8, 24, 44)])]
     spec = Field(field, "boxed", (0, 0, 60, 30), 2, 6, pattern=r"\d{2,6}")
     cut = FieldCut("invoice", field, spec, (1, 2, 3, 4), digits, review=field_picture(grey, 0.5))
-    fields = [{"needs_review": True}]
-    return crop_rows(PageCut(source, page, [cut]), fields, "flagged", "r1", WHEN)[0]
+    flagged, _ = field_rows("47", source=source, page=page, field=field, sure=False)
+    return crop_rows(PageCut(source, page, [cut]), [flagged], "flagged", "r1", WHEN)[0]
