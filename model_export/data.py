@@ -29,7 +29,7 @@ from corpus.forms import Ink
 from corpus.mnist import LICENCE, MnistFileError, mnist_splits
 from corpus.progress import progress_printer
 from model_export.corrections import LICENCE as REVIEWED_LICENCE, REPEATS as REVIEWED_REPEATS, reviewed_digits
-from model_export.form_crops import generate_form_crops
+from model_export.form_crops import generate_form_crops, generate_own_form_crops
 
 from model_export.choices import DATA_CHOICES
 
@@ -49,6 +49,7 @@ class DataPlan:
     synthetic: int = 0                      # synthetic writers' digits rendered alone
     synthetic_form_crops: int = 0           # cut from forms written by synthetic writers
     mnist_form_crops: int = 0               # cut from forms written with MNIST training glyphs
+    own_form_crops: int = 0                 # cut from tight forms without marks in MNIST training glyphs
     heldout: int = 10000                    # per held-out set (MNIST's validation split is always whole)
     seed: int = 0
     workers: int | None = None
@@ -112,6 +113,16 @@ def _form_crops(plan: DataPlan, parts: list, heldout: dict, fonts: list[str]) ->
         validation_ink = Ink(kind="mnist", mnist_path=plan.mnist_path, mnist_split="validation")
         heldout["mnist_form_crops"] = generate_form_crops(held, seed=plan.seed, stream=streams[1],
                                                           workers=plan.workers, ink=validation_ink)
+    if plan.own_form_crops:
+        train_ink = Ink(kind="mnist", mnist_path=plan.mnist_path, mnist_split="train")
+        parts.append(("digits cut from forms without marks (generated tight layouts; grey, bitonal and "
+                      "dropout-colour scans) written with MNIST training glyphs", *generate_own_form_crops(
+                          plan.own_form_crops, seed=plan.seed, stream=streams[0], workers=plan.workers,
+                          ink=train_ink, progress=_progress("forms without marks")), LICENCE + CUT_BY))
+        validation_ink = Ink(kind="mnist", mnist_path=plan.mnist_path, mnist_split="validation")
+        heldout["own_form_crops"] = generate_own_form_crops(held, seed=plan.seed, stream=streams[1],
+                                                            split="heldout", workers=plan.workers,
+                                                            ink=validation_ink)
 
 
 def load_training_data(plan: DataPlan) -> TrainingData:

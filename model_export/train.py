@@ -26,20 +26,13 @@ import tensorflow as tf
 from corpus.evaluate import expected_calibration_error
 from corpus.mnist import DEFAULT_MNIST_PATH
 from model_export.augment import Distortions, distort_batch
+from model_export.choices import DEFAULT_EPOCHS, DEFAULT_MIX
 from model_export.data import DataPlan, TrainingData, load_training_data
 from model_export.export import SHIFTED_VIEWS, SINGLE_VIEW, export_model, mean_over_views
 from model_export.models import build_model
 
 __all__ = ["TrainConfig", "TrainResult", "train", "fit_temperature"]
 
-# Per architecture and data: (synthetic writers, synthetic form crops, MNIST-ink form crops).
-DEFAULT_MIX = {
-    ("lenet5", "mixed"): (40000, 24000, 60000),
-    ("lenet5", "synthetic"): (90000, 18000, 0),
-    ("vgg16", "mixed"): (8000, 3000, 3000),
-    ("vgg16", "synthetic"): (20000, 4000, 0),
-}
-DEFAULT_EPOCHS = {"lenet5": 12, "vgg16": 3}
 PROGRESS_EVERY_S = 60.0  # a line within an epoch this often; LeNet-5's epochs are shorter
 # Adam's starting rate (cosine decay to 2% of it). VGG16's 13 convolutions without batch norm diverge from a
 # random start at LeNet-5's rate (chance after 100 steps; 91% at 1e-4).
@@ -56,6 +49,7 @@ class TrainConfig:
     samples: int | None = None              # synthetic writers' digits
     form_crops: int | None = None           # digits cut from forms written by synthetic writers
     mnist_form_crops: int | None = None     # digits cut from forms written with MNIST training glyphs
+    own_form_crops: int | None = None       # the same, from tight forms without marks (grey, bitonal, colour)
     mnist_samples: int | None = None        # MNIST training images (default: all 50,000)
     heldout_samples: int | None = None
     epochs: int | None = None
@@ -72,12 +66,14 @@ class TrainConfig:
     corrections: str | None = None          # results directory: reviewed digits join the training set
 
     def plan(self) -> DataPlan:
-        synthetic, form_crops, mnist_form_crops = DEFAULT_MIX.get((self.arch, self.data), (0, 0, 0))
+        synthetic, form_crops, mnist_form_crops, own_form_crops = DEFAULT_MIX.get((self.arch, self.data),
+                                                                                   (0, 0, 0, 0))
         pick = lambda given, default: default if given is None else given  # noqa: E731
         return DataPlan(data=self.data, mnist_path=self.mnist_path or DEFAULT_MNIST_PATH,
                         mnist_samples=self.mnist_samples, synthetic=pick(self.samples, synthetic),
                         synthetic_form_crops=pick(self.form_crops, form_crops),
                         mnist_form_crops=pick(self.mnist_form_crops, mnist_form_crops),
+                        own_form_crops=pick(self.own_form_crops, own_form_crops),
                         heldout=self.heldout_samples or 10000, seed=self.seed, workers=self.workers,
                         corrections=self.corrections)
 

@@ -11,7 +11,7 @@ import sys
 
 from formdigits.args import positive_int, share
 from formdigits.commands.common import mnist_file, models_dir
-from model_export.choices import ARCHES, DATA_CHOICES, VGG_WEIGHTS_CHOICES
+from model_export.choices import ARCHES, DATA_CHOICES, DEFAULT_EPOCHS, VGG_WEIGHTS_CHOICES, mix_default
 
 __all__ = ["add_parsers"]
 
@@ -32,14 +32,18 @@ def _add_train(sub) -> None:
                         "mnist: MNIST alone; synthetic: generated handwriting alone")
     p.add_argument("--mnist-path", metavar="FILE.npz",
                    help="a Keras mnist.npz (default: the one formdigits fetch-mnist keeps, fetched if missing)")
-    p.add_argument("--samples", type=int, help="synthetic writers' digits (default: 60000 mixed, 90000 synthetic)")
+    p.add_argument("--samples", type=int, help=f"synthetic writers' digits (default: {mix_default('synthetic')})")
     p.add_argument("--form-crops", type=int, help="digits cut from forms written by synthetic writers "
-                                                  "(default: 24000 mixed, 18000 synthetic; 0 = none)")
+                                                  f"(default: {mix_default('form_crops')}; 0 = none)")
     p.add_argument("--mnist-form-crops", type=int, help="digits cut from forms written with MNIST training glyphs "
-                                                        "(default: 30000 mixed; 0 = none)")
+                                                        f"(default: {mix_default('mnist_form_crops')}; 0 = none)")
+    p.add_argument("--own-form-crops", type=int, help="digits cut from tight forms without marks (grey, bitonal "
+                                                      "and dropout-colour scans) in MNIST training glyphs "
+                                                      f"(default: {mix_default('own_form_crops')}; 0 = none)")
     p.add_argument("--mnist-samples", type=positive_int, help="MNIST training images used (default: all 50000)")
     p.add_argument("--heldout-samples", type=positive_int, help="size of each held-out set (default: 10000)")
-    p.add_argument("--epochs", type=positive_int, help="epochs (default: 12 lenet5, 3 vgg16)")
+    p.add_argument("--epochs", type=positive_int, help="epochs (default: "
+                   + ", ".join(f"{n} {arch}" for arch, n in DEFAULT_EPOCHS.items()) + ")")
     p.add_argument("--augment", type=share, default=0.7, metavar="SHARE",
                    help="share of training crops given a fresh small rotation/scale/shear/shift each epoch "
                         "(default: 0.7; 0 = none)")
@@ -74,7 +78,8 @@ def _run_train(args, parser) -> int:
         mnist = mnist_file(args.mnist_path, "train") if args.data != "synthetic" else None
         result = train(TrainConfig(
             arch=args.arch, data=args.data, mnist_path=mnist, samples=args.samples, form_crops=args.form_crops,
-            mnist_form_crops=args.mnist_form_crops, mnist_samples=args.mnist_samples,
+            mnist_form_crops=args.mnist_form_crops, own_form_crops=args.own_form_crops,
+            mnist_samples=args.mnist_samples,
             heldout_samples=args.heldout_samples, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
             export_dir=args.export_dir, vgg_weights=args.vgg_weights, augment=args.augment,
             calibrate=not args.no_calibrate, shift_views=not args.single_view,
