@@ -149,3 +149,38 @@ def test_a_model_not_found_mid_run_is_waited_for_and_its_pages_read():
     client = LosesTheModelTwice()
     results = list(handler.run_inference(_pages(2), client))
     assert client.calls == 3 and all(isinstance(r.inference, PageReads) for r in results)
+
+
+class BusyThenFree(_Client):
+    """A server that answers RESOURCE_EXHAUSTED `busy` times, then reads."""
+
+    def __init__(self, busy):
+        self.calls, self.busy = 0, busy
+
+    def predict(self, images):
+        self.calls += 1
+        if self.calls <= self.busy:
+            raise _RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full")
+        return _Result(len(images))
+
+
+def test_a_busy_server_is_asked_again_by_the_handlers_one_policy_then_its_pages_are_refused():
+    handler = TFServingModelHandler("127.0.0.1:1", num_retries=2)
+    assert handler.num_retries == 0 and handler.busy_retries == 2  # Beam's retries are off: one policy
+    client = BusyThenFree(busy=2)
+    assert all(isinstance(r.inference, PageReads) for r in handler.run_inference(_pages(2), client))
+    assert client.calls == 3
+    client = BusyThenFree(busy=99)
+    results = list(handler.run_inference(_pages(2), client))  # no exception, no dead letter: typed per page
+    assert [r.inference.error_type for r in results] == ["RESOURCE_EXHAUSTED"] * 2
+    assert client.calls == 3 + 2 * 3  # the batch three times, then each page three times
+
+
+def test_a_dead_letter_is_a_typed_record_and_only_a_stop_stops_the_job():
+    from pipeline.inference.infer import DeadLetter, ServingUnreachable
+
+    stop = DeadLetter.from_beam((ServingUnreachable, "ServingUnreachable('x')",
+                                 ["Traceback ...", "ServingUnreachable: TF Serving at h:1: unreachable for 120 s"]))
+    assert stop.stops_the_job and stop.message == "TF Serving at h:1: unreachable for 120 s"
+    fault = DeadLetter.from_beam((KeyError, "KeyError('f')", ["KeyError: 'f'"]))
+    assert not fault.stops_the_job and (fault.error_type, fault.message) == ("KeyError", "'f'")

@@ -173,3 +173,16 @@ def test_a_run_imports_no_tensorflow(scans, server, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert "RC 0 HEAVY []" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_the_cli_shows_every_commands_help_without_opencv_or_tensorflow():
+    """Defaults and choices come from light modules (pipeline.defaults, model_export.choices): help is instant."""
+    code = (
+        "import contextlib, io, sys\n"
+        "from formdigits.cli import main\n"
+        "for command in ('run', 'train', 'synth-forms', 'review', 'export', 'bench', 'template'):\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        main([command, '--help'])\n"
+        "print('HEAVY', sorted(m for m in ('cv2', 'tensorflow', 'keras', 'apache_beam') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert "HEAVY []" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]

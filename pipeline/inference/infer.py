@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import time
 from typing import Any, Iterable, Optional, Sequence
 
@@ -26,7 +25,7 @@ from serving.client import UNREACHABLE_CODES, PredictClient, is_retriable
 from serving.signature import UnfitModel, check_probabilities
 
 __all__ = ["PageReads", "InferenceFailed", "ServingUnreachable", "UnfitModel", "TFServingModelHandler",
-           "describe_failure", "describe_dead_letter", "STOPS_THE_JOB"]
+           "describe_failure", "DeadLetter", "STOPS_THE_JOB"]
 
 class ServingUnreachable(RuntimeError):
     """TF Serving did not answer for longer than the job allows (--serving-timeout): the job stops."""
@@ -85,7 +84,9 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
         serving_timeout_s: how long to wait, retrying, while the server cannot be
             reached at all; past it, `ServingUnreachable` stops the job.
         progress_dir: where the run's progress line learns of an outage.
-        num_retries: retries of a retriable failure (UNAVAILABLE, DEADLINE_EXCEEDED...).
+        num_retries: how often a busy server (RESOURCE_EXHAUSTED, ABORTED) is asked again before the
+            request's pages are refused. The handler's own policy (`_predict`) is the only one: Beam's
+            retries are off, so no failure is tried at two levels.
         ca_file / auth_token: TLS and auth for a remote endpoint.
     """
 
@@ -95,8 +96,8 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
                  num_retries: int = 5, throttle_delay_secs: int = 5, ca_file: str | None = None,
                  auth_token: str | None = None, serving_timeout_s: float = DEFAULT_SERVING_TIMEOUT_S,
                  progress_dir: str | None = None):
-        super().__init__(namespace="formdigits", num_retries=num_retries, throttle_delay_secs=throttle_delay_secs,
-                         retry_filter=is_retriable)
+        super().__init__(namespace="formdigits", num_retries=0, throttle_delay_secs=throttle_delay_secs)
+        self.busy_retries = num_retries
         self.target = target
         self.max_batch_size = max_batch_size
         self.serving_timeout_s = serving_timeout_s
@@ -113,8 +114,7 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
         self._batching_kwargs = {"min_batch_size": 1, "max_batch_size": max_batch_size,
                                  "element_size_fn": _crop_count}
         self._checked_versions: set[int] = set()  # per worker process: each version's signature, checked once
-        # When this worker's calls began to find no server (monotonic seconds); None while they work. The one
-        # wait for a server that went away is `_predict`'s; Beam's retries are for other retriable failures.
+        # When this worker's calls began to find no server (monotonic seconds); None while they work.
         self._down_since: float | None = None
 
     def batch_elements_kwargs(self):
@@ -133,17 +133,15 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
         except STOPS_THE_JOB as exc:
             note_stop(self.progress_dir, type(exc).__name__, str(exc))  # the driver reads why, not Beam's text
             raise
-        except Exception as exc:
-            if is_retriable(exc) or len(batch) == 1 or isinstance(exc, STOPS_THE_JOB):
-                raise  # the base class retries; past that the batch goes to the failed output
+        except grpc.RpcError as exc:
+            if len(batch) == 1:
+                return [PredictionResult(batch[0], InferenceFailed(*describe_failure(exc)))]
             # A request-level refusal: find the page(s) responsible, keep the others.
             results = []
             for page, page_crops in zip(batch, crops):
                 try:
                     results.extend(self._read_pages([page], [page_crops], model))
-                except Exception as one:  # noqa: BLE001 - reported per page
-                    if is_retriable(one) or isinstance(one, STOPS_THE_JOB):
-                        raise
+                except grpc.RpcError as one:
                     results.append(PredictionResult(page, InferenceFailed(*describe_failure(one))))
             return results
 
@@ -174,33 +172,44 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
         return out
 
     def _predict(self, model: PredictClient, crops: np.ndarray):
-        """One Predict call. While the server cannot be reached, or does not find the model (a version being
-        replaced; the job checked the model at start), waits and tries again (backoff up to 5 s), up to
-        `serving_timeout_s` from the first call that found no answer; then raises ServingUnreachable.
+        """One Predict call under the handler's one retry policy.
+
+        While the server cannot be reached, or does not find the model (a version being replaced; the job
+        checked the model at start), waits and tries again (backoff up to 5 s), up to `serving_timeout_s`
+        from the first call that found no answer; then raises ServingUnreachable, which stops the job. A busy
+        server (RESOURCE_EXHAUSTED, ABORTED) is asked again up to `busy_retries` times. Anything else, and a
+        server still busy, is raised for `request` to turn into its pages' InferenceFailed.
         """
-        delay = 0.25
+        delay, busy = 0.25, 0
         while True:
             try:
                 result = model.predict(crops)
             except grpc.RpcError as exc:
-                if exc.code() not in _WAIT_CODES:
+                if exc.code() in _WAIT_CODES:
+                    self._wait_for_server(model, exc, delay)
+                elif is_retriable(exc) and busy < self.busy_retries:
+                    busy += 1
+                    time.sleep(delay)
+                else:
                     raise
-                if self._down_since is None:
-                    self._down_since = time.monotonic()
-                down = time.monotonic() - self._down_since
-                if down >= self.serving_timeout_s:
-                    what = f"model {model.model_name} not found" if exc.code() == grpc.StatusCode.NOT_FOUND else \
-                        "unreachable"
-                    raise ServingUnreachable(f"TF Serving at {self.target}: {what} for {down:.0f} s "
-                                             f"({exc.code().name})") from None
-                note_outage(self.progress_dir, self.target, down)
-                time.sleep(min(delay, self.serving_timeout_s - down))
                 delay = min(2 * delay, 5.0)
                 continue
             if self._down_since is not None:
                 self._down_since = None
                 note_outage(self.progress_dir, self.target, None)
             return result
+
+    def _wait_for_server(self, model: PredictClient, exc: grpc.RpcError, delay: float) -> None:
+        """Sleeps before the next try while the server is away; past `serving_timeout_s`, ServingUnreachable."""
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        down = time.monotonic() - self._down_since
+        if down >= self.serving_timeout_s:
+            what = f"model {model.model_name} not found" if exc.code() == grpc.StatusCode.NOT_FOUND else "unreachable"
+            raise ServingUnreachable(f"TF Serving at {self.target}: {what} for {down:.0f} s "
+                                     f"({exc.code().name})") from None
+        note_outage(self.progress_dir, self.target, down)
+        time.sleep(min(delay, self.serving_timeout_s - down))
 
     def get_num_bytes(self, batch: Sequence[PageCut]) -> int:
         """Bytes of crops the batch sends. (Beam's default pickles the whole batch, review pictures and all,
@@ -211,15 +220,28 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
         return "formdigits"
 
 
-def describe_dead_letter(failure) -> tuple[str, str]:
-    """(error type, message) of a RunInference dead-letter entry: (exception class, its repr, traceback lines)."""
-    kind, text, lines = failure
-    code = re.search(r"StatusCode\.(\w+)", text)
-    if code:
-        details = re.search(r'details = "([^"]*)"', text)
-        return code.group(1), f"{code.group(1)}: {details.group(1) if details else ''}".rstrip(": ")
-    last = lines[-1].strip() if lines else text
-    return getattr(kind, "__name__", str(kind)), last.split(": ", 1)[-1]
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+    """A batch RunInference gave up on: what it raised. The handler turns every gRPC refusal into its pages'
+    InferenceFailed, so what is left here is a stop (`STOPS_THE_JOB`) or a fault of the code."""
+
+    error: type | str
+    message: str
+
+    @property
+    def stops_the_job(self) -> bool:
+        return isinstance(self.error, type) and issubclass(self.error, STOPS_THE_JOB)
+
+    @property
+    def error_type(self) -> str:
+        return getattr(self.error, "__name__", str(self.error))
+
+    @classmethod
+    def from_beam(cls, failure) -> "DeadLetter":
+        """From RunInference's (exception class, its repr, traceback lines)."""
+        kind, text, lines = failure
+        last = lines[-1].strip() if lines else text
+        return cls(kind, last.split(": ", 1)[-1])
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:

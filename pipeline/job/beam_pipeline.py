@@ -28,8 +28,7 @@ from apache_beam.ml.inference.base import RunInference
 from pipeline.assembly.assemble import assemble_page, settle_alternatives
 from pipeline.assembly.crops import crop_rows, object_name
 from pipeline.defaults import DEFAULT_KEEP_CROPS
-from pipeline.inference.infer import (STOPS_THE_JOB, InferenceFailed, TFServingModelHandler,
-                                      describe_dead_letter)
+from pipeline.inference.infer import DeadLetter, InferenceFailed, TFServingModelHandler
 from pipeline.job.config import RunConfig
 from pipeline.job.progress import WorkerProgress
 from pipeline.output.write import stage_rows, to_json_row
@@ -190,18 +189,18 @@ class StoreCropObjects(beam.DoFn):
 
 
 def _failed_batch_to_rejects(failed, target: str):
-    """A batch of pages whose inference failed past its retries: one rejects row per page.
+    """A batch of pages RunInference gave up on: one rejects row per page, or the job stopped.
 
-    RunInference's dead letter holds (batch, (exception class, repr, traceback)). A server
-    unreachable for longer than the job allows, or a model that does not answer digit
-    probabilities, is no page's fault: it stops the job.
+    The handler answers every gRPC refusal with its pages' InferenceFailed, so a dead letter
+    (`DeadLetter`) is a stop (a server unreachable past --serving-timeout, a model that does not
+    answer digit probabilities: no page's fault) or a fault of the code, which rejects its pages.
     """
     batch, failure = failed
-    if isinstance(failure[0], type) and issubclass(failure[0], STOPS_THE_JOB):
-        raise failure[0](describe_dead_letter(failure)[1])
-    error_type, message = describe_dead_letter(failure)
-    return {"rejects": [reject(page.source_uri, page.page, "infer", f"TF Serving at {target}: {message}",
-                                error_type) for page in batch]}
+    letter = DeadLetter.from_beam(failure)
+    if letter.stops_the_job:
+        raise letter.error(letter.message)
+    return {"rejects": [reject(page.source_uri, page.page, "infer", f"TF Serving at {target}: {letter.message}",
+                               letter.error_type) for page in batch]}
 
 
 class CountRows(beam.DoFn):
