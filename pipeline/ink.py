@@ -17,7 +17,7 @@ PAPER_WINDOW = 61
 
 
 def ink_strength(crop: np.ndarray, paper_blur: float = 8.0) -> np.ndarray:
-    """Grey crop (dark ink) -> ink strength (bright ink) with the local paper level removed.
+    """Maps a grey crop (dark ink) to its ink strength (bright ink), the local paper level taken out.
 
     `paper_blur` is the sigma, in crop pixels, of the blur that smooths the paper level.
     """

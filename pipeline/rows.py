@@ -87,12 +87,12 @@ ROW_TYPES: dict[str, type] = {"fields": FieldRow, "digits": DigitRow, "rejects":
 
 
 def utc_now() -> datetime.datetime:
-    """Now in UTC, without a zone: the tables' TIMESTAMP columns are UTC by convention."""
+    """Returns the time now in UTC, without a zone: the tables' TIMESTAMP columns are UTC by convention."""
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
 def clean_message(text) -> str:
-    """An error message without what changes from run to run (object addresses), so a re-run finds it again."""
+    """Returns an error message without what changes from run to run (object addresses), so a re-run finds it again."""
     return re.sub(r"\s+at 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{6,}", "", str(text))[:2000]
 
 
@@ -103,5 +103,5 @@ def reject(source_uri: str, page: int | None, stage: str, exc: BaseException | s
 
 
 def as_dict(row: Row) -> dict:
-    """The row as {column: value}, in the table's column order."""
+    """Returns the row as {column: value}, in the table's column order."""
     return {f.name: getattr(row, f.name) for f in dataclasses.fields(row)}

@@ -112,6 +112,6 @@ def duckdb_ddl(table: str) -> str:
 
 
 def bigquery_schema(table: str) -> dict:
-    """The table schema in the form `beam.io.WriteToBigQuery(schema=...)` takes."""
+    """Returns the table schema in the form `beam.io.WriteToBigQuery(schema=...)` takes."""
     return {"fields": [{"name": name, "type": bq, "mode": "NULLABLE" if nullable else "REQUIRED"}
                        for name, _, bq, nullable in _columns(table)]}

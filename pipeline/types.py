@@ -93,15 +93,15 @@ class PageCut:
     fields: list[FieldCut]
 
     def digits_with_ink(self) -> list[DigitCut]:
-        """The digits the model reads, in field and position order (blank cuts have no crop)."""
+        """Returns the digits the model reads, in field and position order (blank cuts have no crop)."""
         return [d for f in self.fields for d in f.digits if d.crop is not None]
 
     def alternatives_with_ink(self) -> list[AlternativeCut]:
-        """The other cuts the model also reads (those whose every digit has ink), in field order."""
+        """Returns the other cuts the model also reads (those whose every digit has ink), in field order."""
         return [a for f in self.fields for a in f.alternatives if all(d.crop is not None for d in a.digits)]
 
     def crop_count(self) -> int:
-        """len(crops()), without stacking them."""
+        """Counts the crops the model reads (`len(crops())`) without stacking them."""
         return len(self.digits_with_ink()) + sum(len(a.digits) for a in self.alternatives_with_ink())
 
     def _read_in_order(self) -> list[DigitCut]:
@@ -109,12 +109,12 @@ class PageCut:
         return self.digits_with_ink() + [d for a in self.alternatives_with_ink() for d in a.digits]
 
     def crops(self) -> np.ndarray:
-        """uint8 [N, 28, 28]: the normalised crops of `digits_with_ink()`, then of `alternatives_with_ink()`."""
+        """Stacks the crops the model reads: uint8 [N, 28, 28], the normalised crops of `digits_with_ink()`, then of `alternatives_with_ink()`."""
         crops = [d.crop for d in self._read_in_order()]
         return np.stack(crops) if crops else np.zeros((0, 28, 28), np.uint8)
 
     def read_by(self, probabilities: np.ndarray, model_name: str, model_versions: list[int]) -> "PageCut":
-        """The page with each digit carrying the model's answer for its crop (row i for `crops()[i]`)."""
+        """Returns the page with each digit carrying the model's answer for its crop (row i for `crops()[i]`)."""
         order = self._read_in_order()
         if len(probabilities) != len(order) or len(model_versions) != len(order):
             raise ValueError(f"{len(probabilities)} answers for {len(order)} crops of {self.source_uri} "

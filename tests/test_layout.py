@@ -186,3 +186,15 @@ def test_the_cli_shows_every_commands_help_without_opencv_or_tensorflow():
         "print('HEAVY', sorted(m for m in ('cv2', 'tensorflow', 'keras', 'apache_beam') if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert "HEAVY []" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_public_docstrings_in_pipeline_start_with_what_the_function_does():
+    """A verb phrase ("Returns ...", "Cuts ..."), so a reader knows what a call does before how."""
+    wrong = []
+    for p in sorted((ROOT / "pipeline").rglob("*.py")):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_") and ast.get_docstring(node):
+                first = ast.get_docstring(node).split()[0].rstrip(",:")
+                if not (first[0].isupper() and first.endswith("s") and first not in ("This", "Its", "Pages")):
+                    wrong.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name}: {first}")
+    assert not wrong, "\n".join(wrong)

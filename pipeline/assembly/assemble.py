@@ -50,7 +50,7 @@ class ReadDigit:
 
 
 def best_fitting_reading(spec: Field, probabilities: np.ndarray) -> str | None:
-    """The likeliest digit string that fits the field's pattern and check digit, or None.
+    """Returns the likeliest digit string that fits the field's pattern and check digit, or None.
 
     The digits' probabilities are taken as independent; a beam of the likeliest
     strings is searched in order. A fitting string far less likely than the plain
@@ -139,7 +139,8 @@ def _review_reasons(info: FieldInfo, digits: list[ReadDigit], digit_rows: list[D
 
 def assemble_page(page: PageCut, *, review_threshold: float, run_id: str,
                   processed_at: datetime.datetime) -> dict[str, list]:
-    """The `fields` and `digits` rows of one page, from its cuts, each digit with its reading (`PageCut.read_by`).
+    """Returns the `fields` and `digits` rows of one page, from its cuts, each digit with its reading
+    (`PageCut.read_by`).
 
     A digit without a reading (no ink left to read) is left out, and its field flagged ("unreadable").
     """
@@ -157,7 +158,7 @@ def assemble_page(page: PageCut, *, review_threshold: float, run_id: str,
 
 
 def settle_alternatives(page: PageCut) -> PageCut:
-    """The page with each part of a field that segmentation could cut two ways read the likelier way.
+    """Returns the page with each part of a field that segmentation could cut two ways read the likelier way.
 
     Segmentation offers a blob it cut into touching digits whole as well
     (`pipeline.types.AlternativeCut`); the model read both. The way whose length

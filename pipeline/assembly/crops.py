@@ -24,7 +24,7 @@ KEEP_CROPS = ("none", "flagged", "all")
 
 
 def field_rule(spec) -> str | None:
-    """The field's rule (length, pattern, check digit) as JSON, for the reviewer; None without a template."""
+    """Returns the field's rule (length, pattern, check digit) as JSON, for the reviewer; None without a template."""
     if spec is None:
         return None
     return json.dumps({"min_length": spec.min_length, "max_length": spec.max_length, "pattern": spec.pattern,
@@ -32,21 +32,21 @@ def field_rule(spec) -> str | None:
 
 
 def digit_boxes(cut) -> list[dict]:
-    """The boxes of a field's digits that were read (the `digits` rows' positions), in its review picture."""
+    """Returns the boxes of a field's digits that were read (the `digits` rows' positions), in its review picture."""
     k = cut.review.scale
     return [{"position": d.position, "box": [int(round(v * k)) for v in d.field_box]}
             for d in cut.digits if d.crop is not None and d.field_box is not None]
 
 
 def object_name(location: str, source_uri: str, page: int, field: str) -> str:
-    """Where a field's crop lives as an object: one name per key, so a re-run overwrites it."""
+    """Returns where a field's crop lives as an object: one name per key, so a re-run overwrites it."""
     digest = hashlib.sha1(source_uri.encode()).hexdigest()[:16]
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", field)
     return f"{location.rstrip('/')}/{digest}/p{page:04d}/{safe}.png"
 
 
 def crop_rows(page, field_rows: list[FieldRow], keep: str, run_id: str, processed_at) -> list[CropRow]:
-    """The `crops` rows of one assembled page: its flagged fields' (or all, or none) pictures.
+    """Returns the `crops` rows of one assembled page: its flagged fields' (or all, or none) pictures.
 
     Args:
         page: the `PageCut` whose fields carry their `review` pictures.

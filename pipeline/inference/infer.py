@@ -212,7 +212,7 @@ class TFServingModelHandler(RemoteModelHandler[PageCut, PredictionResult, Predic
         time.sleep(min(delay, self.serving_timeout_s - down))
 
     def get_num_bytes(self, batch: Sequence[PageCut]) -> int:
-        """Bytes of crops the batch sends. (Beam's default pickles the whole batch, review pictures and all,
+        """Counts the bytes of crops the batch sends. (Beam's default pickles the whole batch, review pictures and all,
         only to measure it: about 1% of a worker's time.)"""
         return sum(page.crop_count() for page in batch) * 28 * 28
 
@@ -238,14 +238,14 @@ class DeadLetter:
 
     @classmethod
     def from_beam(cls, failure) -> "DeadLetter":
-        """From RunInference's (exception class, its repr, traceback lines)."""
+        """Builds the record from RunInference's (exception class, its repr, traceback lines)."""
         kind, text, lines = failure
         last = lines[-1].strip() if lines else text
         return cls(kind, last.split(": ", 1)[-1])
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:
-    """(error type, message) of a failed call: the gRPC status code and details where there are some."""
+    """Returns (error type, message) of a failed call: the gRPC status code and details where there are some."""
     details = getattr(exc, "details", None)
     code = getattr(exc, "code", None)
     if callable(details) and callable(code):

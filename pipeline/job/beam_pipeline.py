@@ -52,7 +52,7 @@ WRITE_BATCH_ROWS = 5000
 
 
 def one_thread_per_process() -> None:
-    """OpenCV without a thread pool of its own in this worker process.
+    """Turns off OpenCV's own thread pool in this worker process.
 
     Workers are processes, one a core; OpenCV's threads on top of them fight. Two processes taking the
     100-page bench corpus from files to crops ran 13.8 pages/s with them, 14.9 without.

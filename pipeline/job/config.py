@@ -30,7 +30,7 @@ class InputConfig:
 
     @property
     def unbounded(self) -> bool:
-        """New files keep coming: watched locally or named by notifications."""
+        """Says whether new files keep coming: watched locally or named by notifications."""
         return self.streaming or bool(self.subscription)
 
 
@@ -81,5 +81,5 @@ class RunConfig:
     progress_dir: str | None = None      # a local run's: where its workers leave progress and why they stop
 
     def local_progress(self) -> "RunConfig":
-        """This config with its progress folder under the output directory, for a local run."""
+        """Returns this config with its progress folder under the output directory, for a local run."""
         return dataclasses.replace(self, progress_dir=os.path.join(self.output.location, ".progress", self.run_id))

@@ -18,7 +18,7 @@ __all__ = ["pipeline_options", "job_description"]
 
 def pipeline_options(beam_args: list[str], *, runner: str, streaming: bool, dry_run: bool,
                      setup_file: str | None) -> PipelineOptions:
-    """Beam PipelineOptions: DirectRunner on every core, or DataflowRunner (optionally a dry run)."""
+    """Returns Beam PipelineOptions: DirectRunner on every core, or DataflowRunner (optionally a dry run)."""
     args = list(beam_args)
     if runner == "DirectRunner" and not streaming:
         # Every core. (Streaming stays single-worker: with several workers the streaming
@@ -38,7 +38,7 @@ def pipeline_options(beam_args: list[str], *, runner: str, streaming: bool, dry_
 
 
 def job_description(result) -> dict:
-    """The translated Dataflow job and Beam pipeline, as JSON."""
+    """Returns the translated Dataflow job and Beam pipeline, as JSON."""
     job = getattr(result, "job", None)
     out = {}
     if job is not None:

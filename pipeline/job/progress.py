@@ -27,7 +27,7 @@ class WorkerProgress:
         self.last = 0.0
 
     def add_file(self) -> None:
-        """A file read to its end (or refused): what the driver's total and ETA count in."""
+        """Counts a file read to its end (or refused): what the driver's total and ETA count in."""
         self.files += 1
         self.add(0)
 
@@ -53,7 +53,7 @@ def _write(path: str, record: dict) -> None:
 
 
 def note_outage(directory: str | None, target: str, down_s: float | None) -> None:
-    """A worker tells the driver its calls to `target` have found no server for `down_s` seconds (None: over)."""
+    """Tells the driver this worker's calls to `target` found no server for `down_s` seconds (None: over)."""
     if not directory:
         return
     os.makedirs(directory, exist_ok=True)
@@ -62,7 +62,7 @@ def note_outage(directory: str | None, target: str, down_s: float | None) -> Non
 
 
 def note_stop(directory: str | None, kind: str, message: str) -> None:
-    """A worker tells the driver why the job stops: `kind` is the exception's class (ServingUnreachable,
+    """Tells the driver why the job stops: `kind` is the exception's class (ServingUnreachable,
     UnfitModel), `message` its one line. The driver reads it (`read_stop`) instead of Beam's error text."""
     if not directory:
         return
@@ -71,7 +71,7 @@ def note_stop(directory: str | None, kind: str, message: str) -> None:
 
 
 def read_stop(directory: str | None) -> tuple[str, str] | None:
-    """(kind, message) of the first stop a worker noted, or None."""
+    """Returns (kind, message) of the first stop a worker noted, or None."""
     try:
         names = sorted(n for n in os.listdir(directory) if n.startswith("stop-")) if directory else []
     except OSError:
@@ -87,7 +87,7 @@ def read_stop(directory: str | None) -> tuple[str, str] | None:
 
 
 def read_progress(directory: str) -> dict:
-    """The workers' files summed: {"pages": pages read so far, "files": input files done,
+    """Returns the workers' files summed: {"pages": pages read so far, "files": input files done,
     "outage": (target, seconds) or None}."""
     total = {"pages": 0, "files": 0, "outage": None}
     try:
@@ -154,7 +154,8 @@ class ProgressPrinter(threading.Thread):
 
 
 def progress_line(progress: dict, elapsed: float, files_total: int | None) -> str:
-    """`  12 of 40 files, 18 pages read, 3.6 pages/s, 5s, about 12s left` (the total and time left when known)."""
+    """Formats the progress line: `  12 of 40 files, 18 pages read, 3.6 pages/s, 5s, about 12s left` (the total
+    and time left when known)."""
     pages, files = progress["pages"], progress["files"]
     line = f"  {pages} pages read, {pages / elapsed:.1f} pages/s, {elapsed:.0f}s"
     if files_total:

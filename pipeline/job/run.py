@@ -170,7 +170,7 @@ class EmbeddedServer:
 
 
 def check_served_model(cfg: RunConfig) -> None:
-    """Before the first page: the model (version, label) is served and answers [N, 10] probabilities.
+    """Checks, before the first page, that the model (version, label) is served and answers [N, 10] probabilities.
 
     A server that cannot be reached yet is left to the workers, which wait for it up to --serving-timeout.
 
@@ -324,7 +324,7 @@ def _stop_in_text(text: str) -> tuple[str, str] | None:
 
 
 def counts_from_metrics(result) -> dict:
-    """The run's SUMMARY_COUNTERS from its Beam metrics (committed where the runner keeps them)."""
+    """Returns the run's SUMMARY_COUNTERS from its Beam metrics (committed where the runner keeps them)."""
     counts = dict.fromkeys(SUMMARY_COUNTERS, 0)
     for counter in result.metrics().query(MetricsFilter().with_namespace("formdigits"))["counters"]:
         name = counter.key.metric.name

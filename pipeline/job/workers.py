@@ -34,7 +34,7 @@ class WorkerDied(Exception):
 
 
 def worker_processes() -> list[psutil.Process]:
-    """The Beam SDK worker processes this process started (not the embedded model server)."""
+    """Returns the Beam SDK worker processes this process started (not the embedded model server)."""
     found = []
     for process in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error):
@@ -46,7 +46,7 @@ def worker_processes() -> list[psutil.Process]:
 
 @contextlib.contextmanager
 def stop_on_dead_worker(poll_s: float = 0.5):
-    """Within this block, a Beam worker that dies raises `WorkerDied` in the main thread.
+    """Makes a Beam worker that dies within this block raise `WorkerDied` in the main thread.
 
     Outside the main thread (where no signal handler can be set) the block runs unwatched.
     """

@@ -28,7 +28,7 @@ DEFAULT_TIMEOUT_S = 60.0
 
 
 def default_memory_limit() -> str:
-    """A quarter of this machine's memory, in DuckDB's units (DuckDB's own default is 80%)."""
+    """Returns a quarter of this machine's memory, in DuckDB's units (DuckDB's own default is 80%)."""
     return f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 4 >> 20}MB"
 
 # DuckDB settings that make a connection a reader of its one database file and nothing more.

@@ -53,7 +53,7 @@ def _locked(output_dir: str, shared: bool = False):
 
 
 def ensure_tables(con) -> None:
-    """The run's tables, the reviewers' corrections and the final-value view, created where missing."""
+    """Returns the run's tables, the reviewers' corrections and the final-value view, created where missing."""
     for table in (*schema.TABLES, *schema.REVIEW_TABLES):
         con.execute(schema.duckdb_ddl(table))
     con.execute(schema.FIELDS_REVIEWED)
@@ -180,7 +180,7 @@ def export_parquet(output_dir: str) -> None:
 
 @contextlib.contextmanager
 def locked_reader(output_dir: str):
-    """A read-only connection to the database, held between two commits; keep it short (a commit waits).
+    """Returns a read-only connection to the database, held between two commits; keep it short (a commit waits).
 
     For small, fast reads (the review queue's next item); long queries use `snapshot`.
     """
@@ -194,7 +194,7 @@ def locked_reader(output_dir: str):
 
 @contextlib.contextmanager
 def locked_writer(output_dir: str, wait_s: float = 30.0, ensure: bool = True):
-    """A writing connection between two commits, for the caller's transaction (staged batches, a review action).
+    """Returns a writing connection between two commits, for the caller's transaction (staged batches, a review action).
 
     Takes the same lock as the committer, so a run writing at the same time waits for it, and it for a run.
     `ensure=False` skips creating missing tables, for callers that did so once before.

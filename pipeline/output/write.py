@@ -77,7 +77,7 @@ def stage_rows(output_dir: str, tables: dict[str, list[Row]], run_id: str) -> st
 
 
 def staged_batches(output_dir: str) -> list[str]:
-    """The whole staged batches waiting to be merged, oldest first."""
+    """Returns the whole staged batches waiting to be merged, oldest first."""
     staging = os.path.join(output_dir, STAGING)
     try:
         names = [n for n in os.listdir(staging) if not n.endswith(".part")]
@@ -103,7 +103,7 @@ def remove_partial_files(output_dir: str) -> None:
 
 
 def to_json_row(row: Row) -> dict:
-    """A row as BigQuery's JSON API takes it."""
+    """Returns a row as BigQuery's JSON API takes it."""
     out = {}
     for k, v in as_dict(row).items():
         v = _py(v)

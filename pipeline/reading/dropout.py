@@ -36,13 +36,13 @@ def _chroma(bgr: np.ndarray) -> np.ndarray:
 
 
 def is_colour(bgr: np.ndarray) -> bool:
-    """True when a 3-channel page holds colour worth keeping (not a grey scan saved as RGB)."""
+    """Returns True when a 3-channel page holds colour worth keeping (not a grey scan saved as RGB)."""
     sample = bgr[::4, ::4]
     return float((_chroma(sample) > MIN_PAGE_CHROMA).mean()) >= MIN_COLOUR_SHARE
 
 
 def as_grey(image: np.ndarray) -> np.ndarray:
-    """The page in grey, print and all: a colour (BGR) page's darkest channel, a grey page as it is.
+    """Returns the page in grey, print and all: a colour (BGR) page's darkest channel, a grey page as it is.
 
     The darkest channel, not the luminance: a light blue or green print is as dark as black print in it,
     so registration and `template propose` see the lines of a dropout form as clearly as any other."""
@@ -50,7 +50,7 @@ def as_grey(image: np.ndarray) -> np.ndarray:
 
 
 def parse_colour(text: str) -> tuple[int, int, int]:
-    """'#rrggbb' -> (r, g, b).
+    """Parses '#rrggbb' into (r, g, b).
 
     Raises:
         ValueError: not six hex digits after '#'.
@@ -64,7 +64,7 @@ def parse_colour(text: str) -> tuple[int, int, int]:
 
 
 def print_colour_of(bgr: np.ndarray) -> str | None:
-    """The colour a blank form is printed in, as '#rrggbb' on white paper; None when its print is black or grey.
+    """Returns the colour a blank form is printed in, as '#rrggbb' on white paper; None when its print is black or grey.
 
     The print is every pixel clearly darker than the paper; its colour is the median of
     its coloured pixels, when they are at least a third of it (black labels beside
@@ -96,7 +96,7 @@ def _paper_level(channel: np.ndarray) -> np.ndarray:
 
 
 def drop_print(bgr: np.ndarray, print_colour: str) -> np.ndarray:
-    """The page in grey with the form's print taken out.
+    """Returns the page in grey with the form's print taken out.
 
     Takes the channel where the print is lightest and divides it by the paper's level
     and by the print's share of it, so print and paper both come out white under any

@@ -52,7 +52,7 @@ class Page:
 
 
 def shown_uri(path: str) -> str:
-    """A file's name as the tables show it: any name the file system allows, bytes that are not UTF-8 escaped.
+    """Returns a file's name as the tables show it: any name the file system allows, bytes that are not UTF-8 escaped.
 
     Python hands such names over with lone surrogates (PEP 383), which no UTF-8 coder, Parquet file or
     BigQuery row accepts; `\\xff` is what `ls --quoting-style=escape` would show.
@@ -65,7 +65,7 @@ def shown_uri(path: str) -> str:
 
 
 def input_root(pattern: str) -> str | None:
-    """The folder an input glob reads from (its part before the first wildcard); None for non-local input."""
+    """Returns the folder an input glob reads from (its part before the first wildcard); None for non-local input."""
     if "://" in pattern and not pattern.startswith("file://"):
         return None
     path = pattern[len("file://"):] if pattern.startswith("file://") else pattern

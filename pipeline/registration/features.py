@@ -151,7 +151,7 @@ def _refine(homography: np.ndarray, ref: _Reference, page_points: np.ndarray, pa
 
 
 def match_templates(page: np.ndarray, templates: list[Template]) -> list[FeatureMatch]:
-    """Every template's fit to the page, most inliers first; the best one's homography refined."""
+    """Returns every template's fit to the page, most inliers first; the best one's homography refined."""
     small, f = _work_size(page)
     points, descriptors = _detect(small, PAGE_FEATURES)
     if descriptors is None:
@@ -168,7 +168,7 @@ def match_templates(page: np.ndarray, templates: list[Template]) -> list[Feature
 
 
 def rotation_of(homography: np.ndarray, template: Template) -> int:
-    """Which way the form lies on the page: degrees the scan is turned clockwise (0, 90, 180, 270)."""
+    """Returns which way the form lies on the page: degrees the scan is turned clockwise (0, 90, 180, 270)."""
     w, h = template.size_pt
     centre = np.float32([[[w / 2, h / 2]], [[w / 2, h / 2 - 100]]])
     p = cv2.perspectiveTransform(centre, homography).reshape(2, 2)

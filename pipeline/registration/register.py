@@ -217,7 +217,7 @@ def _ink_in_template(page: np.ndarray, homography: np.ndarray, template: Templat
 
 def confirm(page: np.ndarray, homography: np.ndarray, template: Template,
             ink: np.ndarray | None = None) -> tuple[bool, float, int]:
-    """Whether the page is this form where `homography` (template points -> page pixels) puts it.
+    """Returns whether the page is this form where `homography` (template points -> page pixels) puts it.
 
     Args:
         ink: the page already seen in template coordinates (`_ink_in_template`), when the caller has it.
@@ -270,7 +270,7 @@ def register_page(page: np.ndarray, templates: list[Template]) -> tuple[np.ndarr
 
 
 def register_scan(image: np.ndarray, templates: list[Template]) -> tuple[np.ndarray, Registration]:
-    """`register_page` for a page as read, grey or in colour: a colour page is registered on its grey, print
+    """Registers a page as read, grey or in colour (`register_page`): a colour page is registered on its grey, print
     and all, and handed on (upright) with its form's print dropped by colour when the template names one.
 
     Raises:
@@ -356,7 +356,7 @@ def _turn_upright(page: np.ndarray, rotation: int) -> tuple[np.ndarray, np.ndarr
 
 
 def box_through(matrix: np.ndarray, box) -> tuple[int, int, int, int]:
-    """The axis-aligned box (x, y, w, h) around rectangle `box` after the homography `matrix`."""
+    """Returns the axis-aligned box (x, y, w, h) around rectangle `box` after the homography `matrix`."""
     x, y, w, h = box
     pts = np.float32([[[x, y]], [[x + w, y]], [[x + w, y + h]], [[x, y + h]]])
     moved = cv2.perspectiveTransform(pts, np.asarray(matrix, np.float64)).reshape(-1, 2)

@@ -50,7 +50,7 @@ def _json_arg(name: str):
 
 
 def create_app(db_dir: str, *, token: str | None = None, reviewer: str | None = None) -> Flask:
-    """The review app over results directory `db_dir`.
+    """Returns the review app over results directory `db_dir`.
 
     Args:
         token: when set, every request must carry it; when not, only loopback names are answered.
@@ -133,7 +133,7 @@ def _review():
 
 
 def make_server(app: Flask, host: str, port: int, threads: int = 4):
-    """A waitress server for the app (not started): `.effective_port`, `.run()`, `.close()`."""
+    """Returns a waitress server for the app (not started): `.effective_port`, `.run()`, `.close()`."""
     from waitress.server import create_server
 
     return create_server(app, host=host, port=port, threads=threads, ident="formdigits-review")

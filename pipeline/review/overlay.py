@@ -73,5 +73,5 @@ def _table(readings: list[FieldReading], height: int, width: int = 500) -> np.nd
 
 
 def draw_readings(image: np.ndarray, readings: list[FieldReading], height: int = 900) -> np.ndarray:
-    """The scanned page with its fields boxed (green sure, orange flagged) beside the table they became."""
+    """Returns the scanned page with its fields boxed (green sure, orange flagged) beside the table they became."""
     return np.hstack([_boxed_page(image, readings, height), _table(readings, height)])

@@ -72,12 +72,12 @@ class Filters:
 
     @classmethod
     def from_mapping(cls, values) -> "Filters":
-        """From a request's query arguments or JSON body; empty values mean no filter."""
+        """Builds the filters from a request's query arguments or JSON body; empty values mean no filter."""
         return cls(values.get("template") or None, values.get("field") or None, values.get("reason") or None,
                    values.get("status") or "pending", values.get("source") or None)
 
     def where(self) -> tuple[str, list]:
-        """SQL conditions on `fields f` (after the queue's own: pending or reviewed) and their parameters."""
+        """Returns SQL conditions on `fields f` (after the queue's own: pending or reviewed) and their parameters."""
         if self.status not in STATUSES:
             raise ReviewError(f"unknown status {self.status!r}; one of: {', '.join(STATUSES)}")
         sql, params = [], []
@@ -108,19 +108,19 @@ def check_database(db_dir: str) -> None:
 
 
 def next_item(db_dir: str, filters: Filters = Filters(), after: list | None = None) -> dict | None:
-    """The first pending item after cursor `after` (an item's "cursor"), or from the start; None at the end."""
+    """Returns the first pending item after cursor `after` (an item's "cursor"), or from the start; None at the end."""
     with locked_reader(db_dir) as con:
         return _next(con, filters, after)
 
 
 def next_and_remaining(db_dir: str, filters: Filters = Filters(), after: list | None = None) -> tuple[dict | None, int]:
-    """`next_item` and `remaining` over one connection: what the page asks for after a skip."""
+    """Returns `next_item` and `remaining` over one connection: what the page asks for after a skip."""
     with locked_reader(db_dir) as con:
         return _next(con, filters, after), _remaining(con, filters)
 
 
 def get_item(db_dir: str, key: list) -> dict | None:
-    """One field by key (source_uri, page, field), pending or not: what going back shows."""
+    """Returns one field by key (source_uri, page, field), pending or not: what going back shows."""
     with locked_reader(db_dir) as con:
         return _item(con, tuple(key))
 
@@ -183,7 +183,7 @@ def _crop(row) -> dict | None:
 
 
 def options(db_dir: str) -> dict:
-    """What the queue can be narrowed to: templates and fields with flagged or reviewed items, the reasons."""
+    """Returns what the queue can be narrowed to: templates and fields with flagged or reviewed items, the reasons."""
     with locked_reader(db_dir) as con:
         pairs = con.execute(f"""SELECT coalesce(f.template, ''), f.field, count(*) FROM fields f
                                 WHERE f.needs_review OR {_REVIEWED} GROUP BY ALL ORDER BY ALL""").fetchall()
@@ -194,7 +194,7 @@ def options(db_dir: str) -> dict:
 
 
 def rule_problems(rule: dict | None, value: str) -> list[str]:
-    """Why `value` breaks the field's rule (empty when it fits, or the field has no rule)."""
+    """Returns why `value` breaks the field's rule (empty when it fits, or the field has no rule)."""
     if not rule:
         return []
     spec = Field("", "free", (0.0, 0.0, 0.0, 0.0), rule["min_length"], rule["max_length"],
@@ -203,7 +203,7 @@ def rule_problems(rule: dict | None, value: str) -> list[str]:
 
 
 def rule_text(rule: dict | None) -> str:
-    """The rule in words: "10 digits, pattern \\d{10}, luhn check digit"."""
+    """Returns the rule in words: "10 digits, pattern \\d{10}, luhn check digit"."""
     if not rule:
         return "no rule (no template)"
     lo, hi = rule["min_length"], rule["max_length"]

@@ -134,7 +134,7 @@ def _flagged(con, max_crops: int) -> tuple[str, int, int]:
 
 
 def report_html(con, db_dir: str, max_crops: int = 600) -> tuple[str, dict]:
-    """The report page and its totals, from an open connection to a results database."""
+    """Returns the report page and its totals, from an open connection to a results database."""
     t = _totals(con)
     share = 100.0 * t["flagged"] / t["fields"] if t["fields"] else 0.0
     done = sum(n for s, n in t["reviewed"].items() if s != "pending")

@@ -26,7 +26,8 @@ class Blob:
 
 
 def components(binary: np.ndarray, min_height: float) -> tuple[np.ndarray, list[Blob]]:
-    """The label image of `binary`'s 8-connected ink, and a Blob for each component at least `min_height` in w or h."""
+    """Returns the label image of `binary`'s 8-connected ink, and a Blob for each component at least `min_height`
+    in w or h."""
     # Grana's algorithm: the same labels and stats as OpenCV's default, 30% sooner on field crops.
     n, labels, stats, centroids = cv2.connectedComponentsWithStatsWithAlgorithm(binary, 8, cv2.CV_32S, cv2.CCL_GRANA)
     comps = []
@@ -44,12 +45,12 @@ def x_overlap(a: Blob, b: Blob) -> int:
 
 
 def one_column(a: Blob, b: Blob) -> bool:
-    """Whether a and b share most of the narrower one's columns: pieces of one digit, one above the other."""
+    """Returns whether a and b share most of the narrower one's columns: pieces of one digit, one above the other."""
     return x_overlap(a, b) > 0.45 * min(a.w, b.w)
 
 
 def near(a: Blob, b: Blob, reach: float) -> bool:
-    """Whether boxes a and b overlap horizontally and lie within `reach` of each other vertically."""
+    """Returns whether boxes a and b overlap horizontally and lie within `reach` of each other vertically."""
     y_gap = max(a.y - (b.y + b.h), b.y - (a.y + a.h))
     return x_overlap(a, b) > 0 and y_gap <= reach
 

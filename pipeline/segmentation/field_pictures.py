@@ -33,7 +33,7 @@ def field_picture(grey: np.ndarray, scale: float) -> FieldPicture:
 
 
 def clean_paper(grey: np.ndarray) -> np.ndarray:
-    """Paper to pure white and ink to GREY_LEVELS levels: scanner noise and shading are most of a grey PNG's bytes.
+    """Turns paper pure white and ink to GREY_LEVELS levels: scanner noise and shading are most of a grey PNG's bytes.
 
     The paper's own level is taken locally (a closing wider than any stroke, on a quarter-size copy, so about
     60 px wide), so a shaded scan whitens evenly and a thick marker stroke stays whole.

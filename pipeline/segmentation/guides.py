@@ -22,7 +22,7 @@ def _percentile_u8(image: np.ndarray, q: float) -> float:
 
 
 def ink_mask(ink: np.ndarray) -> np.ndarray:
-    """Ink pixels: above the paper's noise floor and a fair share of the strongest strokes.
+    """Returns ink pixels: above the paper's noise floor and a fair share of the strongest strokes.
 
     (Hysteresis, keeping fainter pixels joined to confident ones, mends strokes
     broken by pen pressure but also keeps faint guide-line remnants: measured

@@ -32,7 +32,7 @@ CROP_SCALE = 4.0  # canonical field crops: pixels per point (~288 dpi)
 
 
 def digit_image(ink: np.ndarray, bbox, mask: np.ndarray) -> np.ndarray:
-    """The ink of one digit region (its mask grown by 2 px, so anti-aliased edges stay), background 0."""
+    """Returns the ink of one digit region (its mask grown by 2 px, so anti-aliased edges stay), background 0."""
     x, y, w, h = bbox
     keep = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     return ink[y:y + h, x:x + w] * keep
@@ -49,7 +49,7 @@ def normalise_cuts(digits: list[DigitCut]) -> list[DigitCut]:
 
 
 def box_as_scanned(box, matrix, page_shape, rotation: int) -> tuple[int, int, int, int]:
-    """Where rectangle `box` lands, through `matrix` onto the upright page of `page_shape`, on the page as
+    """Returns where rectangle `box` lands, through `matrix` onto the upright page of `page_shape`, on the page as
     it was scanned (the upright page turned back by `rotation`)."""
     x, y, w, h = box_through(matrix, box)
     H, W = page_shape  # of the upright page
@@ -166,7 +166,7 @@ def leave_out_struck(cuts: list[FieldCut], lengths: list[tuple[int, int]]) -> No
 
 
 def field_images(page: np.ndarray, registration: Registration) -> list[tuple[Field, np.ndarray]]:
-    """Every field of the registered page as a clean grey image (dark ink on white, guides removed).
+    """Returns every field of the registered page as a clean grey image (dark ink on white, guides removed).
 
     What a whole-field reader such as an OCR engine gets: the same registration
     and line removal as `cut_fields`, without the split into digits.

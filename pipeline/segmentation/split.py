@@ -155,13 +155,13 @@ def _drop_beyond(comps: list[Blob], right: float, h: float) -> list[Blob]:
 
 
 def split_digits(binary: np.ndarray, field_px: tuple[float, float, float, float], spec: Field | None):
-    """Digit regions of a cleaned field: list of (mask crop bbox (x, y, w, h) in the crop, pixel mask)."""
+    """Returns digit regions of a cleaned field: list of (mask crop bbox (x, y, w, h) in the crop, pixel mask)."""
     return split_digits_and_alternatives(binary, field_px, spec)[0]
 
 
 def split_digits_and_alternatives(binary: np.ndarray, field_px: tuple[float, float, float, float],
                                   spec: Field | None):
-    """`split_digits`'s regions, and each blob that was cut into several of them, whole (`cut_alternatives`).
+    """Returns `split_digits`'s regions, and each blob that was cut into several of them, whole (`cut_alternatives`).
 
     Returns:
         (regions, alternatives): alternatives are (first, count, regions to stand in for
@@ -228,7 +228,7 @@ def _merge_to(groups: list[Blob], most: int) -> list[Blob]:
 
 
 def digit_region(group: Blob, labels: np.ndarray, binary: np.ndarray):
-    """(bbox, pixel mask) of one digit: its components' pixels within its box."""
+    """Returns (bbox, pixel mask) of one digit: its components' pixels within its box."""
     x, y, w, h = group.x, group.y, group.w, group.h
     mask = np.isin(labels[y:y + h, x:x + w], group.ids)
     if group.cut is not None:  # a piece of a split blob: only its own columns

@@ -64,7 +64,7 @@ class StrikeDetector:
         self.threshold = float(threshold)
 
     def scores(self, crops: np.ndarray) -> np.ndarray:
-        """crops: uint8 [N, 28, 28], 0 = paper, 255 = ink. Returns [N] probabilities."""
+        """Scores crops (uint8 [N, 28, 28], 0 = paper, 255 = ink): [N] probabilities that each is struck through."""
         w = self.weights
         x = np.asarray(crops, np.float32).reshape(-1, 28, 28, 1) / 255.0
         # One BLAS thread: workers are processes, one a core, and OpenBLAS's own threads on top of them
@@ -86,7 +86,7 @@ class StrikeDetector:
 
 @functools.lru_cache(maxsize=4)
 def load_detector(path: str = DEFAULT_WEIGHTS) -> StrikeDetector | None:
-    """The detector stored at `path`, or None when there is no such file (detection off, said once)."""
+    """Returns the detector stored at `path`, or None when there is no such file (detection off, said once)."""
     if not os.path.isfile(path):
         logging.getLogger("formdigits.segment").warning(
             "no struck-digit detector at %s: struck-through digits will be read as digits "

@@ -59,7 +59,7 @@ def split_touching(comp: Blob, labels: np.ndarray, digit_w: float, digit_h: floa
 
 
 def pieces(comp: Blob, mask: np.ndarray, cuts: list[int]) -> list[Blob]:
-    """The pieces of `comp` between consecutive `cuts` (columns of its box, 0 and its width included)."""
+    """Returns the pieces of `comp` between consecutive `cuts` (columns of its box, 0 and its width included)."""
     parts = []
     for a, b in zip(cuts[:-1], cuts[1:]):
         sub = mask[:, a:b]
@@ -84,7 +84,7 @@ def split_blobs(groups: list[Blob], labels: np.ndarray) -> list[Blob]:
 
 
 def split_to(groups: list[Blob], fewest: int, labels: np.ndarray) -> list[Blob]:
-    """Fewer pieces than the field must hold: cuts the widest blob that will cut, while any will.
+    """Cuts the widest blob that will cut, while the field has fewer pieces than it must hold.
 
     Two narrow digits that touch (a 2 leaning into a 5) make a blob barely wider
     than tall, which `split_blobs` leaves whole; the template's length says it is two.
@@ -117,7 +117,8 @@ def _standout(groups: list[Blob]) -> int | None:
 
 
 def cut_alternatives(groups: list[Blob]) -> list[tuple[int, int, list[Blob]]]:
-    """Each run of `groups` (in reading order) that `split_touching` cut from one blob, whole: (first, count, [blob]).
+    """Returns each run of `groups` (in reading order) that `split_touching` cut from one blob, whole:
+    (first, count, [blob]).
 
     A cut is a guess from shape alone: one wide 2 or 5 looks like two touching digits. (Offering the blobs
     left whole cut as well was measured too: on real-ink dev forms it mended one length in 135 offers.)

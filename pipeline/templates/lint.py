@@ -77,7 +77,8 @@ def _folder_of(file: str) -> str:
 
 
 def lint_path(path: str) -> list[str]:
-    """Every problem of a template file, or of every `*.json` in a folder (plus names used twice across them)."""
+    """Returns every problem of a template file, or of every `*.json` in a folder (and names used twice across
+    them)."""
     try:
         files = _json_files(path)
     except Exception as exc:  # a bucket out of reach: Beam's file systems raise their own kinds
@@ -105,7 +106,7 @@ def _name_of(file: str):
 
 
 def lint_file(file: str) -> list[str]:
-    """Every problem of one template file."""
+    """Returns every problem of one template file."""
     try:
         with _open(file) as fh:
             d = json.load(fh)
@@ -117,7 +118,7 @@ def lint_file(file: str) -> list[str]:
 
 
 def lint_template(d: dict, folder: str | None = None) -> list[str]:
-    """Every problem of a template as parsed JSON; `folder` (where its file is) to check its reference page."""
+    """Returns every problem of a template as parsed JSON; `folder` (where its file is) to check its reference page."""
     problems = [f"unknown key {k!r} (known: {', '.join(sorted(TEMPLATE_KEYS))})" for k in d if k not in TEMPLATE_KEYS]
     if not isinstance(d.get("name"), str) or not TEMPLATE_NAME.fullmatch(d["name"]):
         problems.append(f"name {d.get('name')!r} is not a plain name (letters, digits, _ and -)")

@@ -100,7 +100,7 @@ class Template:
 
     @property
     def registration_marks(self) -> list[tuple[float, float, float]]:
-        """(x, y, size) of the four corner marks, in points: top-left, top-right, bottom-left, bottom-right.
+        """Returns (x, y, size) of the four corner marks, in points: top-left, top-right, bottom-left, bottom-right.
 
         The top-left mark is larger, so a page scanned upside down can be told
         from one scanned upright.
@@ -111,7 +111,7 @@ class Template:
 
     @property
     def title_box(self) -> tuple[float, float, float, float]:
-        """(x, y, w, h) in points of the region `render_blank` prints the title in; registration compares it."""
+        """Returns (x, y, w, h) in points of the region `render_blank` prints the title in; registration compares it."""
         return TITLE_BOX
 
     def field(self, name: str) -> Field:
@@ -150,7 +150,7 @@ class Template:
 
 
 def luhn_valid(digits: str) -> bool:
-    """True when `digits` passes the Luhn (mod 10) check."""
+    """Returns True when `digits` passes the Luhn (mod 10) check."""
     if not digits.isdigit():
         return False
     total = 0
@@ -171,7 +171,7 @@ def luhn_complete(body: str) -> str:
 
 
 def check_value(field: Field, value: str) -> list[str]:
-    """Why `value` does not fit `field` (empty list when it fits)."""
+    """Returns why `value` does not fit `field` (empty list when it fits)."""
     problems = []
     if not value:
         return ["empty"] if field.required else []
@@ -185,7 +185,7 @@ def check_value(field: Field, value: str) -> list[str]:
 
 
 def template_json(template: Template) -> str:
-    """The template as JSON text a person can edit: one field per line."""
+    """Returns the template as JSON text a person can edit: one field per line."""
     d = template.to_json()
     head = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in d.items() if k != "fields")
     fields = ",\n".join(f"    {json.dumps(f)}" for f in d["fields"])
@@ -204,7 +204,7 @@ def save_templates(templates: list[Template], directory: str | os.PathLike) -> N
 
 
 def load_templates(directory: str | os.PathLike) -> dict[str, Template]:
-    """Every `<name>.json` template in `directory` (local or gs://), by name."""
+    """Returns every `<name>.json` template in `directory` (local or gs://), by name."""
     directory = os.fspath(directory)
     if "://" in directory:
         from apache_beam.io.filesystems import FileSystems
@@ -242,7 +242,7 @@ def _load_one(path: str, opener, binary_opener) -> Template:
 
 
 def load_template_file(path: str | os.PathLike) -> Template:
-    """One template from its local JSON file (and its reference page beside it)."""
+    """Returns one template from its local JSON file (and its reference page beside it)."""
     try:
         return _load_one(os.fspath(path), open, functools.partial(open, mode="rb"))
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
@@ -251,7 +251,7 @@ def load_template_file(path: str | os.PathLike) -> Template:
 
 @functools.lru_cache(maxsize=32)
 def reference_image(template: Template) -> np.ndarray:
-    """The template's blank page as grey pixels at `template.reference_dpi`, decoded once (read-only)."""
+    """Returns the template's blank page as grey pixels at `template.reference_dpi`, decoded once (read-only)."""
     image = cv2.imdecode(np.frombuffer(template.reference_png, np.uint8), cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise ValueError(f"template {template.name!r}: its reference page is not a readable image")
@@ -268,7 +268,7 @@ def _pt(v: float, scale: float) -> int:
 
 
 def render_blank(template: Template, dpi: int, line_grey: int) -> np.ndarray:
-    """The printed, unfilled form at `dpi`: marks, title, labels and field guides (dark on white).
+    """Returns the printed, unfilled form at `dpi`: marks, title, labels and field guides (dark on white).
 
     Registration compares scans with this drawing, and the corpus generator
     prints its forms with it, so both read the same layout from the template.

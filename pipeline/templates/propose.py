@@ -50,7 +50,7 @@ class Blank:
 
 
 def read_blanks(path: str, page: int | None = None) -> list[Blank]:
-    """Every page of a blank form (a PDF, or a PNG/JPEG/TIFF scan, multi-page TIFF included) at WORK_DPI;
+    """Returns every page of a blank form (a PDF, or a PNG/JPEG/TIFF scan, multi-page TIFF included) at WORK_DPI;
     only page `page` (from 1) when given."""
     with open(path, "rb") as fh:
         data = fh.read()
@@ -95,7 +95,7 @@ def _paper_name(w_pt: float, h_pt: float) -> str:
 
 
 def read_blank(path: str) -> Blank:
-    """The first page of a blank form (see `read_blanks`)."""
+    """Returns the first page of a blank form (see `read_blanks`)."""
     return read_blanks(path, page=1)[0]
 
 
@@ -216,7 +216,7 @@ class Proposal:
 
 
 def find_fields(blank: Blank) -> list[Proposal]:
-    """Every place on the blank form that takes digits, in reading order."""
+    """Returns every place on the blank form that takes digits, in reading order."""
     s = blank.scale
     binary = _ink(blank.image)
     horizontal, vertical = _lines(binary, s)
@@ -256,7 +256,7 @@ class TextLine:
 
 
 def read_labels(blank: Blank) -> list[TextLine]:
-    """The printed text lines of the blank, by Tesseract (none when Tesseract is not installed)."""
+    """Returns the printed text lines of the blank, by Tesseract (none when Tesseract is not installed)."""
     exe = shutil.which("tesseract")
     if exe is None:
         return []
@@ -314,7 +314,7 @@ def _slug(text: str) -> str:
 
 
 def name_fields(found: list[Proposal], lines: list[TextLine]) -> list[str]:
-    """A name for each field from its label; a table's cells from their row's label and their column's head."""
+    """Returns a name for each field from its label; a table's cells from their row's label and their column's head."""
     labels = [_label_of(p, lines, found) for p in found]
     names = []
     for i, p in enumerate(found):
@@ -345,7 +345,7 @@ def name_fields(found: list[Proposal], lines: list[TextLine]) -> list[str]:
 
 
 def propose_template(blank: Blank, name: str, labels: bool = True) -> Template:
-    """The template for a blank form: its fields, named, and the blank itself as the registration reference."""
+    """Returns the template for a blank form: its fields, named, and the blank itself as the registration reference."""
     found = find_fields(blank)
     lines = read_labels(blank) if labels else []
     fields = []
@@ -365,7 +365,8 @@ def propose_template(blank: Blank, name: str, labels: bool = True) -> Template:
 
 # -- pictures to check by eye -----------------------------------------------------------
 def draw_fields(image: np.ndarray, template: Template, homography: np.ndarray) -> np.ndarray:
-    """The image in colour with every field's box drawn where `homography` (points -> pixels) puts it, numbered."""
+    """Returns the image in colour with every field's box drawn, numbered, where `homography` (points -> pixels)
+    puts it."""
     out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
     thick = max(1, round(image.shape[1] / 800))
     for i, f in enumerate(template.fields, 1):
