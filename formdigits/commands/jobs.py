@@ -51,10 +51,11 @@ def _add_run(sub) -> None:
                    help="pages larger than this are refused from their header, before decoding "
                         f"(default: {DEFAULT_MAX_PAGE_PIXELS}; A3 at 600 dpi is 70000000)")
     p.add_argument("--keep-crops", choices=KEEP_CROPS_CHOICES, default=DEFAULT_KEEP_CROPS,
-                   help="keep a small picture of these fields for review, in the crops table (default: flagged)")
+                   help="keep a picture of these fields (a field picture) for review, in the crops table "
+                        "(default: flagged)")
     p.add_argument("--crops-location", metavar="GS_PATH",
-                   help="BigQuery output: where crop PNGs go as objects (default: the --temp-location bucket's "
-                        "formdigits-crops/)")
+                   help="BigQuery output: where field pictures go as PNG objects (default: the --temp-location "
+                        "bucket's formdigits-crops/)")
     p.add_argument("--streaming", action="store_true", help="keep watching --input for new files")
     p.add_argument("--poll-seconds", type=float, default=2.0, help="streaming: how often to look for new files")
     p.add_argument("--settle-seconds", type=float, default=2.0,
