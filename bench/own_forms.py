@@ -39,12 +39,14 @@ from pipeline.templates.model import load_templates, render_blank, save_template
 from pipeline.templates.propose import propose_template, read_blank
 from pipeline.types import SegmentError
 
-__all__ = ["OWN_FORMS_SEED", "HELD_OUT_LAYOUT_SEEDS", "bench_own_forms"]
+__all__ = ["OWN_FORMS_SEED", "HELD_OUT_LAYOUT_SEEDS", "TIGHT_LAYOUT_SEEDS", "bench_own_forms"]
 
 OWN_FORMS_SEED = 900101                 # the filled scans; never used while developing
 REAL_INK_SEED = 900102                  # the same layouts in MNIST test ink; never used while developing
 CELL_BANDS = ((16.0, "cells <= 16 pt"), (22.0, "cells 16-22 pt"), (float("inf"), "cells > 22 pt"))
 HELD_OUT_LAYOUT_SEEDS = range(7000, 7030)  # generated forms; never looked at while writing the proposer
+# Tight generated forms (corpus.tight_layouts): the proposer was developed on seeds 9000-9069; these are held out.
+TIGHT_LAYOUT_SEEDS = range(9200, 9250)
 SCAN_LAYOUTS = tuple(NAMED_LAYOUTS) + ("random:7001", "random:7002", "random:7003")
 
 
@@ -58,10 +60,18 @@ def _blank_pdf(template, path: str) -> None:
         write_blank_pdf(named_layout(template.name), path)
 
 
-def _proposal_part(layout_seeds, log) -> dict:
+def _proposal_part(layout_seeds, log, tight_seeds=()) -> dict:
     truths = [truth_template(named_layout(n)) for n in NAMED_LAYOUTS]
     truths += [t for t in builtin_templates() if t.name != "digit_lines"]  # digit_lines prints no guides
     truths += [truth_template(named_layout(f"form_{s}")) for s in layout_seeds]
+    result = _proposal_scores(truths, "", log)
+    if tight_seeds:
+        tight = _proposal_scores([truth_template(named_layout(f"tight_{s}")) for s in tight_seeds], "tight ", log)
+        result.update({f"tight_{k}": v for k, v in tight.items()})
+    return result
+
+
+def _proposal_scores(truths, what: str, log) -> dict:
     scores = []
     with tempfile.TemporaryDirectory() as tmp:
         for truth in truths:
@@ -71,7 +81,7 @@ def _proposal_part(layout_seeds, log) -> dict:
     fields = sum(s["true_fields"] for s in scores)
     right = sum(s["right"] for s in scores)
     worst_false = max(s["false_fields"] for s in scores)
-    log(f"  proposal: {right}/{fields} fields right on {len(scores)} blank forms, at most {worst_false} false "
+    log(f"  {what}proposal: {right}/{fields} fields right on {len(scores)} blank forms, at most {worst_false} false "
         f"field(s) on a page")
     return {"forms": len(scores), "fields": fields, "right_share": round(right / fields, 4),
             "max_false_fields_per_page": worst_false,
@@ -191,7 +201,8 @@ def bench_own_forms(work_dir: str, target: str, quick: bool, log=print, mnist_pa
     """Proposal, registration and end-to-end figures for forms without corner marks (see the module)."""
     pages = 24 if quick else 200
     seeds = list(HELD_OUT_LAYOUT_SEEDS)[:4 if quick else None]
-    results = {"proposal": _proposal_part(seeds, log)}
+    tight = list(TIGHT_LAYOUT_SEEDS)[:6 if quick else None]
+    results = {"proposal": _proposal_part(seeds, log, tight)}
     corpus = os.path.join(work_dir, f"own-forms-{OWN_FORMS_SEED}-{pages}")
     if not os.path.exists(os.path.join(corpus, "truth.jsonl")):
         synth_forms(pages, corpus, seed=OWN_FORMS_SEED, layouts=SCAN_LAYOUTS)

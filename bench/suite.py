@@ -44,6 +44,8 @@ TARGETS = {
     "faults_max_seconds": ("<=", 30),
     "proposal_right_share": (">=", 0.95),
     "proposal_max_false_fields_per_page": ("<=", 1),
+    "proposal_tight_right_share": (">=", 0.98),
+    "proposal_tight_max_false_fields_per_page": ("<=", 1),
     "registration_right_share": (">=", 0.995),
     "registration_mean_box_error_cells": ("<", 0.3),
     "registration_ms_per_page_200dpi": ("<=", 50),
@@ -237,6 +239,12 @@ def _own_forms_rows(own: dict) -> list[tuple[str, object, str]]:
          f"generated layouts never tuned on)"),
         ("proposal_max_false_fields_per_page", prop.get("max_false_fields_per_page"),
          f"{prop.get('false_fields')} false fields in all"),
+        ("proposal_tight_right_share", prop.get("tight_right_share"),
+         f"{prop.get('tight_fields')} digit fields on {prop.get('tight_forms')} tight generated blanks (separate-box "
+         f"and ticked combs, tables of amounts with spacer columns, long and dotted underlines, grey lines), "
+         f"seeds never looked at"),
+        ("proposal_tight_max_false_fields_per_page", prop.get("tight_max_false_fields_per_page"),
+         f"{prop.get('tight_false_fields')} false fields in all"),
         ("registration_right_share", reg.get("right_share"),
          f"{reg.get('pages')} filled scans of {reg.get('templates')} mark-less forms, right template and way up"),
         ("registration_mean_box_error_cells", reg.get("mean_box_error_cells"), f"max {reg.get('max_box_error_cells')}"),

@@ -65,7 +65,7 @@ class Ink:
 def corpus_forms(layouts: tuple[str, ...] | None, colour: bool = False) -> list[list[Template]]:
     """The forms a corpus is filled from, each the templates of its pages: the built-in layouts (None), or
     forms named in `layouts` (`clinic_intake` ..., `builtin` for the four built-in ones, `random:SEED` for a
-    generated form, `A+B` for a form of two pages, A then B); printed in their dropout colours for `colour`."""
+    generated form, `tight:SEED` for a generated tight one, `A+B` for a form of two pages, A then B); printed in their dropout colours for `colour`."""
     forms = _forms(layouts)
     if colour:
         check_scan_kinds(("colour",), [t for form in forms for t in form])
@@ -95,9 +95,12 @@ def _forms(layouts: tuple[str, ...] | None) -> list[list[Template]]:
 def _layout_templates(name: str) -> list[Template]:
     if name.startswith("random:"):
         return [truth_template(random_layout(int(name.split(":", 1)[1])))]
+    if name.startswith("tight:") and name[6:].isdigit():
+        return [truth_template(named_layout(f"tight_{name[6:]}"))]
     if name in NAMED_LAYOUTS:
         return [truth_template(named_layout(name))]
     raise ValueError(f"unknown layout {name!r}; choose from builtin, {', '.join(NAMED_LAYOUTS)}, random:SEED, "
+                     "tight:SEED, "
                      "or A+B for a form of two pages")
 
 

@@ -178,3 +178,18 @@ def test_a_two_page_form_is_proposed_page_by_page_and_scans_register_to_their_pa
     assert main(["template", "propose", str(tmp_path / "form.pdf"), "--name", "lab", "--out", str(out),
                  "--page", "3"]) == 2
     assert "has 2 pages; there is no page 3" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # Tesseract reads each blank's labels
+@pytest.mark.parametrize("seed", [9001, 9003, 9056])
+def test_tight_forms_are_proposed_whole(seed, tmp_path):
+    """Tight primitives (dev seeds): separate-box and ticked combs of 12-17 pt, a table of amounts with spacer
+    columns and a 14-point header row, long and dotted lines with the label on their left, a signature line,
+    lines printed thin and light grey (9056), fine print and a barcode."""
+    from corpus.tight_layouts import tight_layout
+
+    layout = tight_layout(seed)
+    write_blank_pdf(layout, str(tmp_path / "blank.pdf"))
+    proposed = propose_template(read_blank(str(tmp_path / "blank.pdf")), layout.name)
+    score = score_proposal(proposed, truth_template(layout))
+    assert score["right"] == score["true_fields"] and score["false_fields"] == 0, score

@@ -1,14 +1,11 @@
 """`formdigits template propose`: a template from a blank form.
 
-On the empty form the places people write digits are printed guides with
-nothing inside them: rows of equal cells (combs), single boxes, the empty
-cells of a ruled table, and lines with room above them. Each becomes a field
-with its kind, box, cells and a length range from the room it has, named from
-the printed label beside it (read by Tesseract). Boxes that hold printed text,
-logos and boxes too large for digits are left out.
-
-Every step is a plain function over arrays, in points where it can be: the
-blank is first brought to `WORK_DPI`.
+The blank is read at `WORK_DPI` (in colour when it is printed in colour: its print
+colour is noted), the places that take digits are found in its print
+(`pipeline.templates.blank_fields`), and each becomes a field with its kind, box,
+cells and a length range from the room it has, named from the printed label
+beside it (read by Tesseract). A line whose label asks for a signature is left
+out. The blank itself is kept as the registration reference.
 """
 
 from __future__ import annotations
@@ -23,15 +20,14 @@ import cv2
 import numpy as np
 
 from pipeline.reading.dropout import as_grey, is_colour, print_colour_of
+from pipeline.templates.blank_fields import LABEL_GAP_PT, Proposal, find_fields, length_range
 from pipeline.templates.model import PAGE_SIZES, Field, Template
 
-__all__ = ["WORK_DPI", "REFERENCE_DPI", "Blank", "read_blank", "read_blanks", "find_fields", "read_labels",
-           "name_fields", "propose_template", "draw_fields", "Proposal", "TextLine"]
+__all__ = ["WORK_DPI", "REFERENCE_DPI", "Blank", "read_blank", "read_blanks", "read_labels", "name_fields",
+           "propose_template", "draw_fields", "TextLine"]
 
 WORK_DPI = 200
 REFERENCE_DPI = 150          # the blank kept beside the template for registration
-MIN_CELL_PT, MAX_CELL_PT = 10.0, 45.0   # a digit box is this tall
-MAX_FIELD_WIDTH_PT = 330.0
 
 
 @dataclasses.dataclass
@@ -107,145 +103,6 @@ def _paper_of(shape, path: str) -> tuple[float, float]:
             return pw, ph
     raise ValueError(f"{path}: page aspect {w / h:.3f} is neither letter (0.773) nor A4 (0.707); "
                      "export the blank form as a PDF, which carries its size")
-
-
-# -- guides --------------------------------------------------------------------
-def _ink(image: np.ndarray) -> np.ndarray:
-    _, binary = cv2.threshold(image, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
-    return binary
-
-
-def _lines(binary: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Horizontal and vertical printed lines: runs longer than any letter's stroke."""
-    horizontal = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((1, int(12 * scale)), np.uint8))
-    vertical = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((int(5 * scale), 1), np.uint8))
-    return horizontal, vertical
-
-
-def _empty_cells(binary: np.ndarray, lines: np.ndarray, scale: float) -> list[tuple[int, int, int, int]]:
-    """Closed rectangles of digit-box height with no printed ink inside (pixels)."""
-    contours, hierarchy = cv2.findContours(lines, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    cells = []
-    for i, contour in enumerate(contours):
-        if hierarchy is None or hierarchy[0][i][3] < 0:  # outer borders; the holes are the cells
-            continue
-        x, y, w, h = cv2.boundingRect(contour)
-        if not MIN_CELL_PT * scale <= h <= MAX_CELL_PT * scale or not 6 * scale <= w <= MAX_FIELD_WIDTH_PT * scale:
-            continue
-        if cv2.contourArea(contour) < 0.8 * w * h:
-            continue
-        m = max(2, int(1.5 * scale))
-        inside = binary[y + m:y + h - m, x + m:x + w - m]
-        ticks = lines[y + m:y + h - m, x + m:x + w - m]
-        if inside.size and (np.count_nonzero(inside) - np.count_nonzero(ticks)) > 0.004 * inside.size:
-            continue  # printed text in it: a table's label cell, a logo
-        cells.append((x, y, w, h))
-    # A table cell holding a comb is the comb's frame, not a field of its own.
-    return [c for c in cells if not any(o != c and _contains(c, o) for o in cells)]
-
-
-def _contains(outer, inner) -> bool:
-    return (outer[0] <= inner[0] and outer[1] <= inner[1] and inner[0] + inner[2] <= outer[0] + outer[2]
-            and inner[1] + inner[3] <= outer[1] + outer[3])
-
-
-def _ticks(vertical: np.ndarray, cell, scale: float) -> int:
-    """Separators standing inside a box, evenly spaced (a comb drawn as one frame with ticks): how many."""
-    x, y, w, h = cell
-    m = max(2, int(1.5 * scale))
-    band = vertical[y + h - max(3, h // 4):y + h, x + m:x + w - m]
-    columns = np.flatnonzero(band.any(axis=0))
-    if columns.size == 0:
-        return 0
-    runs = np.split(columns, np.flatnonzero(np.diff(columns) > 2) + 1)
-    centres = np.array([r.mean() + m for r in runs])
-    expected = np.arange(1, len(runs) + 1) * w / (len(runs) + 1)
-    return len(runs) if np.all(np.abs(centres - expected) < 0.15 * w / (len(runs) + 1)) else 0
-
-
-def _combs_and_boxes(cells, vertical, scale: float) -> list[tuple[str, tuple, int]]:
-    """Runs of equal narrow cells side by side are combs; other empty cells are boxes. (kind, box px, cells)."""
-    out, run = [], []
-    for cell in sorted(cells, key=lambda c: (round(c[1] / (4 * scale)), c[0])) + [None]:
-        if run and cell is not None and _continues(run[-1], cell, scale):
-            run.append(cell)
-            continue
-        if len(run) >= 2:
-            x0, y0 = run[0][0], min(c[1] for c in run)
-            x1, y1 = run[-1][0] + run[-1][2], max(c[1] + c[3] for c in run)
-            out.append(("comb", (x0, y0, x1 - x0, y1 - y0), len(run)))
-        elif run:
-            ticks = _ticks(vertical, run[0], scale)
-            out.append(("comb", run[0], ticks + 1) if ticks else ("boxed", run[0], 0))
-        run = [cell] if cell is not None else []
-    return out
-
-
-def _continues(prev, cell, scale: float) -> bool:
-    narrow = prev[2] <= 1.3 * prev[3] and cell[2] <= 1.3 * cell[3]
-    return (narrow and abs(prev[1] - cell[1]) <= 2 * scale and abs(prev[3] - cell[3]) <= 2 * scale
-            and 0 <= cell[0] - (prev[0] + prev[2]) <= 4 * scale)
-
-
-def _underlines(binary, horizontal, vertical, scale: float) -> list[tuple[int, int, int, int]]:
-    """Free-standing lines (no box around them) with empty room above: (x, y of the line, width, room)."""
-    n, _, stats, _ = cv2.connectedComponentsWithStats(horizontal, connectivity=8)
-    near_vertical = cv2.dilate(vertical, np.ones((int(4 * scale), int(4 * scale)), np.uint8))
-    out = []
-    for x, y, w, h, _ in stats[1:n]:
-        if not 36 * scale <= w <= MAX_FIELD_WIDTH_PT * scale or h > 3 * scale:
-            continue
-        if near_vertical[y:y + h, x:x + w].any():
-            continue  # part of a box or a table
-        # Clear rows straight above the line, looking up to 30 points.
-        above = binary[max(0, y - int(30 * scale)) + 1:y, x:x + w].any(axis=1)[::-1]
-        inked = np.flatnonzero(above)
-        room = int(inked[0]) if inked.size else len(above)
-        if room >= 14 * scale:
-            out.append((int(x), int(y), int(w), int(room)))
-    return out
-
-
-@dataclasses.dataclass
-class Proposal:
-    """A proposed field in points, before it has a name."""
-
-    kind: str
-    box: tuple[float, float, float, float]
-    cells: int = 0
-
-
-def find_fields(blank: Blank) -> list[Proposal]:
-    """Returns every place on the blank form that takes digits, in reading order."""
-    s = blank.scale
-    binary = _ink(blank.image)
-    horizontal, vertical = _lines(binary, s)
-    cells = _empty_cells(binary, cv2.bitwise_or(horizontal, vertical), s)
-    found = [Proposal(kind, tuple(v / s for v in box), n) for kind, box, n in _combs_and_boxes(cells, vertical, s)]
-    for x, y, w, room in _underlines(binary, horizontal, vertical, s):
-        h = min(room / s - 2.0, 24.0)
-        found.append(Proposal("underline", (x / s, y / s - h, w / s, h)))
-    return _reading_order(found)
-
-
-def _reading_order(found: list[Proposal]) -> list[Proposal]:
-    """Top to bottom in rows (fields whose middles lie within each other's height), left to right."""
-    rows: list[list[Proposal]] = []
-    for p in sorted(found, key=lambda p: p.box[1] + p.box[3] / 2):
-        middle = p.box[1] + p.box[3] / 2
-        if rows and abs(middle - (rows[-1][0].box[1] + rows[-1][0].box[3] / 2)) < 0.5 * rows[-1][0].box[3]:
-            rows[-1].append(p)
-        else:
-            rows.append([p])
-    return [p for row in rows for p in sorted(row, key=lambda p: p.box[0])]
-
-
-def _length_range(p: Proposal) -> tuple[int, int]:
-    """How many digits fit: one a cell in a comb; by width over handwriting's ~0.6 height per digit otherwise."""
-    if p.kind == "comb":
-        return 1, p.cells
-    _, _, w, h = p.box
-    return 1, max(1, int((w - 4.0) / (0.6 * min(h, 24.0))))
 
 
 # -- labels ----------------------------------------------------------------------
@@ -344,13 +201,27 @@ def name_fields(found: list[Proposal], lines: list[TextLine]) -> list[str]:
     return names
 
 
+def _is_signature(p: Proposal, lines: list[TextLine]) -> bool:
+    """Says whether a line's label (on its left, or under it) asks for a signature."""
+    x, y, w, h = p.box
+    for line in lines:
+        lx, ly, lw, lh = line.box
+        beside = lx + lw <= x + 4 and x - (lx + lw) <= LABEL_GAP_PT and ly < y + h and ly + lh > y
+        under = abs(ly - (y + h)) <= 14 and lx < x + w and lx + lw > x
+        if (beside or under) and re.search(r"\bsign", line.text, re.IGNORECASE):
+            return True
+    return False
+
+
 def propose_template(blank: Blank, name: str, labels: bool = True) -> Template:
     """Returns the template for a blank form: its fields, named, and the blank itself as the registration reference."""
-    found = find_fields(blank)
+    found = find_fields(blank.image, blank.scale)
     lines = read_labels(blank) if labels else []
     fields = []
     for p, field_name in zip(found, name_fields(found, lines)):
-        lo, hi = _length_range(p)
+        if p.kind == "underline" and _is_signature(p, lines):
+            continue  # a line to sign on
+        lo, hi = length_range(p)
         fields.append(Field(field_name, p.kind, tuple(round(v, 1) for v in p.box), lo, hi, cells=p.cells,
                             required=False))
     k = REFERENCE_DPI / WORK_DPI

@@ -19,7 +19,7 @@ import threading
 from google.protobuf import text_format
 
 from serving.server.config import (BatchingOptions, ConfigError, ModelEntry, batching_options, load_batching_parameters,
-                            load_model_server_config, model_entries)
+                                   load_model_server_config, model_entries)
 
 __all__ = ["is_loopback", "load_tls", "SERVING_DIR", "DEFAULT_BATCHING_CONFIG", "DEFAULT_MONITORING_CONFIG", "resolve_entries",
            "build_local_server", "run_local", "tfserving_command", "run_tfserving", "ServerProcess"]
