@@ -58,7 +58,7 @@ MODEL_SEED := 0
 model: setup mnist
 	rm -rf build/model
 	$(BIN)/formdigits train --arch lenet5 --seed $(MODEL_SEED) --export-dir build/model
-	rm -rf models/lenet5/1 && mkdir -p models/lenet5 && mv build/model/lenet5/1 models/lenet5/1
+	rm -rf models/lenet5/2 && mkdir -p models/lenet5 && mv build/model/lenet5/1 models/lenet5/2
 
 # A first look: 20 forms in real MNIST handwriting and 20 in synthetic, read by the shipped model through the
 # embedded server; one scan with what was read from it, the scores, the flagged fields, the report.

@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SHIPPED_MODEL = ROOT / "models" / "lenet5" / "1"
+SHIPPED_MODEL = ROOT / "models" / "lenet5" / "2"  # the default: the newest shipped version
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The default LeNet-5 that ships in models/lenet5/1: it loads, has both signatures, and its card is true."""
+"""The default LeNet-5 that ships in models/lenet5/2: it loads, has both signatures, and its card is true."""
 
 import json
 
@@ -15,7 +15,7 @@ def _card() -> dict:
 
 def test_the_shipped_card_names_its_sources_counts_and_licences():
     card = _card()
-    assert card["arch"] == "lenet5" and card["data"] == "mixed" and card["version"] == 1
+    assert card["arch"] == "lenet5" and card["data"] == "mixed" and card["version"] == 2
     assert card["parameters"] == 61706 and card["seed"] == 0
     assert card["samples"] == sum(s["samples"] for s in card["sources"])
     names = [s["name"] for s in card["sources"]]
@@ -23,6 +23,8 @@ def test_the_shipped_card_names_its_sources_counts_and_licences():
     mnist = [s for s in card["sources"] if s["name"] == "MNIST training split"][0]
     assert mnist["licence"] == LICENCE and "CC BY-SA 3.0" in LICENCE
     assert card["heldout_primary"] == "mnist_validation" and card["heldout"]["mnist_validation"]["samples"] == 10000
+    tight = [s for s in card["sources"] if s["name"].startswith("digits cut from forms without marks")]
+    assert tight and tight[0]["samples"] == 30000 and card["heldout"]["own_form_crops"]["samples"] > 0
 
 
 def test_the_shipped_model_reads_mnist_validation_at_its_cards_figure(real_mnist):
