@@ -13,6 +13,7 @@ Three figures, each on forms without corner marks:
                    broken down by cell size, with the share of written fields flagged
     scan kinds     the real-ink scans made bitonal, and the same fills printed in dropout colours and
                    scanned in colour (templates proposed from the colour blanks), each beside grey
+    tight forms    eight tight generated forms of designs never looked at, in real ink, proposed templates
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ CELL_BANDS = ((16.0, "cells <= 16 pt"), (22.0, "cells 16-22 pt"), (float("inf"),
 HELD_OUT_LAYOUT_SEEDS = range(7000, 7030)  # generated forms; never looked at while writing the proposer
 # Tight generated forms (corpus.tight_layouts): the proposer was developed on seeds 9000-9069; these are held out.
 TIGHT_LAYOUT_SEEDS = range(9200, 9250)
+TIGHT_SCAN_SEEDS = range(9250, 9258)     # tight forms filled and scanned for the end-to-end run; never looked at
 SCAN_LAYOUTS = tuple(NAMED_LAYOUTS) + ("random:7001", "random:7002", "random:7003")
 
 
@@ -172,6 +174,21 @@ def _bitonal_part(real: str, templates_dir: str, grey_output: str, work_dir: str
             "bitonal_vs_grey_points": round(100 * (bw - grey), 2)}
 
 
+def _tight_part(pages: int, mnist_path: str, work_dir: str, target: str, log) -> dict:
+    """Tight forms of designs never looked at (`TIGHT_SCAN_SEEDS`), filled in MNIST test ink, read with templates
+    proposed from their blanks: forms of other designs than the seven the pipeline was developed against."""
+    corpus = os.path.join(work_dir, f"own-forms-tight-{REAL_INK_SEED}-{pages}")
+    if not os.path.exists(os.path.join(corpus, "truth.jsonl")):
+        synth_forms(pages, corpus, seed=REAL_INK_SEED, layouts=tuple(f"tight:{s}" for s in TIGHT_SCAN_SEEDS),
+                    ink=Ink(kind="mnist", mnist_path=mnist_path, mnist_split="test"))
+    result = _end_to_end(corpus, _proposed_for(corpus, os.path.join(corpus, "proposed")),
+                         os.path.join(work_dir, "own-forms-out-tight"), target, pages, log)
+    bands = ", ".join(f"{name} {g['field_exact_match']:.2%}" for name, g in result["per_group"].items())
+    log(f"  tight forms of new designs, real ink: fields {result['field_exact_match']:.2%}, digits "
+        f"{result['digit_accuracy']:.2%}; {bands}; written fields flagged {result['written_fields_flagged']:.1%}")
+    return {"pages": pages, "layouts": len(TIGHT_SCAN_SEEDS), **result}
+
+
 def _colour_part(pages: int, mnist_path: str, grey_output: str, work_dir: str, target: str, log) -> dict:
     """The real-ink corpus again, the same fills on the same forms, now printed in their dropout colours and
     scanned in colour; read with templates proposed from the colour blanks. Field exact beside the grey run."""
@@ -228,6 +245,7 @@ def bench_own_forms(work_dir: str, target: str, quick: bool, log=print, mnist_pa
         grey_output = os.path.join(work_dir, "own-forms-out-real_ink_proposed_templates")
         results["bitonal"] = _bitonal_part(*runs["real_ink_proposed_templates"], grey_output, work_dir, target, log)
         results["colour"] = _colour_part(pages, mnist_path, grey_output, work_dir, target, log)
+        results["tight"] = _tight_part(pages // 2, mnist_path, work_dir, target, log)
     results["proposed_vs_true_field_exact_points"] = round(
         100 * (exact["proposed_templates"]["field_exact_match"] - exact["true_templates"]["field_exact_match"]), 2)
     results["pages"] = pages

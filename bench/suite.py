@@ -57,6 +57,7 @@ TARGETS = {
     "own_forms_real_ink_unflagged_exact": (">=", 0.99),
     "own_forms_bitonal_vs_grey_points": (">=", -1.5),
     "own_forms_colour_vs_grey_points": (">=", -1.5),
+    "own_forms_tight_real_ink_field_exact": (">=", 0.95),
     "review_next_item_p95_ms": ("<", 100),
     "report_mb_1000_pages": ("<", 5),
 }
@@ -257,6 +258,11 @@ def _own_forms_rows(own: dict) -> list[tuple[str, object, str]]:
         ("own_forms_bitonal_vs_grey_points", bitonal.get("bitonal_vs_grey_points"),
          f"real ink, the {bitonal.get('pages')} single-page scans made 1-bit Group 4: fields exact "
          f"{bitonal.get('bitonal_field_exact')} vs grey {bitonal.get('grey_field_exact')}"),
+        ("own_forms_tight_real_ink_field_exact", own.get("tight", {}).get("field_exact_match"),
+         f"{own.get('tight', {}).get('pages')} pages of {own.get('tight', {}).get('layouts')} tight forms of designs "
+         f"never looked at (tight:9250-9257), MNIST test ink, proposed templates; digits "
+         f"{own.get('tight', {}).get('digit_accuracy')}; written fields flagged "
+         f"{own.get('tight', {}).get('written_fields_flagged')}"),
         ("own_forms_colour_vs_grey_points", colour.get("colour_vs_grey_points"),
          f"real ink, the same {colour.get('pages')} pages printed in dropout colours, scanned in colour, read from "
          f"templates proposed from colour blanks: fields exact {colour.get('colour_field_exact')} vs grey "

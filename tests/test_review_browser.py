@@ -68,6 +68,17 @@ def _next_key(driver, previous):
     return _shown_key(driver)
 
 
+def _save(driver, digits: str, saved) -> None:
+    """Types `digits` and Enter, confirms when the page asks (a reading against the field's rule), and waits
+    until `saved(driver)`. The question comes with the server's answer: waited for, not looked for at once."""
+    _type(driver, digits + Keys.ENTER)
+    confirm = driver.find_element(By.ID, "confirm")
+    WebDriverWait(driver, 10).until(lambda d: confirm.is_displayed() or saved(d))
+    if confirm.is_displayed():
+        _type(driver, Keys.ENTER)
+    WebDriverWait(driver, 10).until(saved)
+
+
 def _remaining(driver) -> int:
     return int(driver.find_element(By.ID, "remaining").get_attribute("data-count"))
 
@@ -160,10 +171,7 @@ def test_b_goes_back_to_a_skipped_item_and_a_reviewed_one_can_be_reopened(app_ur
     second = _next_key(browser, first)
     _type(browser, "b")  # back to the item skipped, in a fresh session
     assert _next_key(browser, second) == first
-    _type(browser, "4096" + Keys.ENTER)
-    if browser.find_element(By.ID, "confirm").is_displayed():
-        _type(browser, Keys.ENTER)
-    _next_key(browser, first)
+    _save(browser, "4096", lambda d: _shown_key(d) != first)
     source = browser.find_element(By.ID, "f-source")
     source.send_keys(first[0].rsplit("/", 1)[-1] + Keys.TAB)  # by file ...
     # ... and reviewed: to reopen. Chosen as a click would choose it: typed keys race the answer box, which
@@ -172,11 +180,7 @@ def test_b_goes_back_to_a_skipped_item_and_a_reviewed_one_can_be_reopened(app_ur
     WebDriverWait(browser, 10).until(lambda d: _shown_key(d) == first)
     assert "already corrected: 4096" in browser.find_element(By.ID, "earlier").text
     browser.find_element(By.ID, "answer").click()
-    _type(browser, "4097" + Keys.ENTER)
-    if browser.find_element(By.ID, "confirm").is_displayed():
-        _type(browser, Keys.ENTER)
-    WebDriverWait(browser, 10).until(
-        lambda d: count(review_db, "SELECT count(*) FROM corrections") == [(2,)])
+    _save(browser, "4097", lambda d: count(review_db, "SELECT count(*) FROM corrections") == [(2,)])
     final = count(review_db, f"SELECT value FROM fields_reviewed WHERE source_uri = '{first[0]}' AND page = "
                              f"{first[1]} AND field = '{first[2]}'")
     assert final == [("4097",)]
