@@ -16,9 +16,10 @@ import os
 
 import numpy as np
 
+from bench.corpora import make_corpus
 from bench.pipeline import run_pipeline
 from corpus.evaluate import evaluate, expected_calibration_error, load_results, load_truth
-from corpus.forms import Ink, synth_forms
+from corpus.forms import Ink
 from corpus.handwriting import find_handwriting_fonts
 from corpus.mnist import mnist_splits
 from serving.client import PredictClient
@@ -51,9 +52,7 @@ def bench_forms(work_dir: str, target: str, seeds: list[int], pages: int, mnist_
     out = {}
     for ink_name, ink in inks.items():
         for seed in seeds:
-            corpus = os.path.join(work_dir, f"accuracy-{ink_name}-{seed}-{pages}")
-            if not os.path.exists(os.path.join(corpus, "truth.jsonl")):
-                synth_forms(pages, corpus, seed=seed, ink=ink)
+            corpus = make_corpus(os.path.join(work_dir, f"accuracy-{ink_name}-{seed}-{pages}"), pages, seed, ink=ink)
             output = os.path.join(work_dir, f"accuracy-out-{ink_name}-{seed}")
             run_pipeline(os.path.join(corpus, "scan_*"), os.path.join(corpus, "templates"), output, target,
                          os.cpu_count() or 1, pages, log)

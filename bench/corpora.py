@@ -13,10 +13,11 @@ from pipeline.types import SegmentError
 __all__ = ["make_corpus", "corpus_files", "replicate", "registered_pages"]
 
 
-def make_corpus(directory: str, pages: int, seed: int) -> str:
-    """A synthetic corpus of `pages` pages in every format, generated once per directory."""
+def make_corpus(directory: str, pages: int, seed: int, **options) -> str:
+    """Returns a corpus of `pages` pages (`synth_forms`' `options`: ink, layouts, scans...), generated once per
+    directory."""
     if not os.path.exists(os.path.join(directory, "truth.jsonl")):
-        synth_forms(pages, directory, seed=seed)
+        synth_forms(pages, directory, seed=seed, **options)
     return directory
 
 

@@ -26,10 +26,11 @@ import time
 
 import numpy as np
 
+from bench.corpora import make_corpus
 from bench.pipeline import run_pipeline
 from corpus import builtin_templates
 from corpus.evaluate import evaluate, load_results, load_truth
-from corpus.forms import Ink, synth_forms
+from corpus.forms import Ink
 from corpus.layouts import NAMED_LAYOUTS, named_layout, truth_template, write_blank_pdf
 from corpus.proposals import rename_like, score_proposal
 from corpus.scanner import bitonal_copies
@@ -174,28 +175,28 @@ def _bitonal_part(real: str, templates_dir: str, grey_output: str, work_dir: str
             "bitonal_vs_grey_points": round(100 * (bw - grey), 2)}
 
 
-def _tight_part(pages: int, mnist_path: str, work_dir: str, target: str, log) -> dict:
+def _log_reading(what: str, result: dict, log) -> None:
+    bands = ", ".join(f"{name} {g['field_exact_match']:.2%}" for name, g in result["per_group"].items())
+    log(f"  {what}: fields {result['field_exact_match']:.2%}, digits {result['digit_accuracy']:.2%}; {bands}; "
+        f"written fields flagged {result['written_fields_flagged']:.1%}")
+
+
+def _tight_part(pages: int, ink: Ink, work_dir: str, target: str, log) -> dict:
     """Tight forms of designs never looked at (`TIGHT_SCAN_SEEDS`), filled in MNIST test ink, read with templates
     proposed from their blanks: forms of other designs than the seven the pipeline was developed against."""
-    corpus = os.path.join(work_dir, f"own-forms-tight-{REAL_INK_SEED}-{pages}")
-    if not os.path.exists(os.path.join(corpus, "truth.jsonl")):
-        synth_forms(pages, corpus, seed=REAL_INK_SEED, layouts=tuple(f"tight:{s}" for s in TIGHT_SCAN_SEEDS),
-                    ink=Ink(kind="mnist", mnist_path=mnist_path, mnist_split="test"))
+    corpus = make_corpus(os.path.join(work_dir, f"own-forms-tight-{REAL_INK_SEED}-{pages}"), pages, REAL_INK_SEED,
+                         layouts=tuple(f"tight:{s}" for s in TIGHT_SCAN_SEEDS), ink=ink)
     result = _end_to_end(corpus, _proposed_for(corpus, os.path.join(corpus, "proposed")),
                          os.path.join(work_dir, "own-forms-out-tight"), target, pages, log)
-    bands = ", ".join(f"{name} {g['field_exact_match']:.2%}" for name, g in result["per_group"].items())
-    log(f"  tight forms of new designs, real ink: fields {result['field_exact_match']:.2%}, digits "
-        f"{result['digit_accuracy']:.2%}; {bands}; written fields flagged {result['written_fields_flagged']:.1%}")
+    _log_reading("tight forms of new designs, real ink", result, log)
     return {"pages": pages, "layouts": len(TIGHT_SCAN_SEEDS), **result}
 
 
-def _colour_part(pages: int, mnist_path: str, grey_output: str, work_dir: str, target: str, log) -> dict:
+def _colour_part(pages: int, ink: Ink, grey_output: str, work_dir: str, target: str, log) -> dict:
     """The real-ink corpus again, the same fills on the same forms, now printed in their dropout colours and
     scanned in colour; read with templates proposed from the colour blanks. Field exact beside the grey run."""
-    colour = os.path.join(work_dir, f"own-forms-colour-{REAL_INK_SEED}-{pages}")
-    if not os.path.exists(os.path.join(colour, "truth.jsonl")):
-        synth_forms(pages, colour, seed=REAL_INK_SEED, layouts=SCAN_LAYOUTS, scans=("colour",),
-                    ink=Ink(kind="mnist", mnist_path=mnist_path, mnist_split="test"))
+    colour = make_corpus(os.path.join(work_dir, f"own-forms-colour-{REAL_INK_SEED}-{pages}"), pages, REAL_INK_SEED,
+                         layouts=SCAN_LAYOUTS, scans=("colour",), ink=ink)
     result = _end_to_end(colour, _proposed_for(colour, os.path.join(colour, "proposed")),
                          os.path.join(work_dir, "own-forms-out-colour"), target, pages, log)
     grey = evaluate(load_results(grey_output), load_truth(os.path.join(colour, "truth.jsonl")))["field_exact_match"]
@@ -220,32 +221,27 @@ def bench_own_forms(work_dir: str, target: str, quick: bool, log=print, mnist_pa
     seeds = list(HELD_OUT_LAYOUT_SEEDS)[:4 if quick else None]
     tight = list(TIGHT_LAYOUT_SEEDS)[:6 if quick else None]
     results = {"proposal": _proposal_part(seeds, log, tight)}
-    corpus = os.path.join(work_dir, f"own-forms-{OWN_FORMS_SEED}-{pages}")
-    if not os.path.exists(os.path.join(corpus, "truth.jsonl")):
-        synth_forms(pages, corpus, seed=OWN_FORMS_SEED, layouts=SCAN_LAYOUTS)
+    corpus = make_corpus(os.path.join(work_dir, f"own-forms-{OWN_FORMS_SEED}-{pages}"), pages, OWN_FORMS_SEED,
+                         layouts=SCAN_LAYOUTS)
     proposed_dir = _proposed_for(corpus, os.path.join(work_dir, f"own-forms-proposed-{pages}"))
     results["registration"] = _registration_part(corpus, list(load_templates(proposed_dir).values()), log)
     runs = {"true_templates": (corpus, os.path.join(corpus, "templates")), "proposed_templates": (corpus, proposed_dir)}
-    if mnist_path:
-        real = os.path.join(work_dir, f"own-forms-real-{REAL_INK_SEED}-{pages}")
-        if not os.path.exists(os.path.join(real, "truth.jsonl")):
-            synth_forms(pages, real, seed=REAL_INK_SEED, layouts=SCAN_LAYOUTS,
-                        ink=Ink(kind="mnist", mnist_path=mnist_path, mnist_split="test"))
+    ink = Ink(kind="mnist", mnist_path=mnist_path, mnist_split="test") if mnist_path else None
+    if ink:
+        real = make_corpus(os.path.join(work_dir, f"own-forms-real-{REAL_INK_SEED}-{pages}"), pages, REAL_INK_SEED,
+                           layouts=SCAN_LAYOUTS, ink=ink)
         runs["real_ink_proposed_templates"] = (real, _proposed_for(real, os.path.join(real, "proposed")))
     exact = {}
     for label, (scans, templates_dir) in runs.items():
         exact[label] = _end_to_end(scans, templates_dir, os.path.join(work_dir, f"own-forms-out-{label}"), target,
                                    pages, log)
-        bands = ", ".join(f"{name} {g['field_exact_match']:.2%}" for name, g in exact[label]["per_group"].items())
-        log(f"  {label.replace('_', ' ')}: fields {exact[label]['field_exact_match']:.2%}, digits "
-            f"{exact[label]['digit_accuracy']:.2%}; {bands}; written fields flagged "
-            f"{exact[label]['written_fields_flagged']:.1%}")
+        _log_reading(label.replace("_", " "), exact[label], log)
     results["end_to_end"] = exact
-    if mnist_path:
+    if ink:
         grey_output = os.path.join(work_dir, "own-forms-out-real_ink_proposed_templates")
         results["bitonal"] = _bitonal_part(*runs["real_ink_proposed_templates"], grey_output, work_dir, target, log)
-        results["colour"] = _colour_part(pages, mnist_path, grey_output, work_dir, target, log)
-        results["tight"] = _tight_part(pages // 2, mnist_path, work_dir, target, log)
+        results["colour"] = _colour_part(pages, ink, grey_output, work_dir, target, log)
+        results["tight"] = _tight_part(pages // 2, ink, work_dir, target, log)
     results["proposed_vs_true_field_exact_points"] = round(
         100 * (exact["proposed_templates"]["field_exact_match"] - exact["true_templates"]["field_exact_match"]), 2)
     results["pages"] = pages

@@ -52,22 +52,22 @@ def _write(path: str, record: dict) -> None:
     os.replace(path + ".part", path)
 
 
+def _note(directory: str | None, what: str, record: dict) -> None:
+    """Leaves this worker's `what` record for the driver (a run without a progress folder leaves none)."""
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        _write(os.path.join(directory, f"{what}-{os.getpid()}.json"), record)
+
+
 def note_outage(directory: str | None, target: str, down_s: float | None) -> None:
     """Tells the driver this worker's calls to `target` found no server for `down_s` seconds (None: over)."""
-    if not directory:
-        return
-    os.makedirs(directory, exist_ok=True)
-    _write(os.path.join(directory, f"outage-{os.getpid()}.json"),
-           {"target": target, "down_s": down_s, "at": time.time()})
+    _note(directory, "outage", {"target": target, "down_s": down_s, "at": time.time()})
 
 
 def note_stop(directory: str | None, kind: str, message: str) -> None:
     """Tells the driver why the job stops: `kind` is the exception's class (ServingUnreachable,
     UnfitModel), `message` its one line. The driver reads it (`read_stop`) instead of Beam's error text."""
-    if not directory:
-        return
-    os.makedirs(directory, exist_ok=True)
-    _write(os.path.join(directory, f"stop-{os.getpid()}.json"), {"kind": kind, "message": message})
+    _note(directory, "stop", {"kind": kind, "message": message})
 
 
 def read_stop(directory: str | None) -> tuple[str, str] | None:
@@ -95,15 +95,13 @@ def read_progress(directory: str) -> dict:
     except OSError:
         return total
     for name in names:
-        if not name.endswith(".json"):
+        if not name.endswith(".json") or name.startswith("stop-"):  # a stop is the driver's to read once
             continue
         try:
             with open(os.path.join(directory, name)) as fh:
                 record = json.load(fh)
         except (OSError, ValueError):
             continue  # a file being replaced: the next round counts it
-        if name.startswith("stop-"):
-            continue
         if name.startswith("outage-"):
             if record["down_s"] is not None and time.time() - record["at"] < 15:
                 down = record["down_s"] + time.time() - record["at"]
