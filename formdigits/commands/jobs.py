@@ -101,10 +101,7 @@ def _check_run_flags(args, parser, beam_args: list[str]) -> tuple[str, list[str]
                                  f"--temp_location={args.temp_location}"]
     elif not args.input.startswith("gs://") and not args.streaming and not glob.glob(args.input):
         parser.error(f"--input {args.input!r} matches no files")
-    if args.output.startswith("bq:") and args.keep_crops != "none" and not args.crops_location:
-        if not (args.temp_location or "").startswith("gs://"):
-            parser.error("BigQuery output keeps crops as objects: give --crops-location gs://BUCKET/PATH "
-                         "(or --temp-location gs://..., or --keep-crops none)")
+    _crops_location(args, parser)  # fails fast here, in the flags' order
     if args.templates:
         if "://" not in args.templates and not os.path.isdir(args.templates):
             parser.error(f"--templates {args.templates!r} is not a directory")
@@ -117,10 +114,14 @@ def _check_run_flags(args, parser, beam_args: list[str]) -> tuple[str, list[str]
     return runner, beam_args
 
 
-def _crops_location(args) -> str | None:
-    """Where BigQuery output keeps the field pictures: --crops-location, else a folder in --temp-location's bucket."""
+def _crops_location(args, parser) -> str | None:
+    """Returns where BigQuery output keeps the field pictures: --crops-location, else a folder in
+    --temp-location's bucket; with neither, the one-line error that says what to give."""
     if args.crops_location or not args.output.startswith("bq:") or args.keep_crops == "none":
         return args.crops_location
+    if not (args.temp_location or "").startswith("gs://"):
+        parser.error("BigQuery output keeps crops as objects: give --crops-location gs://BUCKET/PATH "
+                     "(or --temp-location gs://..., or --keep-crops none)")
     return "gs://" + args.temp_location[5:].split("/")[0] + "/formdigits-crops"
 
 
@@ -135,7 +136,7 @@ def _run_run(args, parser, beam_args) -> int:
                           streaming=args.streaming, subscription=args.input_subscription,
                           poll_seconds=args.poll_seconds, settle_seconds=args.settle_seconds,
                           stop_after=args.stop_after, window_seconds=args.window_seconds),
-        output=OutputConfig(args.output, keep_crops=args.keep_crops, crops_location=_crops_location(args)),
+        output=OutputConfig(args.output, keep_crops=args.keep_crops, crops_location=_crops_location(args, parser)),
         run_id=new_run_id(),
         serving=ServingConfig(args.serving or "", args.model, model_version=args.model_version,
                               model_label=args.model_label, max_batch_size=args.batch_size,
