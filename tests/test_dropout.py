@@ -112,6 +112,9 @@ def test_synth_forms_colour_scans_need_forms_without_marks(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["synth-forms", "--count", "1", "--out", str(tmp_path), "--scans", "colour"])
     assert exit_info.value.code == 2 and "--layouts" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the built-in forms print black marks: one line, not a traceback
+        main(["synth-forms", "--count", "1", "--out", str(tmp_path), "--scans", "colour", "--layouts", "builtin"])
+    assert "corner marks" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["synth-forms", "--count", "1", "--out", str(tmp_path), "--scans", "sepia"])
     assert "choose from grey,bitonal,colour" in capsys.readouterr().err

@@ -81,10 +81,11 @@ def _add_synth_forms(sub) -> None:
 
 
 def _run_synth_forms(args, parser) -> int:
-    from corpus.forms import Ink, synth_forms
+    from corpus.forms import Ink, corpus_templates, synth_forms
     from corpus.handwriting import find_handwriting_fonts
     from corpus.mnist import MnistFetchError, MnistFileError
     from corpus.progress import progress_printer
+    from corpus.scan_kinds import check_scan_kinds
 
     if args.mnist_path and not os.path.isfile(args.mnist_path):
         parser.error(f"--mnist-path {args.mnist_path!r} does not exist (formdigits fetch-mnist --out FILE writes one)")
@@ -96,8 +97,10 @@ def _run_synth_forms(args, parser) -> int:
     except (MnistFetchError, MnistFileError) as exc:
         print(f"formdigits synth-forms: {exc}", file=sys.stderr)
         return 2
-    if "colour" in args.scans and not args.layouts:
-        parser.error("--scans colour prints forms without marks in a dropout colour: pick them with --layouts")
+    try:
+        check_scan_kinds(args.scans, corpus_templates(args.layouts))
+    except ValueError as exc:
+        parser.error(str(exc))
 
     summary = synth_forms(args.count, args.out, seed=args.seed, formats=args.formats,
                           progress=progress_printer("  {done}/{total} pages"), ink=ink,
