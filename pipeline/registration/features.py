@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline.templates.model import Template, reference_image, render_blank
 
-__all__ = ["WORK_LONG_SIDE", "MIN_INLIERS", "FeatureMatch", "match_templates", "rotation_of"]
+__all__ = ["WORK_LONG_SIDE", "MIN_INLIERS", "FEW_INLIERS", "FeatureMatch", "match_templates", "rotation_of"]
 
 WORK_LONG_SIDE = 1000   # pixels: pages and references are matched at this size (~90 dpi for letter)
 PAGE_FEATURES = 1500    # a filled page: handwriting takes many of the strongest corners
@@ -27,7 +27,12 @@ REFERENCE_FEATURES = 800
 RATIO = 0.8             # Lowe's ratio test
 GRID = (10, 8)          # rows, columns: keypoints are kept per cell of this grid
 REFINE_RADIUS = 4.0     # work pixels (~3 points)
+# A first fit on a form whose print sits in its top half can be points off at its bottom, beyond REFINE_RADIUS:
+# the second fit offered pulls from these radii in turn (~9, 6, 3 points).
+WIDE_RADII = (12.0, 8.0, 4.0)
 MIN_INLIERS = 20        # fewer than this: the page is not that form (unrelated pages reach ~10)
+FEW_INLIERS = 10        # a candidate from this many up, when its print confirms it (`register`)
+CANDIDATES = 3          # templates refined per page, most inliers first
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +48,7 @@ class FeatureMatch:
     template: Template
     homography: np.ndarray | None
     inliers: int
+    wide_homography: np.ndarray | None = None   # refitted from WIDE_RADII: `register`'s second try
 
 
 def _orb(features: int) -> cv2.ORB:
@@ -133,25 +139,34 @@ def _pairs_within(a: np.ndarray, b: np.ndarray, radius: float) -> tuple[np.ndarr
     return i[by_i_then_j], j[by_i_then_j]
 
 
-def _refine(homography: np.ndarray, ref: _Reference, page_points: np.ndarray, page_desc: np.ndarray) -> np.ndarray:
-    """A full homography fitted on every keypoint pair that the first fit puts within a few pixels.
+def _refine(homography: np.ndarray, ref: _Reference, page_points: np.ndarray, page_desc: np.ndarray,
+            radii: tuple[float, ...]) -> np.ndarray:
+    """A full homography fitted on every keypoint pair that the fit so far puts within each radius in turn.
 
     The ratio test keeps only distinctive pairs, which cluster in the printed text; the repeated
     corners of boxes and combs, spread over the whole form, are what pin down its far corners and
     the scanner's slight perspective.
     """
-    projected = cv2.perspectiveTransform(ref.points[None], homography).reshape(-1, 2)
-    ri, pi = _pairs_within(projected, page_points, REFINE_RADIUS)
-    if len(ri) < MIN_INLIERS:
-        return homography
-    alike = np.unpackbits(ref.descriptors[ri] ^ page_desc[pi], axis=1).sum(1) < 64
-    refined, mask = cv2.findHomography(ref.points[ri[alike]], page_points[pi[alike]], cv2.USAC_MAGSAC, 2.0,
-                                       maxIters=1000, confidence=0.999)
-    return homography if refined is None or mask.sum() < MIN_INLIERS else refined
+    for radius in radii:
+        projected = cv2.perspectiveTransform(ref.points[None], homography).reshape(-1, 2)
+        ri, pi = _pairs_within(projected, page_points, radius)
+        if len(ri) < MIN_INLIERS:
+            return homography
+        alike = np.unpackbits(ref.descriptors[ri] ^ page_desc[pi], axis=1).sum(1) < 64
+        refined, mask = cv2.findHomography(ref.points[ri[alike]], page_points[pi[alike]], cv2.USAC_MAGSAC, 2.0,
+                                           maxIters=1000, confidence=0.999)
+        if refined is None or mask.sum() < MIN_INLIERS:
+            return homography
+        homography = refined
+    return homography
 
 
 def match_templates(page: np.ndarray, templates: list[Template]) -> list[FeatureMatch]:
-    """Returns every template's fit to the page, most inliers first; the best one's homography refined."""
+    """Returns every template's fit to the page, most inliers first; the first CANDIDATES' homographies refined.
+
+    The most inliers is not always the right form: two designs can share a title block. `register`
+    takes the first candidate whose print the page confirms.
+    """
     small, f = _work_size(page)
     points, descriptors = _detect(small, PAGE_FEATURES)
     if descriptors is None:
@@ -161,9 +176,15 @@ def match_templates(page: np.ndarray, templates: list[Template]) -> list[Feature
     to_page = np.diag([1 / f, 1 / f, 1.0])  # work pixels -> page pixels
     out = []
     for i, (template, homography, inliers) in enumerate(fits):
-        if homography is not None and i == 0 and inliers >= MIN_INLIERS:
-            homography = _refine(homography, _reference(template), points, descriptors)
-        out.append(FeatureMatch(template, None if homography is None else to_page @ homography, inliers))
+        if homography is None:
+            out.append(FeatureMatch(template, None, inliers))
+        elif i < CANDIDATES and inliers >= FEW_INLIERS:
+            ref = _reference(template)
+            tight = _refine(homography, ref, points, descriptors, (REFINE_RADIUS,))
+            wide = _refine(homography, ref, points, descriptors, WIDE_RADII)
+            out.append(FeatureMatch(template, to_page @ tight, inliers, to_page @ wide))
+        else:
+            out.append(FeatureMatch(template, to_page @ homography, inliers))
     return out
 
 

@@ -4,8 +4,9 @@ Fast path, for templates that print corner marks: a page is found by its four
 marks (the larger top-left one tells an upside-down scan), then compared with
 each template of the same shape: the printed title, the printed layout, and
 how much of the template's printed lines carry ink on the page. Every other
-page is matched by the form's own print (`pipeline.registration.features`). The result maps
-template points to page pixels.
+page is matched by the form's own print (`pipeline.registration.features`): the templates with the
+most matching points are tried in turn, each with a tight and a wide refit, and the first the page's
+print confirms wins. The result maps template points to page pixels.
 
 Either way the winner is then confirmed against the template's print (`confirm`): most of the lines the
 form prints must carry ink on the page, and the page may print few long lines the form does not. Without
@@ -24,7 +25,7 @@ import numpy as np
 
 from pipeline.ink import ink_strength
 from pipeline.reading.dropout import as_grey, drop_print
-from pipeline.registration.features import MIN_INLIERS, match_templates, rotation_of
+from pipeline.registration.features import FEW_INLIERS, MIN_INLIERS, match_templates, rotation_of
 from pipeline.templates.model import Template, render_blank
 from pipeline.types import Registration, SegmentError
 
@@ -32,6 +33,8 @@ __all__ = ["register_page", "register_scan", "box_through", "confirm", "MIN_PRIN
 
 MIN_PRINT_COVER = 0.35         # share of the template's printed lines with ink on the page (see above)
 MAX_UNEXPLAINED_LINES = 1200   # points of long printed lines on the page that the template does not print
+FEW_INLIERS_COVER = 0.8        # print cover that lets a page with few matching points through
+CLOSE_COVER = 0.9              # print cover of a fit that needs no second try
 LONG_LINE_PT = 40              # a stroke this long and straight is print, not handwriting
 
 
@@ -168,17 +171,20 @@ def _guide_cover(ink: np.ndarray, template: Template) -> float:
 
 @functools.lru_cache(maxsize=32)
 def _form_print(template: Template) -> np.ndarray:
-    """Where the form prints anything, at 1 px/pt, widened by 4 points: its blank page when it has one
-    (a form of your own: letterhead, tables, labels), else its drawing (title, marks, guides)."""
+    """Where the form prints anything, at 1 px/pt, widened by 4 points: its drawing (title, marks, fields'
+    boxes) and, when it has one, its blank page (a form of your own: letterhead, tables, labels)."""
+    printed = _printed(template) > 50
     if template.reference_png:
         from pipeline.templates.model import reference_image
 
         w_pt, h_pt = template.size_pt
         ink = 255.0 - cv2.resize(reference_image(template), (int(w_pt), int(h_pt)),
                                  interpolation=cv2.INTER_AREA).astype(np.float32)
-    else:
-        ink = _printed(template)
-    mask = cv2.dilate((ink > 50).astype(np.uint8), np.ones((9, 9), np.uint8))
+        # Thin print by the measure `_long_lines` takes on the page: rulings printed in light grey are
+        # far below a level threshold on the blank, yet count as lines on the filled page.
+        thin = cv2.morphologyEx(ink, cv2.MORPH_TOPHAT, np.ones((9, 9), np.uint8)) > 25
+        printed |= (ink > 50) | thin
+    mask = cv2.dilate(printed.astype(np.uint8), np.ones((9, 9), np.uint8))
     mask.setflags(write=False)
     return mask
 
@@ -266,7 +272,7 @@ def register_page(page: np.ndarray, templates: list[Template]) -> tuple[np.ndarr
             return _confirmed(*_register_by_marks(page, marked))
         except SegmentError as exc:
             why_not_marks = f"; {exc}"
-    return _confirmed(*_register_by_features(page, templates, why_not_marks))
+    return _register_by_features(page, templates, why_not_marks)
 
 
 def register_scan(image: np.ndarray, templates: list[Template]) -> tuple[np.ndarray, Registration]:
@@ -332,15 +338,40 @@ def _register_by_marks(page: np.ndarray, templates: list[Template]):
 
 
 def _register_by_features(page: np.ndarray, templates: list[Template], why_not_marks: str):
-    matches = match_templates(page, templates)
+    """(the page upright, its registration): the first candidate, most inliers first, that `confirm` takes.
+
+    A candidate with fewer than MIN_INLIERS matching points (a form with little print, scanned at
+    150 dpi) is taken only when its print is nearly all on the page.
+    """
+    matches = [m for m in match_templates(page, templates) if m.homography is not None]
+    refusal = None
+    for match in matches:
+        if match.inliers < FEW_INLIERS:
+            break
+        taken = None
+        for homography in (match.homography, match.wide_homography):
+            if homography is None:
+                continue
+            rotation = rotation_of(homography, match.template)
+            upright, turn = _turn_upright(page, rotation)
+            registration = Registration(match.template, turn @ homography, rotation, float(match.inliers),
+                                        "features")
+            ok, cover, _ = confirm(upright, registration.homography, match.template)
+            if ok and (match.inliers >= MIN_INLIERS or cover >= FEW_INLIERS_COVER):
+                if taken is None or cover > taken[0]:
+                    taken = (cover, upright, registration)
+                if cover >= CLOSE_COVER:
+                    break
+            elif refusal is None and match.inliers >= MIN_INLIERS:
+                refusal = (upright, registration)
+        if taken is not None:
+            return taken[1], taken[2]
+    if refusal is not None:
+        return _confirmed(*refusal)  # raises, naming the nearest template and why it is not this page
     best = matches[0] if matches else None
-    if best is None or best.homography is None or best.inliers < MIN_INLIERS:
-        name = f" ({best.template.name})" if best else ""
-        raise SegmentError(f"no template matches this page (best score {best.inliers if best else 0} matching "
-                           f"points{name}, {MIN_INLIERS} needed){why_not_marks}")
-    rotation = rotation_of(best.homography, best.template)
-    upright, turn = _turn_upright(page, rotation)
-    return upright, Registration(best.template, turn @ best.homography, rotation, float(best.inliers), "features")
+    name = f" ({best.template.name})" if best else ""
+    raise SegmentError(f"no template matches this page (best score {best.inliers if best else 0} matching "
+                       f"points{name}, {MIN_INLIERS} needed){why_not_marks}")
 
 
 def _turn_upright(page: np.ndarray, rotation: int) -> tuple[np.ndarray, np.ndarray]:
