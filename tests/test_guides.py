@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 
 from corpus.filling import glyph, stamp_ink
-from pipeline.segmentation.guides import remove_guides
+from pipeline.segmentation.guides import GuideFit, fit_guides, remove_guides
 from pipeline.segmentation.split import split_digits
 from pipeline.templates.model import Field
 from support.drawing import BOX, blank_field, boxed, masks, writer
@@ -50,3 +50,40 @@ def test_a_comb_of_separate_boxes_loses_its_walls_and_keeps_its_digits():
         wall = clean[y + 5:y + h - 5, x + i * w // 4 - 2:x + i * w // 4 + 3]
         assert wall.max() == 0, f"a stub of wall {i} is left beside the digits"
     assert clean[y + 30:y + h - 30, x + 2 * w // 4 - 14].min() == 255, "the 1 beside the wall went with it"
+
+
+def _separate_boxes(page, x, y, w, h, cells, gap):
+    cell = (w - (cells - 1) * gap) / cells
+    for i in range(cells):
+        left = int(round(x + i * (cell + gap)))
+        cv2.rectangle(page, (left, y), (int(round(left + cell)), y + h), 90, 2)
+
+
+def test_a_comb_of_boxes_with_gaps_between_them_is_found_and_both_walls_of_each_gap_go():
+    # The template gives the comb's outer edges and its cell count; the boxes stand 3 points (12 px) apart.
+    spec = Field("f", "comb", (0, 0, 64, 34), min_length=4, max_length=4, cells=4)
+    x, y, w, h = BOX
+    page = np.full((260, 330), 255, np.uint8)
+    _separate_boxes(page, x, y, w, h, 4, 12)
+    ones = [x + 30, x + 95, x + 160, x + 225]  # a 1 in each box, off its middle
+    for cx in ones:
+        cv2.line(page, (cx, y + 25), (cx, y + h - 25), 20, 7)
+    ink = 255 - page
+    fit = fit_guides(ink, BOX, spec, reach=16)
+    assert (fit.dx, fit.dy) == (0, 0) and abs(fit.gap - 12) <= 1.5, fit
+    clean = remove_guides(ink, ((ink > 40) * 255).astype(np.uint8), BOX, spec, fit.gap)
+    cell = (w - 3 * 12) / 4
+    for i in range(1, 4):
+        for wall in (x + i * (cell + 12) - 12, x + i * (cell + 12)):
+            assert clean[y + 5:y + h - 5, int(wall) - 2:int(wall) + 3].max() == 0, f"a wall by gap {i} is left"
+    for cx in ones:
+        assert clean[y + 30:y + h - 30, cx].min() == 255, "a 1 went with the walls"
+
+
+def test_a_box_whose_lines_lie_points_from_where_registration_puts_them_is_found_there():
+    x, y, w, h = BOX
+    page = np.full((260, 330), 255, np.uint8)
+    cv2.rectangle(page, (x + 12, y - 8), (x + w + 12, y + h - 8), 120, 2)  # 3 points right, 2 points up
+    cv2.line(page, (x + 60, y + 30), (x + 60, y + h - 30), 20, 7)        # a 1 beside where the wall should be
+    assert fit_guides(255 - page, BOX, boxed(), reach=16) == GuideFit(12, -8, 0.0)
+    assert fit_guides(255 - blank_field(), BOX, boxed(), reach=16) == GuideFit(0, 0, 0.0)

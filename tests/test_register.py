@@ -105,3 +105,27 @@ def test_a_corner_mark_cut_off_by_the_scans_edge_still_registers_by_the_other_th
             boxes = {cut.field: cut.bbox for cut in cut_fields(upright, registration)}
             overlaps += [_overlap(boxes[t["field"]], t["box"]) for t in truth]
     assert right >= 15 and np.median(overlaps) > 0.8
+
+
+def test_a_fit_points_off_is_moved_onto_the_forms_printed_lines():
+    """A registration by keypoints can be points off where a form prints little; its box walls and rules put it
+    right (a tight form of the dev range, drawn at 150 dpi)."""
+    from corpus.layouts import truth_template
+    from corpus.tight_layouts import tight_layout
+    from pipeline.registration.snap import line_correction
+    from pipeline.templates.model import render_blank
+
+    template = truth_template(tight_layout(9021))
+    page = render_blank(template, 150, line_grey=140)
+    k = 150 / 72
+    exact = np.diag([k, k, 1.0])
+    off = exact @ np.float64([[1.02, 0.0, -3.0], [0.005, 0.99, 4.0], [0, 0, 1]])  # 2% wide, 4 points low
+    corners = np.float64([[f.box[0] + a * f.box[2], f.box[1] + b * f.box[3], 1]
+                          for f in template.fields for a in (0, 1) for b in (0, 1)]).T
+
+    def points_off(homography):  # the worst field corner, in points
+        return np.abs((homography @ corners)[:2] / (homography @ corners)[2] - (exact @ corners)[:2]).max() / k
+
+    assert points_off(off) > 5
+    assert points_off(line_correction(page, off, template)) < 0.6
+    assert line_correction(np.full_like(page, 255), off, template) is None  # no lines found: the fit stands

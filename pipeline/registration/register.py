@@ -8,16 +8,12 @@ page is matched by the form's own print (`pipeline.registration.features`): the 
 most matching points are tried in turn, each with a tight and a wide refit, and the first the page's
 print confirms wins. The result maps template points to page pixels.
 
-Either way the winner is then confirmed against the template's print (`confirm`): most of the lines the
-form prints must carry ink on the page, and the page may print few long lines the form does not. Without
-that, a page of a form that has no template (its template file removed, say) was read with the nearest
-other one, inventing values. On the development corpora right registrations leave at most 705 points of
-unexplained lines and cover 99.7% of the print (60% on a faintly printed own-forms scan); a form read as another
-of the same shape leaves 1,699 or more, or covers 18% or less.
+Either way the winner is then confirmed against the template's print (`pipeline.registration.confirm`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import cv2
@@ -25,17 +21,17 @@ import numpy as np
 
 from pipeline.ink import ink_strength
 from pipeline.reading.dropout import as_grey, drop_print
+from pipeline.registration.confirm import (MAX_UNEXPLAINED_LINES, MIN_PRINT_COVER, clear_marks, confirm,
+                                          guide_cover, ink_in_template, printed_ink)
 from pipeline.registration.features import FEW_INLIERS, MIN_INLIERS, match_templates, rotation_of
-from pipeline.templates.model import Template, render_blank
+from pipeline.registration.snap import line_correction
+from pipeline.templates.model import Template
 from pipeline.types import Registration, SegmentError
 
 __all__ = ["register_page", "register_scan", "box_through", "confirm", "MIN_PRINT_COVER", "MAX_UNEXPLAINED_LINES"]
 
-MIN_PRINT_COVER = 0.35         # share of the template's printed lines with ink on the page (see above)
-MAX_UNEXPLAINED_LINES = 1200   # points of long printed lines on the page that the template does not print
 FEW_INLIERS_COVER = 0.8        # print cover that lets a page with few matching points through
 CLOSE_COVER = 0.9              # print cover of a fit that needs no second try
-LONG_LINE_PT = 40              # a stroke this long and straight is print, not handwriting
 
 
 def _find_marks(page: np.ndarray) -> tuple[list[tuple[float, float, float]], int | None]:
@@ -103,36 +99,22 @@ def _big_corner(marks: list[tuple[float, float, float]], missing: int | None) ->
 
 
 @functools.lru_cache(maxsize=16)
-def _printed(template: Template) -> np.ndarray:
-    """The template's printed ink (bright) at 1 px/pt, rendered once; read-only, shared by the cues below."""
-    ink = 255.0 - render_blank(template, 72, line_grey=100).astype(np.float32)
-    ink.setflags(write=False)
-    return ink
-
-
-def _clear_marks(image: np.ndarray, template: Template, value) -> None:
-    """Sets the registration marks (and 4 points around them) of a 1 px/pt image to `value`, in place."""
-    for x, y, s in template.registration_marks:
-        image[max(0, int(y) - 4):int(y + s) + 4, max(0, int(x) - 4):int(x + s) + 4] = value
-
-
-@functools.lru_cache(maxsize=16)
 def _blank(template: Template) -> np.ndarray:
     """The template's printed layout at 1 px/pt, blurred, zero-mean: for matching."""
-    return _layout_signal(_printed(template), template)
+    return _layout_signal(printed_ink(template), template)
 
 
 def _layout_signal(ink: np.ndarray, template: Template) -> np.ndarray:
     """Blurred, zero-mean ink at 1 px/pt with the marks masked: what tells one layout from another."""
     ink = ink.copy()
-    _clear_marks(ink, template, 0)
+    clear_marks(ink, template, 0)
     return _zero_mean(cv2.GaussianBlur(ink, (0, 0), 2.0))
 
 
 @functools.lru_cache(maxsize=16)
 def _title_signal(template: Template) -> np.ndarray:
     x, y, w, h = (int(v) for v in template.title_box)
-    return _zero_mean(cv2.GaussianBlur(_printed(template)[y:y + h, x:x + w], (0, 0), 1.0))
+    return _zero_mean(cv2.GaussianBlur(printed_ink(template)[y:y + h, x:x + w], (0, 0), 1.0))
 
 
 def _zero_mean(a: np.ndarray) -> np.ndarray:
@@ -148,55 +130,14 @@ def _title_match(ink: np.ndarray, template: Template) -> float:
     return float(result.max())
 
 
-@functools.lru_cache(maxsize=16)
-def _guide_mask(template: Template) -> np.ndarray:
-    """Where the template prints its boxes and lines at 1 px/pt, title and marks left out."""
-    mask = _printed(template) > 50
-    x, y, w, h = (int(v) for v in template.title_box)
-    mask[y - 8:y + h + 8, x - 8:x + w + 8] = False
-    _clear_marks(mask, template, False)
-    return mask
-
-
-def _guide_cover(ink: np.ndarray, template: Template) -> float:
-    """Share of the template's printed lines that have ink on the page within a point (1.0: no lines)."""
-    mask = _guide_mask(template)
-    if not mask.any():
-        return 1.0
-    # Thin print only (a top-hat): a scan's shaded paper is "ink" by level alone and would cover every line.
-    thin = cv2.morphologyEx(ink, cv2.MORPH_TOPHAT, np.ones((9, 9), np.uint8))
-    near = cv2.dilate((thin > 25).astype(np.uint8), np.ones((3, 3), np.uint8))
-    return float(near[mask].mean())
-
-
-@functools.lru_cache(maxsize=32)
-def _form_print(template: Template) -> np.ndarray:
-    """Where the form prints anything, at 1 px/pt, widened by 4 points: its drawing (title, marks, fields'
-    boxes) and, when it has one, its blank page (a form of your own: letterhead, tables, labels)."""
-    printed = _printed(template) > 50
-    if template.reference_png:
-        from pipeline.templates.model import reference_image
-
-        w_pt, h_pt = template.size_pt
-        ink = 255.0 - cv2.resize(reference_image(template), (int(w_pt), int(h_pt)),
-                                 interpolation=cv2.INTER_AREA).astype(np.float32)
-        # Thin print by the measure `_long_lines` takes on the page: rulings printed in light grey are
-        # far below a level threshold on the blank, yet count as lines on the filled page.
-        thin = cv2.morphologyEx(ink, cv2.MORPH_TOPHAT, np.ones((9, 9), np.uint8)) > 25
-        printed |= (ink > 50) | thin
-    mask = cv2.dilate(printed.astype(np.uint8), np.ones((9, 9), np.uint8))
-    mask.setflags(write=False)
-    return mask
-
-
 def _refine_by_print(page: np.ndarray, homography: np.ndarray, template: Template) -> np.ndarray:
     """`homography` moved to fit the page's print to the template's (OpenCV's ECC), for three marks only.
 
     Three marks fix an affine map, and a scan photographed or fed askew is not quite affine: the fourth
     corner can be points off. The printed lines of the whole page pull it into place.
     """
-    ink = cv2.GaussianBlur(_ink_in_template(page, homography, template), (0, 0), 1.5)
-    printed = cv2.GaussianBlur(np.array(_printed(template)), (0, 0), 1.5)
+    ink = cv2.GaussianBlur(ink_in_template(page, homography, template), (0, 0), 1.5)
+    printed = cv2.GaussianBlur(np.array(printed_ink(template)), (0, 0), 1.5)
     warp = np.eye(3, dtype=np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-5)
     try:
@@ -204,41 +145,6 @@ def _refine_by_print(page: np.ndarray, homography: np.ndarray, template: Templat
     except cv2.error:  # did not converge: the affine map stands
         return homography
     return np.asarray(homography, np.float64) @ warp.astype(np.float64)
-
-
-def _long_lines(ink: np.ndarray) -> np.ndarray:
-    """Thin, straight horizontal and vertical strokes of at least LONG_LINE_PT (ink at 1 px/pt): rulings."""
-    thin = (cv2.morphologyEx(ink, cv2.MORPH_TOPHAT, np.ones((9, 9), np.uint8)) > 25).astype(np.uint8)
-    return (cv2.morphologyEx(thin, cv2.MORPH_OPEN, np.ones((1, LONG_LINE_PT), np.uint8))
-            | cv2.morphologyEx(thin, cv2.MORPH_OPEN, np.ones((LONG_LINE_PT, 1), np.uint8)))
-
-
-def _ink_in_template(page: np.ndarray, homography: np.ndarray, template: Template) -> np.ndarray:
-    """The page seen in template coordinates at 1 px/pt, as ink (bright on dark)."""
-    w_pt, h_pt = template.size_pt
-    seen = cv2.warpPerspective(page, np.asarray(homography, np.float64), (int(w_pt), int(h_pt)),
-                               flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP, borderValue=255)
-    return 255.0 - seen.astype(np.float32)
-
-
-def confirm(page: np.ndarray, homography: np.ndarray, template: Template,
-            ink: np.ndarray | None = None) -> tuple[bool, float, int]:
-    """Returns whether the page is this form where `homography` (template points -> page pixels) puts it.
-
-    Args:
-        ink: the page already seen in template coordinates (`_ink_in_template`), when the caller has it.
-
-    Returns:
-        (confirmed, share of the template's printed lines with ink on the page, points of long lines the
-        page prints where the template prints nothing).
-    """
-    ink = _ink_in_template(page, homography, template) if ink is None else ink
-    cover = _guide_cover(ink, template)
-    lines = _long_lines(ink)
-    lines[_form_print(template) > 0] = 0
-    margin = 20  # the scan's own edges and shadows
-    unexplained = int(lines[margin:-margin, margin:-margin].sum())
-    return cover >= MIN_PRINT_COVER and unexplained <= MAX_UNEXPLAINED_LINES, cover, unexplained
 
 
 def _aspect(centres: np.ndarray) -> float:
@@ -322,13 +228,13 @@ def _register_by_marks(page: np.ndarray, templates: list[Template]):
         if missing is not None:
             homography = _refine_by_print(page, homography, template)
         # The page seen in template coordinates at 1 px/pt, compared with the printed layout.
-        ink = _ink_in_template(page, homography, template)
+        ink = ink_in_template(page, homography, template)
         layout = float((_layout_signal(ink, template) * _blank(template)).mean())
         # The printed title sits in the same place on every form and differs between forms: the strongest
         # cue, unless a rubber stamp lands on it; then whether the template's own lines are on the page
         # tells the forms apart.
         score = _title_match(ink, template) + 0.5 * layout
-        rank = score + _guide_cover(ink, template)
+        rank = score + guide_cover(ink, template)
         if best is None or rank > best_rank:
             best, best_rank = Registration(template, homography, 180 if upside_down else 0, score), rank
             best_ink = ink
@@ -356,6 +262,9 @@ def _register_by_features(page: np.ndarray, templates: list[Template], why_not_m
             upright, turn = _turn_upright(page, rotation)
             registration = Registration(match.template, turn @ homography, rotation, float(match.inliers),
                                         "features")
+            snapped = line_correction(upright, registration.homography, match.template)
+            if snapped is not None:
+                registration = dataclasses.replace(registration, homography=snapped)
             ok, cover, _ = confirm(upright, registration.homography, match.template)
             if ok and (match.inliers >= MIN_INLIERS or cover >= FEW_INLIERS_COVER):
                 if taken is None or cover > taken[0]:

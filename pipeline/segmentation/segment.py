@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.ink import ink_strength
 from pipeline.registration.register import box_through
 from pipeline.segmentation.field_pictures import TEMPLATE_FIELD_SCALE, field_picture
-from pipeline.segmentation.guides import ink_mask, remove_guides
+from pipeline.segmentation.guides import fit_guides, ink_mask, remove_guides
 from pipeline.segmentation.normalize import EmptyCropError, mnist_normalize
 from pipeline.segmentation.split import split_digits_and_alternatives
 from pipeline.segmentation.strikeout import drop_struck
@@ -29,6 +29,7 @@ __all__ = ["CROP_SCALE", "box_as_scanned", "cut_fields", "field_images", "digit_
 
 
 CROP_SCALE = 4.0  # canonical field crops: pixels per point (~288 dpi)
+SNAP_REACH_PT = 4.0  # how far a field's printed lines are looked for around where registration puts them
 
 
 def digit_image(ink: np.ndarray, bbox, mask: np.ndarray) -> np.ndarray:
@@ -94,14 +95,22 @@ def _field_crop(page: np.ndarray, registration: Registration, spec: Field):
     ox, oy = fx - mx0, fy - my
     cw, ch = int((fw + mx0 + mx1) * s), int((fh + 2 * my) * s)
     crop_to_tpl = np.float64([[1 / s, 0, ox], [0, 1 / s, oy], [0, 0, 1]])
-    crop_to_page = registration.homography @ crop_to_tpl
-    crop = cv2.warpPerspective(page, crop_to_page, (cw, ch), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderValue=255)
-    ink = ink_strength(crop)
     field_px = (mx0 * s, my * s, fw * s, fh * s)
+    crop, ink, crop_to_page = _warp_field(page, registration.homography @ crop_to_tpl, (cw, ch))
+    fit = fit_guides(ink, field_px, spec, reach=int(SNAP_REACH_PT * s))
+    if fit.dx or fit.dy:  # the field's lines are elsewhere on the page than registration says: cut it there
+        shift = np.float64([[1, 0, fit.dx], [0, 1, fit.dy], [0, 0, 1]])
+        crop, ink, crop_to_page = _warp_field(page, crop_to_page @ shift, (cw, ch))
     if registration.template.reference_png:
         _drop_out_print(ink, registration.template, crop_to_tpl, field_px)
-    return crop, ink, remove_guides(ink, ink_mask(ink), field_px, spec), field_px, crop_to_page
+    return crop, ink, remove_guides(ink, ink_mask(ink), field_px, spec, fit.gap), field_px, crop_to_page
+
+
+def _warp_field(page: np.ndarray, crop_to_page: np.ndarray, size: tuple[int, int]):
+    """(grey crop, its ink, crop -> page homography) of the page through `crop_to_page`."""
+    crop = cv2.warpPerspective(page, crop_to_page, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderValue=255)
+    return crop, ink_strength(crop), crop_to_page
 
 
 def _drop_out_print(ink: np.ndarray, template: Template, crop_to_tpl: np.ndarray, field_px) -> None:
