@@ -25,6 +25,17 @@ def test_the_printed_label_above_the_box_is_not_a_digit():
     assert ry >= BOX[1], "the label's letters were taken into the digit"
 
 
+def test_the_top_of_a_digit_in_the_row_below_is_not_this_fields_writing():
+    # A table row under this one: the top of its 7 reaches into this crop's lower margin, cut off by the crop's edge.
+    page = blank_field()
+    stamp_ink(page, glyph(4, writer(), np.random.default_rng(1), 90), BOX[0] + 30, BOX[1] + 25, 1.0)
+    cv2.line(page, (100, 208), (160, 208), 20, 8)
+    cv2.line(page, (160, 208), (140, 259), 20, 8)
+    _, clean = masks(page, boxed())
+    regions = split_digits(clean, BOX, boxed())
+    assert len(regions) == 1 and regions[0][0][1] + regions[0][0][3] < BOX[1] + BOX[3] + 10
+
+
 def test_print_beside_the_field_is_not_writing_but_writing_over_its_edge_is():
     spec = Field("line01", "free", (0, 0, 160, 34), min_length=1, max_length=12)
     box = (20, 60, 640, 136)

@@ -182,7 +182,7 @@ def _field_groups(binary: np.ndarray, field_px, spec: Field | None) -> tuple[np.
     # reaching below its top edge (the printed label sits just above the box).
     right = x + w * 1.08 if spec is None or spec.kind == "comb" else binary.shape[1]  # see _right_margin
     comps = [c for c in comps if x - 0.05 * w <= c.cx <= right and y - 0.25 * h <= c.cy <= y + h * 1.2
-             and c.y + c.h > y - 0.08 * h]
+             and c.y + c.h > y - 0.08 * h and not _from_next_row(c, y, h, binary.shape[0])]
     if spec is not None and spec.kind != "comb":
         comps = _drop_beyond(comps, x + w, h)
     if not comps:
@@ -211,6 +211,12 @@ def _field_groups(binary: np.ndarray, field_px, spec: Field | None) -> tuple[np.
             groups = _merge_to(groups, spec.max_length + (spec.kind in ("underline", "free")))
             groups = split_to(groups, spec.min_length, labels)
     return labels, groups
+
+
+def _from_next_row(c: Blob, y: float, h: float, height: int) -> bool:
+    """Says whether a blob cut by the crop's top or bottom edge has its centre outside the box: the top of a digit
+    in the row below (or the foot of one above), of which the crop holds only the end nearest this field."""
+    return (c.y <= 0 and c.cy < y) or (c.y + c.h >= height and c.cy > y + h)
 
 
 def _merge_to(groups: list[Blob], most: int) -> list[Blob]:
