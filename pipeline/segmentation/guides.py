@@ -63,7 +63,9 @@ def remove_guides(ink: np.ndarray, binary: np.ndarray, field_px: tuple[float, fl
         _keep_guide(horizontal, lines, int(max(0, r - tol)), int(r + tol + 1), x0, x1, axis=1)
     rules = cv2.dilate(lines, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))  # the horizontal guides alone
     for i, c in enumerate(cols):
-        inner = 0 < i < len(cols) - 1  # a comb's wall between two cells: one the height of the box, not a "1"
+        # A comb's wall between two cells is the height of the box, not a "1" (unless the walls' gap was found:
+        # then they are known to be there, and one printed faint or broken still goes).
+        inner = 0 < i < len(cols) - 1 and not gap
         _keep_guide(vertical.T, lines.T, int(max(0, c - tol)), int(c + tol + 1), int(max(0, y - tol)),
                     int(y + h + tol), axis=1, min_cover=0.7 if inner else 0.25)
     if spec.kind == "comb":
@@ -197,8 +199,9 @@ def _best_shift(profile: np.ndarray, patterns: list[np.ndarray], reach: int) -> 
     """(shift within `reach`, pattern index) that puts the most line ink, a pixel's slack, at a pattern's positions.
 
     Each pattern's score is its mean cover over its positions. A shift stands only when it clearly
-    beats staying put with the same pattern, and a pattern other than the first only when it clearly
-    beats the first; neither unless the lines are found (half covered on average).
+    beats staying put with the same pattern, and a pattern other than the first only when it covers
+    clearly more (a gap narrower than the walls' width fits as well as none); neither unless the lines
+    are found (half covered on average).
     """
     size = len(profile)
     near = np.r_[np.maximum(profile, np.maximum(np.r_[0, profile[:-1]], np.r_[profile[1:], 0])), 0.0]
@@ -210,7 +213,7 @@ def _best_shift(profile: np.ndarray, patterns: list[np.ndarray], reach: int) -> 
         scores[k] = near[at].mean(axis=1)
     # A line is a few pixels wide: neighbouring gaps and shifts tie, and the middle of the tie is the fit.
     k = _middle_of_best(scores.max(axis=1))
-    if k and scores[k].max() < 1.3 * scores[0].max() + 0.05:
+    if k and scores[k].max() < scores[0].max() + 0.1:  # a gap must explain clearly more walls than none
         k = 0
     row = scores[k]
     j = _middle_of_best(row)
