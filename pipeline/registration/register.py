@@ -262,9 +262,8 @@ def _register_by_features(page: np.ndarray, templates: list[Template], why_not_m
             upright, turn = _turn_upright(page, rotation)
             registration = Registration(match.template, turn @ homography, rotation, float(match.inliers),
                                         "features")
-            snapped = line_correction(upright, registration.homography, match.template)
-            if snapped is not None:
-                registration = dataclasses.replace(registration, homography=snapped)
+            registration = dataclasses.replace(
+                registration, homography=line_correction(upright, registration.homography, match.template))
             ok, cover, _ = confirm(upright, registration.homography, match.template)
             if ok and (match.inliers >= MIN_INLIERS or cover >= FEW_INLIERS_COVER):
                 if taken is None or cover > taken[0]:
