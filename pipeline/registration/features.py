@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
 
 from pipeline.templates.model import Template, reference_image, render_blank
 
-__all__ = ["WORK_LONG_SIDE", "MIN_INLIERS", "FEW_INLIERS", "FeatureMatch", "match_templates", "rotation_of"]
+__all__ = ["WORK_LONG_SIDE", "MIN_INLIERS", "FEW_INLIERS", "CANDIDATES", "FeatureMatch", "match_templates", "rotation_of"]
 
 WORK_LONG_SIDE = 1000   # pixels: pages and references are matched at this size (~90 dpi for letter)
 PAGE_FEATURES = 1500    # a filled page: handwriting takes many of the strongest corners
@@ -46,9 +47,19 @@ class FeatureMatch:
     """How well one template fits a page: template points -> page pixels (of the page as given)."""
 
     template: Template
-    homography: np.ndarray | None
+    homography: np.ndarray | None   # the first (affine) fit
     inliers: int
-    wide_homography: np.ndarray | None = None   # refitted from WIDE_RADII: `register`'s second try
+    refit: Callable[[tuple[float, ...]], np.ndarray] | None = dataclasses.field(default=None, repr=False)
+
+    def fits(self) -> Iterator[np.ndarray]:
+        """Yields the fit refined on keypoint pairs close together, then the one refined from WIDE_RADII (each
+        computed only when asked for: most pages take the first)."""
+        if self.refit is None:
+            if self.homography is not None:
+                yield self.homography
+            return
+        yield self.refit((REFINE_RADIUS,))
+        yield self.refit(WIDE_RADII)
 
 
 def _orb(features: int) -> cv2.ORB:
@@ -162,10 +173,10 @@ def _refine(homography: np.ndarray, ref: _Reference, page_points: np.ndarray, pa
 
 
 def match_templates(page: np.ndarray, templates: list[Template]) -> list[FeatureMatch]:
-    """Returns every template's fit to the page, most inliers first; the first CANDIDATES' homographies refined.
+    """Returns every template's fit to the page, most inliers first, each to be refined when tried (`fits`).
 
     The most inliers is not always the right form: two designs can share a title block. `register`
-    takes the first candidate whose print the page confirms.
+    takes the first of the CANDIDATES whose print the page confirms.
     """
     small, f = _work_size(page)
     points, descriptors = _detect(small, PAGE_FEATURES)
@@ -174,18 +185,13 @@ def match_templates(page: np.ndarray, templates: list[Template]) -> list[Feature
     fits = [(t, *_fit(_reference(t), points, descriptors)) for t in templates]
     fits.sort(key=lambda fit: -fit[2])
     to_page = np.diag([1 / f, 1 / f, 1.0])  # work pixels -> page pixels
-    out = []
-    for i, (template, homography, inliers) in enumerate(fits):
-        if homography is None:
-            out.append(FeatureMatch(template, None, inliers))
-        elif i < CANDIDATES and inliers >= FEW_INLIERS:
-            ref = _reference(template)
-            tight = _refine(homography, ref, points, descriptors, (REFINE_RADIUS,))
-            wide = _refine(homography, ref, points, descriptors, WIDE_RADII)
-            out.append(FeatureMatch(template, to_page @ tight, inliers, to_page @ wide))
-        else:
-            out.append(FeatureMatch(template, to_page @ homography, inliers))
-    return out
+
+    def refitter(template, homography):
+        return lambda radii: to_page @ _refine(homography, _reference(template), points, descriptors, radii)
+
+    return [FeatureMatch(template, None if homography is None else to_page @ homography, inliers,
+                         refitter(template, homography) if homography is not None and inliers >= FEW_INLIERS else None)
+            for template, homography, inliers in fits]
 
 
 def rotation_of(homography: np.ndarray, template: Template) -> int:

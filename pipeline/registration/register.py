@@ -23,7 +23,7 @@ from pipeline.ink import ink_strength
 from pipeline.reading.dropout import as_grey, drop_print
 from pipeline.registration.confirm import (MAX_UNEXPLAINED_LINES, MIN_PRINT_COVER, clear_marks, confirm,
                                           guide_cover, ink_in_template, printed_ink)
-from pipeline.registration.features import FEW_INLIERS, MIN_INLIERS, match_templates, rotation_of
+from pipeline.registration.features import CANDIDATES, FEW_INLIERS, MIN_INLIERS, match_templates, rotation_of
 from pipeline.registration.snap import line_correction
 from pipeline.templates.model import Template
 from pipeline.types import Registration, SegmentError
@@ -251,13 +251,11 @@ def _register_by_features(page: np.ndarray, templates: list[Template], why_not_m
     """
     matches = [m for m in match_templates(page, templates) if m.homography is not None]
     refusal = None
-    for match in matches:
+    for match in matches[:CANDIDATES]:
         if match.inliers < FEW_INLIERS:
             break
         taken = None
-        for homography in (match.homography, match.wide_homography):
-            if homography is None:
-                continue
+        for homography in match.fits():
             rotation = rotation_of(homography, match.template)
             upright, turn = _turn_upright(page, rotation)
             registration = Registration(match.template, turn @ homography, rotation, float(match.inliers),

@@ -20,16 +20,24 @@ SNAP_SCALE = 2.0      # pixels per point of the page as seen in template coordin
 REACH_PT = 6.0        # a line is looked for this far either side of where the fit puts it
 MIN_LINES = 6         # per axis: fewer lines found than this, no correction
 INLIER_PT = 1.0       # a line's offset this close to the fitted correction counts for it
+STILL_PT = 0.1        # a round that moves no corner of the page more than this is the last
+
+
+def _shrunk(page: np.ndarray, homography: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the page shrunk near SNAP_SCALE, the homography onto it): once, for every round.
+
+    Shrunk by area: a thin line sampled at every other pixel of a 300 dpi page would go missing.
+    """
+    scale = float(np.sqrt(abs(np.linalg.det(homography[:2, :2]))))  # page pixels per point
+    if scale <= 1.5 * SNAP_SCALE:
+        return page, homography
+    f = 1.5 * SNAP_SCALE / scale
+    return cv2.resize(page, None, fx=f, fy=f, interpolation=cv2.INTER_AREA), np.diag([f, f, 1.0]) @ homography
 
 
 def _seen(page: np.ndarray, homography: np.ndarray, template: Template) -> np.ndarray:
     """The page at SNAP_SCALE px/pt in template coordinates, as ink (bright): thin print by a top-hat."""
-    scale = float(np.sqrt(abs(np.linalg.det(np.asarray(homography, np.float64)[:2, :2]))))  # page px per pt
     to_seen = np.diag([SNAP_SCALE, SNAP_SCALE, 1.0])
-    if scale > 1.5 * SNAP_SCALE:  # shrink first: a thin line sampled at every other pixel would go missing
-        f = 1.5 * SNAP_SCALE / scale
-        page = cv2.resize(page, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-        homography = np.diag([f, f, 1.0]) @ homography
     w, h = (int(v * SNAP_SCALE) for v in template.size_pt)
     seen = cv2.warpPerspective(page, homography @ np.linalg.inv(to_seen), (w, h),
                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=255)
@@ -103,19 +111,21 @@ def line_correction(page: np.ndarray, homography: np.ndarray, template: Template
 
     A fit a few percent off in scale is more than REACH_PT out at a wide table's far side: each
     round finds the lines the one before brought within reach, until a round moves nothing by
-    more than a tenth of a point.
+    more than STILL_PT.
     """
     homography = np.asarray(homography, np.float64)
+    small, onto_small = _shrunk(page, homography)
+    to_page = homography @ np.linalg.inv(onto_small)  # the shrunk page's pixels -> the page's
     for _ in range(rounds):
-        correction = _correction(_seen(page, homography, template), template)
+        correction = _correction(_seen(small, onto_small, template), template)
         if correction is None:
             break
-        homography = homography @ correction
+        onto_small = onto_small @ correction
         corners = np.float64([[0, 0, 1], [template.size_pt[0], 0, 1], [0, template.size_pt[1], 1],
                               [template.size_pt[0], template.size_pt[1], 1]]).T
-        if np.abs(correction @ corners - corners).max() < 0.1:
+        if np.abs(correction @ corners - corners).max() < STILL_PT:
             break
-    return homography
+    return to_page @ onto_small
 
 
 def _correction(ink: np.ndarray, template: Template) -> np.ndarray | None:
