@@ -18,7 +18,7 @@ import numpy as np
 from pipeline.templates.model import Template, reference_image, render_blank
 
 __all__ = ["MIN_PRINT_COVER", "MAX_UNEXPLAINED_LINES", "LONG_LINE_PT", "confirm", "printed_ink", "clear_marks",
-           "guide_cover", "ink_in_template"]
+           "guide_cover", "ink_in_template", "thin_print"]
 
 MIN_PRINT_COVER = 0.35         # share of the template's printed lines with ink on the page (see above)
 MAX_UNEXPLAINED_LINES = 1200   # points of long printed lines on the page that the template does not print
@@ -50,14 +50,18 @@ def _guide_mask(template: Template) -> np.ndarray:
     return mask
 
 
+def thin_print(ink: np.ndarray) -> np.ndarray:
+    """Returns where ink (bright) is thin print, 1 there and 0 elsewhere: a top-hat, since a scan's shaded paper
+    is "ink" by level alone and would pass for print everywhere."""
+    return (cv2.morphologyEx(ink, cv2.MORPH_TOPHAT, np.ones((9, 9), np.uint8)) > 25).astype(np.uint8)
+
+
 def guide_cover(ink: np.ndarray, template: Template) -> float:
     """Returns the share of the template's printed lines that have ink on the page within a point (1.0: no lines)."""
     mask = _guide_mask(template)
     if not mask.any():
         return 1.0
-    # Thin print only (a top-hat): a scan's shaded paper is "ink" by level alone and would cover every line.
-    thin = cv2.morphologyEx(ink, cv2.MORPH_TOPHAT, np.ones((9, 9), np.uint8))
-    near = cv2.dilate((thin > 25).astype(np.uint8), np.ones((3, 3), np.uint8))
+    near = cv2.dilate(thin_print(ink), np.ones((3, 3), np.uint8))
     return float(near[mask].mean())
 
 
@@ -72,8 +76,7 @@ def _form_print(template: Template) -> np.ndarray:
                                  interpolation=cv2.INTER_AREA).astype(np.float32)
         # Thin print by the measure `_long_lines` takes on the page: rulings printed in light grey are
         # far below a level threshold on the blank, yet count as lines on the filled page.
-        thin = cv2.morphologyEx(ink, cv2.MORPH_TOPHAT, np.ones((9, 9), np.uint8)) > 25
-        printed |= (ink > 50) | thin
+        printed |= (ink > 50) | (thin_print(ink) > 0)
     mask = cv2.dilate(printed.astype(np.uint8), np.ones((9, 9), np.uint8))
     mask.setflags(write=False)
     return mask
@@ -81,7 +84,7 @@ def _form_print(template: Template) -> np.ndarray:
 
 def _long_lines(ink: np.ndarray) -> np.ndarray:
     """Thin, straight horizontal and vertical strokes of at least LONG_LINE_PT (ink at 1 px/pt): rulings."""
-    thin = (cv2.morphologyEx(ink, cv2.MORPH_TOPHAT, np.ones((9, 9), np.uint8)) > 25).astype(np.uint8)
+    thin = thin_print(ink)
     return (cv2.morphologyEx(thin, cv2.MORPH_OPEN, np.ones((1, LONG_LINE_PT), np.uint8))
             | cv2.morphologyEx(thin, cv2.MORPH_OPEN, np.ones((LONG_LINE_PT, 1), np.uint8)))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from pipeline.registration.confirm import thin_print
 from pipeline.templates.model import Template
 
 __all__ = ["SNAP_SCALE", "REACH_PT", "line_correction"]
@@ -36,12 +37,12 @@ def _shrunk(page: np.ndarray, homography: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def _seen(page: np.ndarray, homography: np.ndarray, template: Template) -> np.ndarray:
-    """The page at SNAP_SCALE px/pt in template coordinates, as ink (bright): thin print by a top-hat."""
+    """The page's thin print (`confirm.thin_print`) at SNAP_SCALE px/pt in template coordinates."""
     to_seen = np.diag([SNAP_SCALE, SNAP_SCALE, 1.0])
     w, h = (int(v * SNAP_SCALE) for v in template.size_pt)
     seen = cv2.warpPerspective(page, homography @ np.linalg.inv(to_seen), (w, h),
                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=255)
-    return cv2.morphologyEx(255 - seen, cv2.MORPH_TOPHAT, np.ones((9, 9), np.uint8))
+    return thin_print(255 - seen)
 
 
 def _printed_lines(template: Template) -> tuple[list[tuple[float, float, float]], list[tuple[float, float, float]]]:
@@ -61,10 +62,9 @@ def _printed_lines(template: Template) -> tuple[list[tuple[float, float, float]]
     return rules, walls
 
 
-def _offsets(ink: np.ndarray, lines, vertical: bool) -> list[tuple[float, float, float]]:
+def _offsets(strong: np.ndarray, lines, vertical: bool) -> list[tuple[float, float, float]]:
     """(x, y, offset in points) of each line found within REACH_PT of where it is expected."""
     s, reach = SNAP_SCALE, int(REACH_PT * SNAP_SCALE)
-    strong = (ink > 25).astype(np.uint8)
     out = []
     for at, lo, hi in lines:
         c, a, b = int(round(at * s)), int(lo * s), int(hi * s)
@@ -128,11 +128,11 @@ def line_correction(page: np.ndarray, homography: np.ndarray, template: Template
     return to_page @ onto_small
 
 
-def _correction(ink: np.ndarray, template: Template) -> np.ndarray | None:
+def _correction(strong: np.ndarray, template: Template) -> np.ndarray | None:
     """The affine map, in template points, from where the fit puts the template's lines to where they are seen."""
     rules, walls = _printed_lines(template)
-    x_fit = _robust_plane(_offsets(ink, walls, vertical=True))
-    y_fit = _robust_plane(_offsets(ink, rules, vertical=False))
+    x_fit = _robust_plane(_offsets(strong, walls, vertical=True))
+    y_fit = _robust_plane(_offsets(strong, rules, vertical=False))
     if x_fit is None and y_fit is None:
         return None
     ax, bx, cx = x_fit if x_fit is not None else (0.0, 0.0, 0.0)

@@ -52,7 +52,7 @@ def remove_guides(ink: np.ndarray, binary: np.ndarray, field_px: tuple[float, fl
     if spec is None or spec.kind == "free":
         return binary
     x, y, w, h = field_px
-    weak = (ink > max(12.0, 0.12 * _percentile_u8(ink, 99.7))).astype(np.uint8) * 255
+    weak = _faint_ink(ink) * 255
     rows, cols, tol = _expected_guides(spec, field_px, gap)
     horizontal = cv2.morphologyEx(weak, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (max(9, int(0.3 * h)), 1)))
     vertical = cv2.morphologyEx(weak, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(9, int(0.3 * h)))))
@@ -82,6 +82,11 @@ def remove_guides(ink: np.ndarray, binary: np.ndarray, field_px: tuple[float, fl
     restore = cv2.bitwise_or(cv2.bitwise_and(cv2.bitwise_or(bridged, bridged_h), lines),
                              cv2.bitwise_and(along, rules))
     return cv2.bitwise_or(clean, restore)
+
+
+def _faint_ink(ink: np.ndarray) -> np.ndarray:
+    """1 where there is ink at all (a lower threshold than the writing's), 0 elsewhere: faint, broken guides too."""
+    return (ink > max(12.0, 0.12 * _percentile_u8(ink, 99.7))).astype(np.uint8)
 
 
 def _expected_guides(spec: Field, field_px, gap: float = 0.0) -> tuple[list[float], list[float], int]:
@@ -163,7 +168,7 @@ def fit_guides(ink: np.ndarray, field_px: tuple[float, float, float, float], spe
     if spec is None or spec.kind == "free":
         return GuideFit()
     x, y, w, h = field_px
-    weak = (ink > max(12.0, 0.12 * _percentile_u8(ink, 99.7))).astype(np.uint8)
+    weak = _faint_ink(ink)
     rows, _, _ = _expected_guides(spec, field_px)
     dy = _best_shift(_profile(weak, (max(9, int(0.6 * h)), 1), axis=1, span=(x, x + w)), [np.float64(rows)], reach)[0]
     if spec.kind == "underline":
