@@ -284,3 +284,28 @@ def test_a_field_short_of_digits_cuts_a_narrow_one_off_the_blob_that_stands_out_
         cv2.ellipse(even, (x + cx, y + 71), (22, 45), 0, 0, 360, 20, 6)
     _, clean = masks(even, boxed())
     assert len(split_digits(clean, BOX, year)) == 3
+
+
+def test_a_broken_off_stroke_of_the_label_left_of_an_underline_is_not_a_digit():
+    # A bitonal scan breaks the label's last letter: its upright stroke stands alone just left of the field.
+    spec = Field("member", "underline", (0, 0, 64, 34), min_length=1, max_length=8)
+    page = blank_field(with_box=False)
+    x, y, _, _ = BOX
+    cv2.line(page, (x - 8, y + 80), (x - 8, y + 118), 20, 5)
+    for k, d in enumerate((4, 5, 7)):
+        stamp_ink(page, glyph(d, writer(), np.random.default_rng(k), 90), x + 30 + 70 * k, y + 25, 1.0)
+    _, clean = masks(page, spec)
+    regions = split_digits(clean, BOX, spec)
+    assert len(regions) == 3 and min(r[0][0] for r in regions) > x
+
+
+def test_a_comb_digit_cut_in_two_flat_pieces_by_a_box_line_is_still_a_digit():
+    # A 2 written low across the cell's bottom line: removing the line leaves its arc and its foot, each flat.
+    spec = Field("id", "comb", (0, 0, 64, 34), min_length=0, max_length=2, cells=2)
+    page = blank_field(with_box=False)
+    x, y, _, _ = BOX
+    stamp_ink(page, glyph(3, writer(), np.random.default_rng(1), 110), x + 10, y + 10, 1.0)
+    cv2.ellipse(page, (x + 190, y + 64), (30, 18), 0, 180, 360, 20, 9)
+    cv2.line(page, (x + 160, y + 106), (x + 225, y + 106), 20, 9)
+    regions = split_digits(((255 - page > 40) * 255).astype(np.uint8), BOX, spec)
+    assert len(regions) == 2 and regions[1][0][0] > x + 128

@@ -154,6 +154,16 @@ def _drop_beyond(comps: list[Blob], right: float, h: float) -> list[Blob]:
     return kept
 
 
+def _drop_before(comps: list[Blob], left: float) -> list[Blob]:
+    """Leaves out what is centred left of the field's box unless it is the size of the writing inside: the end of
+    the printed label (a broken-off stroke of its last letter) is smaller than the handwriting."""
+    inside = [c.h for c in comps if c.cx >= left]
+    if not inside:
+        return comps
+    size = float(np.median(inside))
+    return [c for c in comps if c.cx >= left or 0.6 * size <= c.h <= 1.5 * size]
+
+
 def split_digits(binary: np.ndarray, field_px: tuple[float, float, float, float], spec: Field | None):
     """Returns digit regions of a cleaned field: list of (mask crop bbox (x, y, w, h) in the crop, pixel mask)."""
     return split_digits_and_alternatives(binary, field_px, spec)[0]
@@ -184,13 +194,14 @@ def _field_groups(binary: np.ndarray, field_px, spec: Field | None) -> tuple[np.
     comps = [c for c in comps if x - 0.05 * w <= c.cx <= right and y - 0.25 * h <= c.cy <= y + h * 1.2
              and c.y + c.h > y - 0.08 * h and not _from_next_row(c, y, h, binary.shape[0])]
     if spec is not None and spec.kind != "comb":
-        comps = _drop_beyond(comps, x + w, h)
+        comps = _drop_beyond(_drop_before(comps, x), x + w, h)
     if not comps:
         return labels, []
     tallest = max(c.h for c in comps)
     if spec is not None and tallest < 0.3 * h:
         return labels, []  # only print and specks: a reference number run in from beside an empty field
     big = [c for c in comps if c.h >= 0.3 * tallest or c.area >= 0.15 * tallest ** 2]
+    big += _stacked_pieces([c for c in comps if not any(c is b for b in big)], tallest)
     # Small pieces are specks and guide remnants, unless they touch a digit's box: the top bar
     # of a 7 or 5 that a thin pen stroke left detached is short and flat, but it is part of the digit.
     comps = big + [c for c in comps if not any(c is b for b in big) and max(c.w, c.h) >= 0.1 * tallest
@@ -211,6 +222,19 @@ def _field_groups(binary: np.ndarray, field_px, spec: Field | None) -> tuple[np.
             groups = _merge_to(groups, spec.max_length + (spec.kind in ("underline", "free")))
             groups = split_to(groups, spec.min_length, labels)
     return labels, groups
+
+
+def _stacked_pieces(small: list[Blob], tallest: float) -> list[Blob]:
+    """The small pieces that, one above another, make a digit's height and ink: a digit written across a box
+    line comes out of line removal in two flat pieces, each too small to count alone."""
+    kept = []
+    for i, a in enumerate(small):
+        for b in small[i + 1:]:
+            whole = union(a, b)
+            if (one_column(a, b) and whole.h >= 0.5 * tallest and whole.area >= 0.1 * tallest ** 2
+                    and whole.h - a.h - b.h <= 0.4 * tallest):
+                kept += [c for c in (a, b) if not any(c is k for k in kept)]
+    return kept
 
 
 def _from_next_row(c: Blob, y: float, h: float, height: int) -> bool:
