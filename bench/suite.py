@@ -254,7 +254,8 @@ def _own_forms_rows(own: dict) -> list[tuple[str, object, str]]:
         ("proposed_vs_true_field_exact_points", own.get("proposed_vs_true_field_exact_points"),
          f"field exact {e2e.get('proposed_templates', {}).get('field_exact_match')} from proposed templates vs "
          f"{e2e.get('true_templates', {}).get('field_exact_match')} from the true ones, same scans"),
-    ] + _own_forms_real_ink_rows(e2e.get("real_ink_proposed_templates", {}), e2e.get("proposed_templates", {})) + [
+    ] + _own_forms_real_ink_rows(e2e.get("real_ink_proposed_templates", {}),
+                              e2e.get("synthetic_ink_proposed_templates", e2e.get("proposed_templates", {}))) + [
         ("own_forms_bitonal_vs_grey_points", bitonal.get("bitonal_vs_grey_points"),
          f"real ink, the {bitonal.get('pages')} single-page scans made 1-bit Group 4: fields exact "
          f"{bitonal.get('bitonal_field_exact')} vs grey {bitonal.get('grey_field_exact')}"),
@@ -275,8 +276,9 @@ def _own_forms_real_ink_rows(real: dict, synthetic: dict) -> list[tuple[str, obj
     bands = "; ".join(f"{name}: {g['field_exact_match']} ({g['fields']} fields)" for name, g in groups.items())
     return [
         ("own_forms_real_ink_field_exact", real.get("field_exact_match"),
-         f"mark-less forms in MNIST test ink, proposed templates renamed only; digits {real.get('digit_accuracy')}; "
-         f"synthetic ink {synthetic.get('field_exact_match')}; {bands}"),
+         f"mark-less forms in MNIST test ink, proposed templates renamed only, worst of seeds {real.get('seeds')}; "
+         f"digits {real.get('digit_accuracy')}; synthetic ink {synthetic.get('field_exact_match')} (worst of seeds "
+         f"{synthetic.get('seeds')}); {bands}"),
         ("own_forms_real_ink_small_cells_field_exact", groups.get("cells <= 16 pt", {}).get("field_exact_match"),
          "the same, fields whose cells or rows are at most 16 points"),
         ("own_forms_real_ink_written_flagged", real.get("written_fields_flagged"),

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bench.corpora import corpus_files, replicate
+from bench.own_forms import worst_of
 from bench.pipeline import bare_loop
 from bench.suite import markdown_table, write_results
 from bench.tesseract import tesseract_baseline, tesseract_digits as _tesseract_digits
@@ -88,6 +89,16 @@ def test_replicate_names_every_copy_apart(small_corpus, tmp_path):
     names = os.listdir(out)
     assert len(names) == 3 * len(corpus_files(str(small_corpus))) == len(set(names))
     assert all(n.startswith("scan_") for n in names)
+
+
+def test_own_forms_figures_are_the_worse_of_the_seeds_each_way():
+    first = {"field_exact_match": 0.96, "errors_flagged_share": 0.85, "written_fields_flagged": 0.14, "rejects": 0,
+             "per_group": {"cells <= 16 pt": {"field_exact_match": 0.95, "written_fields_flagged": 0.2}}}
+    second = {"field_exact_match": 0.95, "errors_flagged_share": 0.91, "written_fields_flagged": 0.16, "rejects": 2,
+              "per_group": {"cells <= 16 pt": {"field_exact_match": 0.92, "written_fields_flagged": 0.1}}}
+    assert worst_of([first, second]) == {
+        "field_exact_match": 0.95, "errors_flagged_share": 0.85, "written_fields_flagged": 0.16, "rejects": 2,
+        "per_group": {"cells <= 16 pt": {"field_exact_match": 0.92, "written_fields_flagged": 0.2}}}
 
 
 def test_markdown_table_marks_missed_targets():
