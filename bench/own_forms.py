@@ -163,10 +163,12 @@ def _end_to_end(corpus: str, templates_dir: str, output: str, target: str, pages
 
 def worst_of(readings: list[dict]) -> dict:
     """The worse of each figure over several `_end_to_end` readings (seeds), by cell size too: the lowest share
-    right or flagged when wrong, the highest share of written fields flagged and the most rejects."""
+    right or flagged when wrong, the highest share of written fields flagged and the most rejects; `fields`, a
+    count, is summed."""
     highest = {"written_fields_flagged", "rejects"}
     keys = {k for r in readings for k, v in r.items() if isinstance(v, (int, float))}
-    worst = {k: (max if k in highest else min)(r[k] for r in readings if r.get(k) is not None) for k in keys}
+    worst = {k: (sum if k == "fields" else max if k in highest else min)(r[k] for r in readings
+                                                                       if r.get(k) is not None) for k in keys}
     groups = {g for r in readings for g in r.get("per_group", {})}
     worst["per_group"] = {g: worst_of([r["per_group"][g] for r in readings if g in r.get("per_group", {})])
                           for g in sorted(groups)}

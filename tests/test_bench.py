@@ -93,12 +93,12 @@ def test_replicate_names_every_copy_apart(small_corpus, tmp_path):
 
 def test_own_forms_figures_are_the_worse_of_the_seeds_each_way():
     first = {"field_exact_match": 0.96, "errors_flagged_share": 0.85, "written_fields_flagged": 0.14, "rejects": 0,
-             "per_group": {"cells <= 16 pt": {"field_exact_match": 0.95, "written_fields_flagged": 0.2}}}
+             "per_group": {"cells <= 16 pt": {"fields": 30, "field_exact_match": 0.95, "written_fields_flagged": 0.2}}}
     second = {"field_exact_match": 0.95, "errors_flagged_share": 0.91, "written_fields_flagged": 0.16, "rejects": 2,
-              "per_group": {"cells <= 16 pt": {"field_exact_match": 0.92, "written_fields_flagged": 0.1}}}
+              "per_group": {"cells <= 16 pt": {"fields": 28, "field_exact_match": 0.92, "written_fields_flagged": 0.1}}}
     assert worst_of([first, second]) == {
         "field_exact_match": 0.95, "errors_flagged_share": 0.85, "written_fields_flagged": 0.16, "rejects": 2,
-        "per_group": {"cells <= 16 pt": {"field_exact_match": 0.92, "written_fields_flagged": 0.2}}}
+        "per_group": {"cells <= 16 pt": {"fields": 58, "field_exact_match": 0.92, "written_fields_flagged": 0.2}}}
 
 
 def test_markdown_table_marks_missed_targets():
