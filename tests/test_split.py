@@ -309,3 +309,14 @@ def test_a_comb_digit_cut_in_two_flat_pieces_by_a_box_line_is_still_a_digit():
     cv2.line(page, (x + 160, y + 106), (x + 225, y + 106), 20, 9)
     regions = split_digits(((255 - page > 40) * 255).astype(np.uint8), BOX, spec)
     assert len(regions) == 2 and regions[1][0][0] > x + 128
+
+
+def test_a_table_ruling_running_on_below_the_box_is_not_a_one():
+    # The box's left wall goes on down to the next row; a 1-bit scan keeps the stub the print's drop-out missed.
+    page = blank_field()
+    x, y, w, h = BOX
+    cv2.line(page, (x + 1, y + h + 6), (x + 1, y + h + 40), 0, 2)
+    stamp_ink(page, glyph(9, writer(), np.random.default_rng(3), 90), x + 120, y + 25, 1.0)
+    _, clean = masks(page, boxed())
+    regions = split_digits(clean, BOX, boxed())
+    assert len(regions) == 1 and regions[0][0][0] > x + 100

@@ -192,7 +192,8 @@ def _field_groups(binary: np.ndarray, field_px, spec: Field | None) -> tuple[np.
     # reaching below its top edge (the printed label sits just above the box).
     right = x + w * 1.08 if spec is None or spec.kind == "comb" else binary.shape[1]  # see _right_margin
     comps = [c for c in comps if x - 0.05 * w <= c.cx <= right and y - 0.25 * h <= c.cy <= y + h * 1.2
-             and c.y + c.h > y - 0.08 * h and not _from_next_row(c, y, h, binary.shape[0])]
+             and c.y + c.h > y - 0.08 * h and not _from_next_row(c, y, h, binary.shape[0])
+             and not _wall_past_box(c, field_px)]
     if spec is not None and spec.kind != "comb":
         comps = _drop_beyond(_drop_before(comps, x), x + w, h)
     if not comps:
@@ -241,6 +242,15 @@ def _from_next_row(c: Blob, y: float, h: float, height: int) -> bool:
     """Says whether a blob cut by the crop's top or bottom edge has its centre outside the box: the top of a digit
     in the row below (or the foot of one above), of which the crop holds only the end nearest this field."""
     return (c.y <= 0 and c.cy < y) or (c.y + c.h >= height and c.cy > y + h)
+
+
+def _wall_past_box(c: Blob, field_px) -> bool:
+    """Says whether a blob is a table's ruling running on past the box: thin, upright, wholly above or below the
+    box and in line with its left or right wall (a 1-bit scan leaves it where the print's drop-out missed it)."""
+    x, y, w, h = field_px
+    thin = c.w <= 0.04 * h + 2 and c.h >= 3 * c.w
+    outside = c.y >= y + h - 1 or c.y + c.h <= y + 1
+    return thin and outside and min(abs(c.cx - x), abs(c.cx - x - w)) <= 0.06 * h + 2
 
 
 def _merge_to(groups: list[Blob], most: int) -> list[Blob]:
