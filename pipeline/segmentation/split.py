@@ -246,11 +246,12 @@ def _from_next_row(c: Blob, y: float, h: float, height: int) -> bool:
 
 def _wall_past_box(c: Blob, field_px) -> bool:
     """Says whether a blob is a table's ruling running on past the box: thin, upright, wholly above or below the
-    box and in line with its left or right wall (a 1-bit scan leaves it where the print's drop-out missed it)."""
+    box and in line with its left or right wall (a 1-bit scan leaves it where the print's drop-out missed it);
+    or, inside, a dash of a wall too broken to be found, under 1 pt wide (thinner than a pen's line)."""
     x, y, w, h = field_px
     thin = c.w <= 0.04 * h + 2 and c.h >= 3 * c.w
     outside = c.y >= y + h - 1 or c.y + c.h <= y + 1
-    return thin and outside and min(abs(c.cx - x), abs(c.cx - x - w)) <= 0.06 * h + 2
+    return thin and (outside or c.w <= 3) and min(abs(c.cx - x), abs(c.cx - x - w)) <= 0.06 * h + 2
 
 
 def _merge_to(groups: list[Blob], most: int) -> list[Blob]:
